@@ -1,0 +1,254 @@
+"""The store interface: everything durable lives behind it.
+
+Bots, the runtime, the CLI and the HTTP server talk only to `Store`; SQLite (WAL) is the embedded
+backend and a PostgreSQL backend can implement the same methods later without touching them.
+
+Positions: every appended event gets the next number of ONE global, growing sequence (``seq``),
+shared by all queues. A checkpoint is the position of the last processed event (exclusive:
+reading resumes at the first event *after* it); ``0`` means nothing processed yet. Write times
+(``timestamp``) never decrease along the sequence, so "the position at a time" is well defined.
+Backends must make an event visible to readers only after every smaller position is visible
+(SQLite's single writer gives that for free).
+
+All times are epoch milliseconds. Methods are synchronous and thread-safe; the asyncio runtime
+calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event to append: its queue, the payload's JSON text and where it came from."""
+
+    queue: str
+    payload_json: str
+    event_source_timestamp: int | None = None
+    correlation_json: str | None = None
+
+
+@dataclass(slots=True)
+class RunCommit:
+    """Everything one bot run writes, committed in ONE transaction by `Store.commit_run`.
+
+    ``in_queue``/``expected``/``position``: the checkpoint moves from ``expected`` to ``position``
+    (compare-and-set: if an operator reset it meanwhile, nothing is written). ``outputs`` are
+    appended in order. ``state`` replaces the bot's persistent state when not None. ``owner`` must
+    still hold the bot's lease.
+    """
+
+    bot_id: str
+    owner: str
+    in_queue: str | None = None
+    expected: int | None = None
+    position: int | None = None
+    outputs: Sequence[PendingEvent] = ()
+    state: Mapping[str, Any] | None = None
+    events_in: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue: ``head`` is the position of its newest event (0 when empty), ``depth`` its event count."""
+
+    name: str
+    head: int
+    depth: int
+    first: int | None
+    oldest_timestamp: int | None
+    newest_timestamp: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointInfo:
+    """Where a bot is in one of its input queues."""
+
+    bot_id: str
+    queue: str
+    position: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BotInfo:
+    """A bot's durable record: pause flag, lease, run statistics, last error and persistent state."""
+
+    bot_id: str
+    pipeline: str | None
+    paused: bool
+    lease_owner: str | None
+    lease_expires_at: int | None
+    last_run_at: int | None
+    last_error: str | None
+    last_error_at: int | None
+    error_count: int
+    runs: int
+    events_in: int
+    events_out: int
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+AppendListener = Callable[[Mapping[str, int]], None]
+
+
+class Store(ABC):
+    """The durable store. See the module docstring for positions, times and threading."""
+
+    url: str
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None:
+        """Close every connection. The store must not be used afterwards."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The version of the newest migration applied."""
+
+    # -- queues --------------------------------------------------------------------------------
+    @abstractmethod
+    def append(
+        self,
+        queue: str,
+        payloads: Iterable[Any],
+        *,
+        event_source_timestamp: int | None = None,
+        correlation_json: str | None = None,
+    ) -> tuple[int, int]:
+        """Append payloads to `queue` in ONE transaction, in order; return (first, last) position.
+
+        A payload is an `Event` or `RawJSON` (its JSON text is stored untouched) or any JSON
+        value. ``event_source_timestamp`` defaults to the write time. Returns (0, 0) when
+        `payloads` is empty. Listeners are told after the commit.
+        """
+
+    @abstractmethod
+    def append_events(self, events: Sequence[PendingEvent]) -> tuple[int, int]:
+        """Append prepared events (several queues allowed) in ONE transaction, in order."""
+
+    @abstractmethod
+    def read(self, queue: str, after: int, limit: int = 1000, max_bytes: int | None = None) -> list[Event]:
+        """Events of `queue` with position > `after`, oldest first, at most `limit` of them.
+
+        With ``max_bytes`` the read stops once the payloads reach that many bytes (at least one
+        event is returned when one is there).
+        """
+
+    @abstractmethod
+    def queue_head(self, queue: str) -> int:
+        """The position of the newest event of `queue` ever appended (0 if none)."""
+
+    @abstractmethod
+    def queue_heads(self) -> dict[str, int]:
+        """`queue_head` of every known queue, in one cheap call."""
+
+    @abstractmethod
+    def queues(self) -> list[QueueInfo]:
+        """Every known queue, by name."""
+
+    @abstractmethod
+    def count_after(self, queue: str, position: int) -> int:
+        """How many retained events of `queue` lie after `position` (a reader's lag)."""
+
+    @abstractmethod
+    def position_at(self, time_ms: int) -> int:
+        """The position just before the first event written at or after `time_ms`.
+
+        Valid for every queue because positions are global; clamped to the retained events.
+        """
+
+    @abstractmethod
+    def first_position(self) -> int:
+        """The position just before the oldest retained event (what ``earliest`` means)."""
+
+    @abstractmethod
+    def last_position(self) -> int:
+        """The newest position handed out in the whole store (0 if none)."""
+
+    @abstractmethod
+    def prune(self, before_ms: int, limit: int = 10_000) -> int:
+        """Delete up to `limit` of the oldest events written before `before_ms`; return how many."""
+
+    @abstractmethod
+    def changed_since(self, token: Any) -> tuple[bool, Any]:
+        """Cheap check whether anything (any process) committed since `token` was taken.
+
+        Returns (changed, new_token); pass None the first time.
+        """
+
+    @abstractmethod
+    def bot_controls(self) -> dict[str, tuple[bool, int]]:
+        """Per bot: (paused, number of operator checkpoint resets so far); cheap, for wakeups."""
+
+    @abstractmethod
+    def add_append_listener(self, listener: AppendListener) -> None:
+        """Call `listener({queue: head})` after every commit that appended to queues via this object."""
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @abstractmethod
+    def get_checkpoint(self, bot_id: str, queue: str) -> int | None:
+        """The bot's checkpoint in `queue`, or None if it has never run on it."""
+
+    @abstractmethod
+    def init_checkpoint(self, bot_id: str, queue: str, position: int) -> int:
+        """Create the checkpoint at `position` unless one exists; return the checkpoint in force."""
+
+    @abstractmethod
+    def set_checkpoint(self, bot_id: str, queue: str, position: int) -> None:
+        """Move (or create) a checkpoint: an operator's reset. A run in flight is rolled back."""
+
+    @abstractmethod
+    def checkpoints(self, bot_id: str | None = None) -> list[CheckpointInfo]:
+        """Every checkpoint (of one bot when given), by bot and queue."""
+
+    # -- bots ----------------------------------------------------------------------------------
+    @abstractmethod
+    def ensure_bot(self, bot_id: str, pipeline: str | None) -> None:
+        """Create the bot's record if missing (and note its pipeline)."""
+
+    @abstractmethod
+    def bot(self, bot_id: str) -> BotInfo | None:
+        """One bot's record."""
+
+    @abstractmethod
+    def bots(self) -> list[BotInfo]:
+        """Every bot's record, by id."""
+
+    @abstractmethod
+    def set_paused(self, bot_id: str, paused: bool) -> None:
+        """Pause or resume a bot; a paused bot finishes its run and then waits."""
+
+    @abstractmethod
+    def acquire_lease(
+        self, bot_id: str, owner: str, ttl_ms: int, *, is_stale: Callable[[str], bool] | None = None
+    ) -> bool:
+        """Take or renew the bot's lease for `owner` when free, expired, already ours, or held by
+        an owner that `is_stale` says is gone. Atomic; True when `owner` holds it afterwards."""
+
+    @abstractmethod
+    def renew_leases(self, owner: str, bot_ids: Sequence[str], ttl_ms: int) -> list[str]:
+        """Extend the leases `owner` still holds among `bot_ids`; return the ids it lost."""
+
+    @abstractmethod
+    def release_leases(self, owner: str, bot_ids: Sequence[str]) -> None:
+        """Give up `owner`'s leases on `bot_ids` so another runtime can take them at once."""
+
+    @abstractmethod
+    def commit_run(self, run: RunCommit) -> tuple[int, int]:
+        """Commit a bot run atomically: lease check, checkpoint compare-and-set, outputs, state,
+        statistics (error count back to 0). Returns the (first, last) positions appended.
+
+        Raises `LeaseLost` or `CheckpointMoved` (and writes nothing) when the lease or the
+        checkpoint changed under the run.
+        """
+
+    @abstractmethod
+    def record_failure(self, bot_id: str, message: str) -> int:
+        """Note a failed run (last error, time, error count + 1); return the new error count."""

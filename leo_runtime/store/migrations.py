@@ -1,0 +1,56 @@
+"""Versioned schema migrations, applied in order inside one transaction each.
+
+Never edit a released migration: add a new one. The store refuses a database whose schema is
+newer than the newest migration here.
+"""
+
+from __future__ import annotations
+
+SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "queues, events, checkpoints, bots",
+        """
+        CREATE TABLE queues (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            head INTEGER NOT NULL DEFAULT 0,
+            depth INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL
+        );
+        -- AUTOINCREMENT: a position is never handed out twice, even after the newest events are pruned.
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            queue_id INTEGER NOT NULL REFERENCES queues(id),
+            payload TEXT NOT NULL,
+            event_source_timestamp INTEGER,
+            timestamp INTEGER NOT NULL,
+            correlation_id TEXT
+        );
+        CREATE INDEX events_by_queue ON events(queue_id, seq);
+        CREATE TABLE checkpoints (
+            bot_id TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            resets INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (bot_id, queue)
+        ) WITHOUT ROWID;
+        CREATE TABLE bots (
+            bot_id TEXT PRIMARY KEY,
+            pipeline TEXT,
+            paused INTEGER NOT NULL DEFAULT 0,
+            lease_owner TEXT,
+            lease_expires_at INTEGER,
+            last_run_at INTEGER,
+            last_error TEXT,
+            last_error_at INTEGER,
+            error_count INTEGER NOT NULL DEFAULT 0,
+            runs INTEGER NOT NULL DEFAULT 0,
+            events_in INTEGER NOT NULL DEFAULT 0,
+            events_out INTEGER NOT NULL DEFAULT 0,
+            state TEXT
+        )
+        """,
+    ),
+]

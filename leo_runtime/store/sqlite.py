@@ -1,0 +1,511 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Concurrency: every thread gets its own connection; writers in this process take a lock so they
+never wait on SQLite's busy handler, other processes (the CLI beside ``leo run``) wait up to
+``busy_timeout``. Every write is one short ``BEGIN IMMEDIATE`` transaction; reads need none
+(WAL readers see the last commit and never block the writer).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointMoved, LeaseLost, StoreError
+from ..events import Event, encode_payload
+from ..timeutil import now_ms
+from .base import AppendListener, BotInfo, CheckpointInfo, PendingEvent, QueueInfo, RunCommit, Store
+from .migrations import SQLITE_MIGRATIONS
+
+_INSERT_EVENT = (
+    "INSERT INTO events(queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+_BOT_COLUMNS = (
+    "bot_id, pipeline, paused, lease_owner, lease_expires_at, last_run_at, last_error, last_error_at, "
+    "error_count, runs, events_in, events_out, state"
+)
+
+
+class SQLiteStore(Store):
+    """`Store` over one SQLite database file (see the module docstring for concurrency)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self._busy_timeout = busy_timeout
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise StoreError(f"store URL: synchronous must be off, normal, full or extra, not {synchronous!r}")
+        self._synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._queue_ids: dict[str, int] = {}
+        self._queue_names: dict[int, str] = {}
+        self._listeners: list[AppendListener] = []
+        self._closed = False
+        self._version_conn: sqlite3.Connection | None = None
+        self._version_lock = threading.Lock()
+        if not self.path.parent.exists():
+            raise StoreError(f"store {self.url}: directory {self.path.parent} does not exist")
+        self._migrate()
+
+    # -- connections and transactions ---------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError(f"store {self.url} is closed")
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                conn.execute("PRAGMA cache_size=-32000")
+                conn.execute("PRAGMA temp_store=MEMORY")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.url}: cannot open: {exc}") from exc
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, serialized within this process."""
+        conn = self._conn()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"store {self.url}: cannot start a write: {exc}") from exc
+            self._local.new_queues = []
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                # Queue ids created by the rolled-back transaction do not exist: forget them.
+                for name in self._local.new_queues:
+                    self._queue_names.pop(self._queue_ids.pop(name, -1), None)
+                raise
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            for conn in self._connections:
+                with suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- schema ---------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        conn = self._conn()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+        )
+        known = max(version for version, _, _ in SQLITE_MIGRATIONS)
+        with self._write() as conn:
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+            if current > known:
+                raise StoreError(
+                    f"store {self.url} has schema version {current}, newer than this leo-runtime "
+                    f"understands ({known}); upgrade leo-runtime"
+                )
+            for version, name, script in SQLITE_MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, now_ms()),
+                )
+
+    def schema_version(self) -> int:
+        return self._conn().execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+
+    # -- queues ---------------------------------------------------------------------------------
+    def _queue_id(self, conn: sqlite3.Connection, name: str, *, create: bool) -> int | None:
+        queue_id = self._queue_ids.get(name)
+        if queue_id is not None:
+            return queue_id
+        row = conn.execute("SELECT id FROM queues WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            if not create:
+                return None
+            row = conn.execute(
+                "INSERT INTO queues(name, head, depth, created_at) VALUES (?, 0, 0, ?) RETURNING id",
+                (name, now_ms()),
+            ).fetchone()
+            self._local.new_queues.append(name)
+        self._queue_ids[name] = row[0]
+        self._queue_names[row[0]] = name
+        return row[0]
+
+    def _write_time(self, conn: sqlite3.Connection) -> int:
+        # Write times never decrease along the sequence, even if the wall clock steps back or
+        # another process's clock is behind: that keeps "the position at a time" exact.
+        row = conn.execute("SELECT timestamp FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        now = now_ms()
+        return now if row is None or row[0] <= now else row[0]
+
+    def _insert(self, conn: sqlite3.Connection, events: Iterable[PendingEvent]) -> tuple[int, int, dict[str, int]]:
+        timestamp = self._write_time(conn)
+        rows = []
+        counts: dict[int, int] = {}
+        for event in events:
+            queue_id = self._queue_ids.get(event.queue) or self._queue_id(conn, event.queue, create=True)
+            rows.append(
+                (queue_id, event.payload_json, event.event_source_timestamp or timestamp, timestamp,
+                 event.correlation_json)
+            )
+            counts[queue_id] = counts.get(queue_id, 0) + 1
+        return self._insert_rows(conn, rows, counts)
+
+    def _insert_rows(
+        self, conn: sqlite3.Connection, rows: list[tuple], counts: Mapping[int, int]
+    ) -> tuple[int, int, dict[str, int]]:
+        if not rows:
+            return 0, 0, {}
+        before = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        conn.executemany(_INSERT_EVENT, rows)
+        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()[0]
+        first = (before[0] if before else 0) + 1
+        heads: dict[str, int] = {}
+        if len(counts) == 1:
+            (queue_id, count), = counts.items()
+            conn.execute("UPDATE queues SET head = ?, depth = depth + ? WHERE id = ?", (last, count, queue_id))
+            heads[self._queue_names[queue_id]] = last
+        else:
+            for queue_id, count in counts.items():
+                head = conn.execute("SELECT MAX(seq) FROM events WHERE queue_id = ?", (queue_id,)).fetchone()[0]
+                conn.execute("UPDATE queues SET head = ?, depth = depth + ? WHERE id = ?", (head, count, queue_id))
+                heads[self._queue_names[queue_id]] = head
+        return first, last, heads
+
+    def _notify(self, heads: Mapping[str, int]) -> None:
+        if heads:
+            for listener in list(self._listeners):
+                listener(heads)
+
+    def append(
+        self,
+        queue: str,
+        payloads: Iterable[Any],
+        *,
+        event_source_timestamp: int | None = None,
+        correlation_json: str | None = None,
+    ) -> tuple[int, int]:
+        texts = [encode_payload(payload) for payload in payloads]
+        if not texts:
+            return 0, 0
+        with self._write() as conn:
+            queue_id = self._queue_id(conn, queue, create=True)
+            timestamp = self._write_time(conn)
+            source_time = event_source_timestamp or timestamp
+            rows = [(queue_id, text, source_time, timestamp, correlation_json) for text in texts]
+            first, last, heads = self._insert_rows(conn, rows, {queue_id: len(rows)})
+        self._notify(heads)
+        return first, last
+
+    def append_events(self, events: Sequence[PendingEvent]) -> tuple[int, int]:
+        if not events:
+            return 0, 0
+        with self._write() as conn:
+            first, last, heads = self._insert(conn, events)
+        self._notify(heads)
+        return first, last
+
+    def read(self, queue: str, after: int, limit: int = 1000, max_bytes: int | None = None) -> list[Event]:
+        conn = self._conn()
+        queue_id = self._queue_id(conn, queue, create=False)
+        if queue_id is None:
+            return []
+        cursor = conn.execute(
+            "SELECT seq, payload, event_source_timestamp, timestamp, correlation_id FROM events "
+            "WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (queue_id, after, limit),
+        )
+        if max_bytes is None:
+            return [Event(seq, queue, payload, source, ts, corr) for seq, payload, source, ts, corr in cursor]
+        events = []
+        size = 0
+        for seq, payload, source, ts, corr in cursor:
+            events.append(Event(seq, queue, payload, source, ts, corr))
+            size += len(payload)
+            if size >= max_bytes:
+                break
+        cursor.close()
+        return events
+
+    def queue_head(self, queue: str) -> int:
+        row = self._conn().execute("SELECT head FROM queues WHERE name = ?", (queue,)).fetchone()
+        return row[0] if row else 0
+
+    def queue_heads(self) -> dict[str, int]:
+        return dict(self._conn().execute("SELECT name, head FROM queues"))
+
+    def queues(self) -> list[QueueInfo]:
+        conn = self._conn()
+        infos = []
+        for queue_id, name, head, depth in conn.execute("SELECT id, name, head, depth FROM queues ORDER BY name"):
+            first = conn.execute(
+                "SELECT seq, timestamp FROM events WHERE queue_id = ? ORDER BY seq LIMIT 1", (queue_id,)
+            ).fetchone()
+            newest = conn.execute(
+                "SELECT timestamp FROM events WHERE queue_id = ? ORDER BY seq DESC LIMIT 1", (queue_id,)
+            ).fetchone()
+            infos.append(
+                QueueInfo(
+                    name=name,
+                    head=head,
+                    depth=depth,
+                    first=first[0] if first else None,
+                    oldest_timestamp=first[1] if first else None,
+                    newest_timestamp=newest[0] if newest else None,
+                )
+            )
+        return infos
+
+    def count_after(self, queue: str, position: int) -> int:
+        conn = self._conn()
+        queue_id = self._queue_id(conn, queue, create=False)
+        if queue_id is None:
+            return 0
+        return conn.execute(
+            "SELECT COUNT(*) FROM events WHERE queue_id = ? AND seq > ?", (queue_id, position)
+        ).fetchone()[0]
+
+    def position_at(self, time_ms: int) -> int:
+        conn = self._conn()
+        bounds = conn.execute("SELECT MIN(seq), MAX(seq) FROM events").fetchone()
+        if bounds[0] is None:
+            return self.last_position()
+        low, high = bounds
+        probe = "SELECT seq, timestamp FROM events WHERE seq >= ? ORDER BY seq LIMIT 1"
+        if conn.execute(probe, (high,)).fetchone()[1] < time_ms:
+            return high
+        # Binary search over positions: write times never decrease along the sequence.
+        while low < high:
+            middle = (low + high) // 2
+            seq, timestamp = conn.execute(probe, (middle,)).fetchone()
+            if timestamp >= time_ms:
+                high = seq
+            else:
+                low = seq + 1
+        return conn.execute(probe, (low,)).fetchone()[0] - 1
+
+    def first_position(self) -> int:
+        row = self._conn().execute("SELECT MIN(seq) FROM events").fetchone()
+        return row[0] - 1 if row[0] is not None else self.last_position()
+
+    def last_position(self) -> int:
+        row = self._conn().execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return row[0] if row else 0
+
+    def prune(self, before_ms: int, limit: int = 10_000) -> int:
+        cutoff = self.position_at(before_ms)
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT queue_id, COUNT(*) FROM (SELECT queue_id FROM events WHERE seq <= ? ORDER BY seq LIMIT ?) "
+                "GROUP BY queue_id",
+                (cutoff, limit),
+            ).fetchall()
+            if not rows:
+                return 0
+            last = conn.execute(
+                "SELECT MAX(seq) FROM (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)", (cutoff, limit)
+            ).fetchone()[0]
+            conn.execute("DELETE FROM events WHERE seq <= ?", (last,))
+            for queue_id, count in rows:
+                conn.execute("UPDATE queues SET depth = MAX(depth - ?, 0) WHERE id = ?", (count, queue_id))
+        return sum(count for _, count in rows)
+
+    def changed_since(self, token: Any) -> tuple[bool, Any]:
+        # data_version is per connection: it must always be asked on the same one.
+        with self._version_lock:
+            if self._version_conn is None:
+                self._version_conn = sqlite3.connect(self.path, timeout=self._busy_timeout, check_same_thread=False)
+                with self._connections_lock:
+                    self._connections.append(self._version_conn)
+            version = self._version_conn.execute("PRAGMA data_version").fetchone()[0]
+        return version != token, version
+
+    def bot_controls(self) -> dict[str, tuple[bool, int]]:
+        return {
+            bot_id: (bool(paused), resets)
+            for bot_id, paused, resets in self._conn().execute(
+                "SELECT b.bot_id, b.paused, COALESCE((SELECT SUM(resets) FROM checkpoints c "
+                "WHERE c.bot_id = b.bot_id), 0) FROM bots b"
+            )
+        }
+
+    def add_append_listener(self, listener: AppendListener) -> None:
+        self._listeners.append(listener)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def get_checkpoint(self, bot_id: str, queue: str) -> int | None:
+        row = self._conn().execute(
+            "SELECT position FROM checkpoints WHERE bot_id = ? AND queue = ?", (bot_id, queue)
+        ).fetchone()
+        return row[0] if row else None
+
+    def init_checkpoint(self, bot_id: str, queue: str, position: int) -> int:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO checkpoints(bot_id, queue, position, updated_at) VALUES (?, ?, ?, ?)",
+                (bot_id, queue, position, now_ms()),
+            )
+            return conn.execute(
+                "SELECT position FROM checkpoints WHERE bot_id = ? AND queue = ?", (bot_id, queue)
+            ).fetchone()[0]
+
+    def set_checkpoint(self, bot_id: str, queue: str, position: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO checkpoints(bot_id, queue, position, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(bot_id, queue) DO UPDATE SET position = excluded.position, "
+                "updated_at = excluded.updated_at, resets = resets + 1",
+                (bot_id, queue, position, now_ms()),
+            )
+
+    def checkpoints(self, bot_id: str | None = None) -> list[CheckpointInfo]:
+        sql = "SELECT bot_id, queue, position, updated_at FROM checkpoints"
+        params: tuple = ()
+        if bot_id is not None:
+            sql += " WHERE bot_id = ?"
+            params = (bot_id,)
+        return [CheckpointInfo(*row) for row in self._conn().execute(sql + " ORDER BY bot_id, queue", params)]
+
+    # -- bots -----------------------------------------------------------------------------------
+    def ensure_bot(self, bot_id: str, pipeline: str | None) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO bots(bot_id, pipeline) VALUES (?, ?) "
+                "ON CONFLICT(bot_id) DO UPDATE SET pipeline = excluded.pipeline",
+                (bot_id, pipeline),
+            )
+
+    def bot(self, bot_id: str) -> BotInfo | None:
+        row = self._conn().execute(f"SELECT {_BOT_COLUMNS} FROM bots WHERE bot_id = ?", (bot_id,)).fetchone()
+        return _bot_info(row) if row else None
+
+    def bots(self) -> list[BotInfo]:
+        return [_bot_info(row) for row in self._conn().execute(f"SELECT {_BOT_COLUMNS} FROM bots ORDER BY bot_id")]
+
+    def set_paused(self, bot_id: str, paused: bool) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO bots(bot_id, paused) VALUES (?, ?) ON CONFLICT(bot_id) DO UPDATE SET paused = ?",
+                (bot_id, int(paused), int(paused)),
+            )
+
+    def acquire_lease(
+        self, bot_id: str, owner: str, ttl_ms: int, *, is_stale: Callable[[str], bool] | None = None
+    ) -> bool:
+        with self._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO bots(bot_id) VALUES (?)", (bot_id,))
+            holder, expires = conn.execute(
+                "SELECT lease_owner, lease_expires_at FROM bots WHERE bot_id = ?", (bot_id,)
+            ).fetchone()
+            now = now_ms()
+            free = holder is None or holder == owner or (expires or 0) <= now or (
+                is_stale is not None and is_stale(holder)
+            )
+            if free:
+                conn.execute(
+                    "UPDATE bots SET lease_owner = ?, lease_expires_at = ? WHERE bot_id = ?",
+                    (owner, now + ttl_ms, bot_id),
+                )
+            return free
+
+    def renew_leases(self, owner: str, bot_ids: Sequence[str], ttl_ms: int) -> list[str]:
+        if not bot_ids:
+            return []
+        lost = []
+        with self._write() as conn:
+            expires = now_ms() + ttl_ms
+            for bot_id in bot_ids:
+                updated = conn.execute(
+                    "UPDATE bots SET lease_expires_at = ? WHERE bot_id = ? AND lease_owner = ?",
+                    (expires, bot_id, owner),
+                ).rowcount
+                if not updated:
+                    lost.append(bot_id)
+        return lost
+
+    def release_leases(self, owner: str, bot_ids: Sequence[str]) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE bots SET lease_owner = NULL, lease_expires_at = NULL WHERE bot_id = ? AND lease_owner = ?",
+                [(bot_id, owner) for bot_id in bot_ids],
+            )
+
+    def commit_run(self, run: RunCommit) -> tuple[int, int]:
+        with self._write() as conn:
+            now = now_ms()
+            held = conn.execute(
+                "UPDATE bots SET last_run_at = ?, error_count = 0, runs = runs + 1, events_in = events_in + ?, "
+                "events_out = events_out + ?, state = COALESCE(?, state) WHERE bot_id = ? AND lease_owner = ?",
+                (now, run.events_in, len(run.outputs),
+                 json.dumps(run.state) if run.state is not None else None, run.bot_id, run.owner),
+            ).rowcount
+            if not held:
+                raise LeaseLost(f"bot '{run.bot_id}': lost its lease to another runtime; this run was rolled back")
+            if run.in_queue is not None and run.position is not None:
+                moved = conn.execute(
+                    "UPDATE checkpoints SET position = ?, updated_at = ? "
+                    "WHERE bot_id = ? AND queue = ? AND position = ?",
+                    (run.position, now, run.bot_id, run.in_queue, run.expected),
+                ).rowcount
+                if not moved:
+                    raise CheckpointMoved(
+                        f"bot '{run.bot_id}': checkpoint on '{run.in_queue}' was moved during the run; "
+                        "the run was rolled back and starts again from the new checkpoint"
+                    )
+            first, last, heads = self._insert(conn, run.outputs)
+        self._notify(heads)
+        return first, last
+
+    def record_failure(self, bot_id: str, message: str) -> int:
+        with self._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO bots(bot_id) VALUES (?)", (bot_id,))
+            return conn.execute(
+                "UPDATE bots SET last_error = ?, last_error_at = ?, error_count = error_count + 1 "
+                "WHERE bot_id = ? RETURNING error_count",
+                (message, now_ms(), bot_id),
+            ).fetchone()[0]
+
+
+def _bot_info(row: tuple) -> BotInfo:
+    (bot_id, pipeline, paused, owner, expires, last_run, last_error, last_error_at, errors, runs,
+     events_in, events_out, state) = row
+    return BotInfo(
+        bot_id=bot_id,
+        pipeline=pipeline,
+        paused=bool(paused),
+        lease_owner=owner,
+        lease_expires_at=expires,
+        last_run_at=last_run,
+        last_error=last_error,
+        last_error_at=last_error_at,
+        error_count=errors,
+        runs=runs,
+        events_in=events_in,
+        events_out=events_out,
+        state=json.loads(state) if state else {},
+    )
+
+
+def _statements(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
