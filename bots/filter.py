@@ -1,0 +1,39 @@
+"""The `filter` bot: forwards the events whose payload matches a query.
+
+A payload that is a change record (it has ``object_type``, ``op`` and ``data``) is matched on its
+``data``; any other payload is matched as it is. Matching events are forwarded untouched (their
+stored JSON is not re-encoded); the checkpoint advances over the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import Field
+
+from leo_runtime.bot import Bot, BotContext, BotSettings, QuerySetting, register_bot
+from leo_runtime.events import Event
+
+
+def match_target(payload: Any) -> Any:
+    """What a query looks at: a change record's ``data``, or the payload itself."""
+    if type(payload) is dict and "op" in payload and "object_type" in payload and "data" in payload:
+        return payload["data"]
+    return payload
+
+
+@register_bot("filter")
+class Filter(Bot):
+    """Forwards events whose payload (or a change record's data) matches `query`."""
+
+    description = "forward the events that match a query"
+
+    class Settings(BotSettings):
+        query: QuerySetting = Field(description="the condition events must meet (CONTRACT.md section 3)")
+
+    def process(self, events: Iterator[Event], ctx: BotContext) -> Iterator[Event]:
+        matches = self.settings.query.matches
+        for event in events:
+            if matches(match_target(event.payload)):
+                yield event

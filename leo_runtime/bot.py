@@ -1,0 +1,202 @@
+"""The bot API: what a developer writes to add a step to a pipeline.
+
+A bot is a class with a `Settings` model (pydantic) and one method. The runtime owns reading,
+batching, checkpoints, retries and transactions; the bot only transforms.
+
+- A *processor* (``kind = "processor"``) reads its ``in`` queue and writes its ``out`` queue:
+  ``process(events, ctx)`` yields what to write. Its outputs and its checkpoint commit together.
+- A *sink* (``kind = "sink"``) reads ``in`` and acts outside (HTTP, files). ``process`` yields
+  nothing; delivery is at-least-once and ``event.idempotency_key`` is stable across retries.
+- A *source* (``kind = "source"``) writes ``out`` on a schedule (``watch``, an interval, a cron
+  line): ``produce(ctx)`` yields what to write; ``ctx.state`` (its cursor) commits with it.
+
+What a bot may yield: an input `Event` (forwarded with its stored JSON untouched), any JSON
+value (a new payload), `RawJSON` (JSON text stored as is) or `Output` (another queue or an
+explicit origin time). Returning nothing for an event filters it out; the checkpoint still
+advances over it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from .errors import BotError, QueryError
+from .events import Event
+from .query import QUERY_JSON_SCHEMA, Query
+
+BOT_KINDS = ("source", "processor", "sink")
+
+
+class BotSettings(BaseModel):
+    """Base of every bot's settings (the ``with:`` mapping in pipelines.yaml); unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class RunLimits:
+    """Bounds of one bot run; a bot behind its input runs again at once."""
+
+    records: int = 1000
+    bytes: int = 4_000_000
+    seconds: float = 5.0
+
+
+@dataclass
+class BotContext:
+    """What the runtime hands a bot besides its events.
+
+    ``state`` is the bot's persistent mapping: change it in place (JSON values only) and it is
+    committed with the run's outputs. A source that stopped early because of ``limits`` sets
+    ``behind = True`` so the runtime runs it again at once.
+    """
+
+    bot_id: str
+    pipeline: str
+    base_dir: Path
+    in_queue: str | None = None
+    out_queue: str | None = None
+    limits: RunLimits = field(default_factory=RunLimits)
+    state: dict[str, Any] = field(default_factory=dict)
+    behind: bool = False
+    config: Any = None
+    store: Any = None
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("leo.bot"))
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A path from the bot's settings, relative to the pipelines file's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+
+class Bot:
+    """Base class of every bot. Subclass it, give it a `Settings` model and one method.
+
+    Subclasses may override `setup` (called once before the first run) and `close`.
+    """
+
+    kind: ClassVar[str] = "processor"
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Settings: ClassVar[type[BotSettings]] = BotSettings
+
+    def __init__(self, settings: BotSettings, ctx: BotContext) -> None:
+        self.settings = settings
+        self.ctx = ctx
+
+    def setup(self, ctx: BotContext) -> None:
+        """Called once, in a worker thread, before the first run (open clients, compile things)."""
+
+    def close(self) -> None:
+        """Called once when the bot stops (shutdown or reload)."""
+
+    def process(self, events: Iterator[Event], ctx: BotContext) -> Iterable[Any] | None:
+        """Processors and sinks: handle a batch of events; yield what to write to ``out``."""
+        raise NotImplementedError(f"bot '{self.name or type(self).__name__}' must implement process()")
+
+    # Overridable class-level hooks used by validation and scheduling ------------------------
+    @classmethod
+    def default_out(cls, settings: BotSettings) -> str | None:
+        """The queue a bot writes when its YAML gives no ``out`` (None: ``out`` is required)."""
+        return None
+
+    @classmethod
+    def default_schedule(cls, settings: BotSettings) -> str | None:
+        """A source's schedule when its YAML gives none (None: ``schedule`` is required)."""
+        return None
+
+
+class SourceBot(Bot):
+    """A bot that produces events on a schedule; implement `produce`."""
+
+    kind: ClassVar[str] = "source"
+
+    def produce(self, ctx: BotContext) -> Iterable[Any] | None:
+        """Yield what to write to ``out``; keep your cursor in ``ctx.state``."""
+        raise NotImplementedError(f"source bot '{self.name or type(self).__name__}' must implement produce()")
+
+    def watch_paths(self, ctx: BotContext) -> list[Path]:
+        """Paths whose file events trigger a run under ``schedule: watch``."""
+        return []
+
+
+class SinkBot(Bot):
+    """A bot that reads ``in`` and acts outside the runtime; implement `process`."""
+
+    kind: ClassVar[str] = "sink"
+
+
+_REGISTERED: dict[str, type[Bot]] = {}
+
+
+def register_bot(name: str) -> Callable[[type[Bot]], type[Bot]]:
+    """Class decorator: make a bot usable by `name` in pipelines.yaml (``use: name``).
+
+    Registering a second, different class under a taken name is an error; registering the same
+    class again (a module imported twice) is harmless.
+    """
+    def decorate(cls: type[Bot]) -> type[Bot]:
+        if not (isinstance(cls, type) and issubclass(cls, Bot)):
+            raise BotError(f"register_bot('{name}'): {cls!r} is not a subclass of leo_runtime.Bot")
+        if cls.kind not in BOT_KINDS:
+            raise BotError(f"bot '{name}': kind must be one of {', '.join(BOT_KINDS)}, not {cls.kind!r}")
+        existing = _REGISTERED.get(name)
+        if existing is not None and (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise BotError(
+                f"bot name '{name}' is registered twice: by {existing.__module__}.{existing.__qualname__} "
+                f"and by {cls.__module__}.{cls.__qualname__}"
+            )
+        cls.name = name
+        _REGISTERED[name] = cls
+        return cls
+
+    return decorate
+
+
+def registered_bots() -> dict[str, type[Bot]]:
+    """Bots registered with `register_bot` so far (built-ins once `bots` is imported)."""
+    return dict(_REGISTERED)
+
+
+
+def _compile_query(value: Any) -> Query:
+    try:
+        return Query.compile(value)
+    except QueryError as exc:
+        # Carry the path inside the query so the config loader can point at the exact YAML node.
+        message = str(exc).replace("{", "{{").replace("}", "}}")
+        raise PydanticCustomError("query", message, {"path": list(exc.path)}) from None
+
+
+def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
+    # Embedded in another schema, the query schema's local "$defs" refs would dangle: inline them.
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            rest = {key: value for key, value in node.items() if key != "$ref"}
+            return _inline_refs({**definitions[ref[len("#/$defs/"):]], **rest}, definitions)
+        return {key: _inline_refs(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(item, definitions) for item in node]
+    return node
+
+
+_QUERY_SCHEMA = _inline_refs(
+    {key: value for key, value in QUERY_JSON_SCHEMA.items() if key not in ("$schema", "$defs")},
+    QUERY_JSON_SCHEMA.get("$defs", {}),
+)
+
+QuerySetting = Annotated[
+    Query,
+    PlainValidator(_compile_query),
+    PlainSerializer(lambda query: query.spec),
+    WithJsonSchema(_QUERY_SCHEMA),
+]
+"""A bot setting holding a query (CONTRACT.md section 3), compiled once when the file loads."""

@@ -1,0 +1,587 @@
+"""pipelines.yaml: loading, validation into typed models, and located problems.
+
+`load_config` reads the file with positions kept (`yaml_loader`), validates it with the pydantic
+models below (each bot's ``with:`` against that bot's own `Settings`), checks the graph (duplicate
+bot ids and cycles are errors, a queue that is read but never written is a warning) and raises
+one `ConfigError` holding every problem as ``FILE:LINE:COL: message``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from croniter import croniter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+
+from .bot import Bot, BotSettings, RunLimits
+from .errors import BotError, ConfigError, Problem
+from .registry import BotRegistry
+from .timeutil import parse_duration, parse_time
+from .yaml_loader import YamlDocument, load_yaml
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
+DEFAULT_FILE = "pipelines.yaml"
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
+
+
+def _seconds(value: Any) -> float:
+    return parse_duration(value)
+
+
+def _positive_seconds(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be more than zero, got {value!r}")
+    return seconds
+
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "description": "ISO 8601 (P7D, PT1M) or short form (5s, 10m, 2h, 7d)"},
+    ]
+}
+Duration = Annotated[float, BeforeValidator(_positive_seconds), WithJsonSchema(_DURATION_SCHEMA)]
+OptionalDuration = Annotated[float, BeforeValidator(_seconds), WithJsonSchema(_DURATION_SCHEMA)]
+
+
+class Model(BaseModel):
+    """Strict base: unknown keys are errors, aliases (``with``, ``in``) accepted by name too."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class ServerConfig(Model):
+    """The HTTP API (`leo run` serves it beside the bots)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    public_url: str | None = Field(None, description="base of the URLs handed to partners")
+    get_object_rate: float = Field(10, gt=0, description="Get Object calls per second per partner")
+    allow_private_callbacks: bool = False
+
+    @property
+    def base_url(self) -> str:
+        """Where partners reach the API: `public_url`, or one derived from host and port."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class WebhooksConfig(Model):
+    """Delivery settings of partner webhooks."""
+
+    timeout: Duration = 15.0
+    retry_schedule: list[OptionalDuration] = Field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
+
+
+class ObjectTypeConfig(Model):
+    """An object type partners exchange; `key` is the field that identifies an object."""
+
+    key: str = Field(min_length=1)
+
+
+class BatchConfig(Model):
+    """Bounds of one bot run (it runs again at once while behind)."""
+
+    records: int = Field(1000, ge=1, le=1_000_000)
+    bytes: int = Field(4_000_000, ge=1)
+    seconds: Duration = 5.0
+
+
+class BotConfig(Model):
+    """One step of a pipeline."""
+
+    id: Name
+    use: str = Field(min_length=1, description="built-in name, plugin name, module:Class or ./file.py:Class")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="the bot's settings")
+    in_: Name | None = Field(None, alias="in", description="queue the bot reads")
+    out: Name | None = Field(None, description="queue the bot writes")
+    schedule: str | None = Field(None, description="sources: watch, an interval (5s, PT1M) or a cron line")
+    start: str | None = Field(None, description="first run: earliest (default), latest or an RFC 3339 time")
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    description: str | None = None
+
+
+class PipelineConfig(Model):
+    """A named group of bots, reloaded as a unit."""
+
+    description: str | None = None
+    bots: list[BotConfig] = Field(min_length=1)
+
+
+class PipelinesFile(Model):
+    """The whole pipelines.yaml."""
+
+    version: Literal[1]
+    store: str = "sqlite:///leo.db"
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    retention: Duration = Field(7 * 86400.0, description="how long events stay readable")
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    object_types: dict[Name, ObjectTypeConfig] = Field(default_factory=dict)
+    pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a source runs: on file events (``watch``), every ``interval`` seconds, or by ``cron``."""
+
+    kind: Literal["watch", "interval", "cron"]
+    interval: float | None = None
+    cron: str | None = None
+    text: str = ""
+
+    @staticmethod
+    def parse(text: str) -> Schedule:
+        """Parse ``watch``, a duration or a cron line; ValueError names the accepted forms."""
+        value = str(text).strip()
+        if value == "watch":
+            return Schedule("watch", text=value)
+        try:
+            seconds = parse_duration(value, what="schedule")
+        except ValueError:
+            if len(value.split()) in (5, 6) and croniter.is_valid(value):
+                return Schedule("cron", cron=value, text=value)
+            raise ValueError(
+                f"invalid schedule {value!r}: use 'watch', an interval like '5s' or 'PT1M', "
+                "or a cron line like '*/5 * * * *'"
+            ) from None
+        if seconds <= 0:
+            raise ValueError(f"invalid schedule {value!r}: the interval must be more than zero")
+        return Schedule("interval", interval=seconds, text=value)
+
+
+@dataclass
+class BotSpec:
+    """A bot ready to run: its configuration, class, validated settings and resolved queues."""
+
+    pipeline: str
+    config: BotConfig
+    cls: type[Bot]
+    settings: BotSettings
+    in_queue: str | None
+    out_queue: str | None
+    schedule: Schedule | None
+    limits: RunLimits
+    path: tuple = ()  # where the bot sits in the file: ("pipelines", name, "bots", index)
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def kind(self) -> str:
+        return self.cls.kind
+
+
+@dataclass
+class Config:
+    """A validated pipelines.yaml."""
+
+    path: Path
+    model: PipelinesFile
+    bots: list[BotSpec]
+    document: YamlDocument
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def store_url(self) -> str:
+        """The store to use: env ``LEO_STORE`` overrides the file."""
+        return os.environ.get("LEO_STORE") or self.model.store
+
+    def pipeline_data(self, name: str) -> Any:
+        """The pipeline's data as written (after interpolation): what a reload compares."""
+        return self.document.data["pipelines"][name]
+
+    def bots_of(self, pipeline: str) -> list[BotSpec]:
+        return [spec for spec in self.bots if spec.pipeline == pipeline]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    registry: BotRegistry | None = None,
+    display_name: str | None = None,
+) -> Config:
+    """Load and validate a pipelines file; raise ConfigError with every located problem."""
+    file_path = Path(path)
+    shown = display_name or str(path)
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: file not found (create one with `leo init`, or pass -f FILE)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc}") from None
+    return parse_config(text, file_path.resolve(), env=env, registry=registry, display_name=shown)
+
+
+def parse_config(
+    text: str,
+    path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    registry: BotRegistry | None = None,
+    display_name: str | None = None,
+) -> Config:
+    """Validate pipelines.yaml text; `path` locates relative paths (store, custom bots, sources)."""
+    document = load_yaml(text, display_name or str(path), env=env)
+    checker = _Checker(document, path, registry or BotRegistry())
+    return checker.run()
+
+
+class _Checker:
+    def __init__(self, document: YamlDocument, path: Path, registry: BotRegistry) -> None:
+        self.doc = document
+        self.path = path
+        self.registry = registry
+        self.problems: list[Problem] = []
+
+    def error(self, path: Sequence[str | int], message: str, *, at: str = "key") -> None:
+        self.problems.append(self.doc.problem(tuple(path), message, at=at))
+
+    def warn(self, path: Sequence[str | int], message: str) -> None:
+        self.problems.append(self.doc.problem(tuple(path), message, severity="warning"))
+
+    def run(self) -> Config:
+        data = self.doc.data
+        if data is None:
+            raise ConfigError(problems=[self.doc.problem((), "the file is empty: start with 'version: 1'")])
+        if not isinstance(data, dict):
+            raise ConfigError(problems=[self.doc.problem((), "the file must be a mapping (start with 'version: 1')")])
+        model: PipelinesFile | None = None
+        try:
+            model = PipelinesFile.model_validate(data)
+        except ValidationError as exc:
+            self._report(exc, PipelinesFile, ())
+        specs = self._bots(data)
+        if model is not None and not self._errors():
+            self._graph(model, specs)
+        errors = self._errors()
+        self.problems.sort(key=lambda p: (p.line, p.column))
+        if errors:
+            raise ConfigError(problems=self.problems)
+        assert model is not None
+        return Config(self.path, model, specs, self.doc, [p for p in self.problems if p.severity == "warning"])
+
+    def _errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    # -- bots ------------------------------------------------------------------------------------
+    def _bots(self, data: dict[str, Any]) -> list[BotSpec]:
+        specs: list[BotSpec] = []
+        pipelines = data.get("pipelines")
+        if not isinstance(pipelines, dict):
+            return specs
+        for pipeline, body in pipelines.items():
+            if not isinstance(body, dict) or not isinstance(body.get("bots"), list):
+                continue
+            for index, raw in enumerate(body["bots"]):
+                path = ("pipelines", pipeline, "bots", index)
+                spec = self._bot(str(pipeline), path, raw)
+                if spec is not None:
+                    specs.append(spec)
+        return specs
+
+    def _bot(self, pipeline: str, path: tuple, raw: Any) -> BotSpec | None:
+        if not isinstance(raw, dict):
+            return None
+        try:
+            config = BotConfig.model_validate(raw)
+        except ValidationError:
+            return None  # already reported by the whole-file validation
+        label = f"bot '{config.id}'"
+        try:
+            cls = self.registry.resolve(config.use, self.path.parent)
+        except BotError as exc:
+            self.error((*path, "use"), f"{label}: {exc}", at="value")
+            return None
+        try:
+            settings = cls.Settings.model_validate(config.with_)
+        except ValidationError as exc:
+            self._report(exc, cls.Settings, (*path, "with"), label=label, relative_to=(*path, "with"))
+            return None
+        return self._bot_shape(pipeline, path, config, cls, settings, label)
+
+    def _bot_shape(
+        self, pipeline: str, path: tuple, config: BotConfig, cls: type[Bot], settings: BotSettings, label: str
+    ) -> BotSpec | None:
+        ok = True
+        kind = cls.kind
+        out = config.out or cls.default_out(settings)
+        schedule_text = config.schedule or (cls.default_schedule(settings) if kind == "source" else None)
+        if kind == "source":
+            if config.in_ is not None:
+                self.error((*path, "in"), f"{label}: '{cls.name or config.use}' is a source bot and reads no queue; remove 'in'")
+                ok = False
+            if out is None:
+                self.error((*path, "id"), f"{label}: a source bot needs 'out' (the queue it writes)")
+                ok = False
+            if schedule_text is None:
+                self.error((*path, "id"), f"{label}: a source bot needs 'schedule' (watch, an interval like 5s, or a cron line)")
+                ok = False
+        else:
+            if config.in_ is None:
+                self.error((*path, "id"), f"{label}: a {kind} bot needs 'in' (the queue it reads)")
+                ok = False
+            if config.schedule is not None:
+                self.error(
+                    (*path, "schedule"),
+                    f"{label}: 'schedule' is for source bots; a {kind} runs as soon as its 'in' queue grows",
+                )
+                ok = False
+            if kind == "sink" and config.out is not None:
+                self.error((*path, "out"), f"{label}: a sink bot writes no queue; remove 'out'")
+                ok = False
+        if config.in_ is not None and config.in_ == out:
+            self.error((*path, "out"), f"{label}: reads and writes the same queue '{out}' (a cycle)")
+            ok = False
+        schedule = None
+        if schedule_text is not None:
+            try:
+                schedule = Schedule.parse(schedule_text)
+            except ValueError as exc:
+                self.error((*path, "schedule"), f"{label}: {exc}", at="value")
+                ok = False
+        if config.start is not None:
+            if kind == "source":
+                self.error((*path, "start"), f"{label}: 'start' is for bots that read a queue")
+                ok = False
+            elif config.start not in ("earliest", "latest"):
+                try:
+                    parse_time(config.start)
+                except ValueError:
+                    self.error(
+                        (*path, "start"),
+                        f"{label}: start must be 'earliest', 'latest' or an RFC 3339 time, not {config.start!r}",
+                        at="value",
+                    )
+                    ok = False
+        if not ok:
+            return None
+        limits = RunLimits(records=config.batch.records, bytes=config.batch.bytes, seconds=config.batch.seconds)
+        return BotSpec(pipeline, config, cls, settings, config.in_, out, schedule, limits, path)
+
+    # -- graph -----------------------------------------------------------------------------------
+    def _graph(self, model: PipelinesFile, specs: list[BotSpec]) -> None:
+        seen: dict[str, tuple] = {}
+        for spec in specs:
+            path = spec.path
+            if spec.id in seen:
+                first_line = self.doc.key_position((*seen[spec.id], "id"))[0]
+                self.error((*path, "id"), f"duplicate bot id '{spec.id}' (first used at line {first_line})", at="value")
+            else:
+                seen[spec.id] = path
+        written = {spec.out_queue for spec in specs if spec.out_queue}
+        written |= {f"{name}.changes" for name in model.object_types}
+        for spec in specs:
+            if spec.in_queue and spec.in_queue not in written:
+                path = spec.path
+                hint = difflib.get_close_matches(spec.in_queue, sorted(written), n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                self.warn(
+                    (*path, "in"),
+                    f"bot '{spec.id}': no bot writes queue '{spec.in_queue}'{suggestion}; "
+                    "it gets events only from `leo queues put` or the API",
+                )
+        cycle = _find_cycle(specs)
+        if cycle:
+            first = cycle[0]
+            path = first.path
+            names = " -> ".join(f"{spec.id} ({spec.out_queue})" for spec in cycle)
+            self.error((*path, "in"), f"pipeline cycle: {names} -> {first.id}; a bot would feed itself")
+
+    # -- pydantic errors to located problems ----------------------------------------------------
+    def _report(
+        self,
+        exc: ValidationError,
+        root: type[BaseModel],
+        prefix: tuple,
+        *,
+        label: str | None = None,
+        relative_to: tuple = (),
+    ) -> None:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            kind = err["type"]
+            ctx = err.get("ctx") or {}
+            path = (*prefix, *loc)
+            if kind == "query" and ctx.get("path"):
+                path = (*path, *ctx["path"])
+            shown_label = label or _label_for(self.doc.data, path)
+            where = _dotted(path[len(relative_to):] if relative_to else _strip_bot(path))
+            at = "value"
+            if kind == "extra_forbidden":
+                allowed = _allowed_keys(root, loc[:-1])
+                hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                parent = _dotted(loc[:-1]) if not relative_to else _dotted(("with", *loc[:-1]))
+                inside = f" in '{parent}'" if parent else ""
+                message = f"unknown field '{loc[-1]}'{inside}{suggestion}"
+                if allowed:
+                    message += f"; known fields: {', '.join(allowed)}"
+                at = "key"
+            elif kind == "missing":
+                message = f"missing required field '{where}'"
+                path = path[:-1]
+                at = "key"
+            elif kind == "query":
+                message = err["msg"]
+                at = "key"
+            else:
+                message = f"{where}: {_clean(err['msg'])}" if where else _clean(err["msg"])
+                if kind not in ("value_error",) and "input" in err and not isinstance(err["input"], dict | list):
+                    message += f" (got {err['input']!r})"
+            if shown_label:
+                message = f"{shown_label}: {message}"
+            self.error(path, message, at=at)
+
+
+def _find_cycle(specs: list[BotSpec]) -> list[BotSpec] | None:
+    readers: dict[str, list[BotSpec]] = {}
+    for spec in specs:
+        if spec.in_queue:
+            readers.setdefault(spec.in_queue, []).append(spec)
+    state: dict[int, int] = {}  # 1 = on the current path, 2 = done
+    stack: list[BotSpec] = []
+
+    def visit(spec: BotSpec) -> list[BotSpec] | None:
+        state[id(spec)] = 1
+        stack.append(spec)
+        for reader in readers.get(spec.out_queue or "", []):
+            mark = state.get(id(reader))
+            if mark == 1:
+                return stack[stack.index(reader):]
+            if mark is None:
+                found = visit(reader)
+                if found:
+                    return found
+        stack.pop()
+        state[id(spec)] = 2
+        return None
+
+    for spec in specs:
+        if id(spec) not in state:
+            found = visit(spec)
+            if found:
+                return found
+    return None
+
+
+def _label_for(data: Any, path: tuple) -> str | None:
+    if len(path) >= 4 and path[0] == "pipelines" and path[2] == "bots":
+        try:
+            raw = data["pipelines"][path[1]]["bots"][path[3]]
+        except (KeyError, IndexError, TypeError):
+            return None
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            return f"bot '{raw['id']}'"
+        return f"pipeline '{path[1]}', bot #{path[3] + 1}"
+    return None
+
+
+def _strip_bot(path: tuple) -> tuple:
+    if len(path) >= 4 and path[0] == "pipelines" and path[2] == "bots":
+        return path[4:]
+    return path
+
+
+def _dotted(path: Sequence[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _clean(message: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    return message[:1].lower() + message[1:]
+
+
+def _allowed_keys(root: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    target: Any = root
+    for part in loc:
+        target = _unwrap(target)
+        if isinstance(target, type) and issubclass(target, BaseModel):
+            fields = {info.alias or name: info.annotation for name, info in target.model_fields.items()}
+            target = fields.get(part)
+        elif typing.get_origin(target) in (dict, Mapping):
+            target = typing.get_args(target)[1]
+        elif typing.get_origin(target) in (list, Sequence, tuple):
+            target = typing.get_args(target)[0]
+        else:
+            return []
+    target = _unwrap(target)
+    if isinstance(target, type) and issubclass(target, BaseModel):
+        return [info.alias or name for name, info in target.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON Schema (for editors): the same models, with each bot's Settings under its `use` name
+# ---------------------------------------------------------------------------------------------
+
+
+def json_schema(registry: BotRegistry | None = None) -> dict[str, Any]:
+    """The JSON Schema of pipelines.yaml, built from the models above and every known bot's
+    `Settings` (``with:`` is checked against the settings of the bot ``use:`` names)."""
+    registry = registry or BotRegistry()
+    schema = PipelinesFile.model_json_schema(by_alias=True)
+    definitions = schema.setdefault("$defs", {})
+    bot_schema = definitions["BotConfig"]
+    branches = []
+    names = []
+    for entry in registry.entries():
+        if entry.cls is None:
+            continue
+        names.append(entry.name)
+        settings = entry.cls.Settings.model_json_schema(by_alias=True, ref_template=f"#/$defs/{entry.name}.{{model}}")
+        for key, value in settings.pop("$defs", {}).items():
+            definitions[f"{entry.name}.{key}"] = value
+        settings["title"] = f"{entry.name} settings"
+        branches.append(
+            {
+                "if": {"properties": {"use": {"const": entry.name}}, "required": ["use"]},
+                "then": {"properties": {"with": settings}},
+            }
+        )
+    bot_schema["properties"]["use"]["examples"] = names
+    if branches:
+        bot_schema["allOf"] = branches
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://leo-runtime.dev/schemas/pipelines-v1.json",
+        **schema,
+        "title": "leo-runtime pipelines.yaml",
+    }

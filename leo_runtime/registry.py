@@ -1,0 +1,143 @@
+"""Finding bots by the name a pipeline's ``use:`` gives.
+
+Four ways, in this order: a built-in (the `bots` package), an installed plugin (the
+``leo_runtime.bots`` entry-point group), ``module:attr`` (an importable module; the pipelines
+file's folder is importable too), or ``./path/file.py:Class`` (a file next to pipelines.yaml).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+
+from .bot import Bot, registered_bots
+from .errors import BotError
+
+ENTRY_POINT_GROUP = "leo_runtime.bots"
+
+
+@dataclass(frozen=True)
+class BotEntry:
+    """One bot `leo bots list` shows: its name, where it comes from and its class (if loaded)."""
+
+    name: str
+    origin: str  # "built-in" or "plugin <distribution>"
+    cls: type[Bot] | None
+
+
+class BotRegistry:
+    """Resolves ``use:`` strings to bot classes. Loading a plugin happens on first use."""
+
+    def __init__(self) -> None:
+        import bots  # importing the package registers the built-ins
+
+        if not getattr(bots, "LEO_BUILTINS", False):
+            raise BotError(
+                f"a local 'bots' package ({getattr(bots, '__file__', None) or bots.__path__}) hides "
+                "leo-runtime's built-in bots: run leo from another folder or rename that package "
+                "(custom bots load fine by path: use: ./bots/file.py:Class)"
+            )
+        self._builtins = registered_bots()
+        self._plugins = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        self._file_modules: dict[tuple[Path, float], ModuleType] = {}
+
+    def entries(self) -> list[BotEntry]:
+        """Every built-in and installed bot, by name (plugins are loaded to read their settings)."""
+        found = [BotEntry(name, "built-in", cls) for name, cls in self._builtins.items()]
+        for name, ep in self._plugins.items():
+            origin = f"plugin {ep.dist.name if ep.dist else ep.value}"
+            try:
+                found.append(BotEntry(name, origin, self.resolve(name)))
+            except BotError:
+                found.append(BotEntry(name, origin, None))
+        return sorted(found, key=lambda entry: entry.name)
+
+    def names(self) -> list[str]:
+        """Names usable without a module or path: built-ins and plugins."""
+        return sorted(set(self._builtins) | set(self._plugins))
+
+    def resolve(self, use: str, base_dir: Path | None = None) -> type[Bot]:
+        """The bot class `use` names; BotError says why not and suggests close names."""
+        use = use.strip()
+        if ":" in use:
+            target, _, attr = use.rpartition(":")
+            if target.endswith(".py") or "/" in target or "\\" in target:
+                return self._from_file(target, attr, base_dir or Path.cwd())
+            return self._from_module(target, attr, base_dir)
+        if use in self._builtins and use in self._plugins:
+            raise BotError(f"bot '{use}' is both a built-in and a plugin ({self._plugins[use].value}); uninstall one")
+        if use in self._builtins:
+            return self._builtins[use]
+        if use in self._plugins:
+            try:
+                cls = self._plugins[use].load()
+            except Exception as exc:  # a plugin's import error must name the plugin
+                raise BotError(f"bot '{use}': plugin {self._plugins[use].value} failed to load: {exc}") from exc
+            return _check_bot_class(cls, use)
+        hint = difflib.get_close_matches(use, self.names(), n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise BotError(
+            f"unknown bot '{use}'{suggestion}; use a built-in ({', '.join(sorted(self._builtins))}), "
+            "an installed plugin, module:Class or ./file.py:Class"
+        )
+
+    def _from_module(self, module_name: str, attr: str, base_dir: Path | None) -> type[Bot]:
+        if base_dir is not None and str(base_dir) not in sys.path:
+            sys.path.append(str(base_dir))
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise BotError(f"bot '{module_name}:{attr}': cannot import module '{module_name}': {exc}") from exc
+        except Exception as exc:
+            raise BotError(f"bot '{module_name}:{attr}': importing '{module_name}' failed: {exc!r}") from exc
+        return _attr(module, attr, f"{module_name}:{attr}")
+
+    def _from_file(self, file_name: str, attr: str, base_dir: Path) -> type[Bot]:
+        use = f"{file_name}:{attr}"
+        path = Path(file_name).expanduser()
+        path = (path if path.is_absolute() else base_dir / path).resolve()
+        if not path.is_file():
+            raise BotError(f"bot '{use}': file {path} does not exist")
+        key = (path, path.stat().st_mtime)
+        module = self._file_modules.get(key)
+        if module is None:
+            digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+            module_name = f"leo_user_bots.{path.stem}_{digest}"
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            if spec is None or spec.loader is None:
+                raise BotError(f"bot '{use}': {path} is not a Python file")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                sys.modules.pop(module_name, None)
+                raise BotError(f"bot '{use}': loading {path} failed: {exc!r}") from exc
+            self._file_modules[key] = module
+        return _attr(module, attr, use)
+
+
+def _attr(module: ModuleType, attr: str, use: str) -> type[Bot]:
+    if not attr:
+        raise BotError(f"bot '{use}': name the class after ':' (like module:MyBot)")
+    try:
+        cls = getattr(module, attr)
+    except AttributeError:
+        names = [name for name, value in vars(module).items() if isinstance(value, type) and issubclass(value, Bot)]
+        hint = difflib.get_close_matches(attr, names, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise BotError(f"bot '{use}': {module.__name__} has no attribute '{attr}'{suggestion}") from None
+    return _check_bot_class(cls, use)
+
+
+def _check_bot_class(cls: object, use: str) -> type[Bot]:
+    if not (isinstance(cls, type) and issubclass(cls, Bot)):
+        raise BotError(f"bot '{use}': {cls!r} is not a subclass of leo_runtime.Bot")
+    return cls
