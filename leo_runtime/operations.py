@@ -1,0 +1,158 @@
+"""What operators ask of a store, shared by the CLI and the admin API: status, resets, positions."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Config
+from .errors import UsageError
+from .events import make_eid, position_of
+from .store import Store
+from .timeutil import format_time, now_ms, parse_duration, parse_time
+
+FAILING_AFTER = 5
+
+
+@dataclass(frozen=True)
+class ResetTarget:
+    """Where a reset moves a checkpoint; `clamped` when the wanted time is older than retention."""
+
+    position: int
+    clamped: bool
+    description: str
+
+
+def reset_target(store: Store, when: str) -> ResetTarget:
+    """Resolve WHEN: ``earliest``, ``latest``, an RFC 3339 time, a negative ISO duration
+    (``-PT1H``: that long ago), or a position (a number or an eid)."""
+    text = when.strip()
+    earliest = store.first_position()
+    if text == "earliest":
+        return ResetTarget(earliest, False, "the oldest retained event")
+    if text == "latest":
+        return ResetTarget(store.last_position(), False, "the newest event (skip everything so far)")
+    moment: int | None = None
+    if text.startswith(("-P", "-p")) or (text.startswith("-") and text[1:2].isdigit() and not text[1:].isdigit()):
+        try:
+            seconds = parse_duration(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        moment = now_ms() + int(seconds * 1000)
+    elif len(text) >= 10 and text[4:5] == "-" and text[:4].isdigit():
+        try:
+            moment = parse_time(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if moment is not None:
+        position = store.position_at(moment)
+        clamped = position <= earliest and _oldest_time(store) is not None and moment < _oldest_time(store)
+        return ResetTarget(max(position, earliest), clamped, f"the first event at or after {format_time(moment)}")
+    try:
+        position = position_of(text)
+    except ValueError:
+        raise UsageError(
+            f"invalid --to {when!r}: use earliest, latest, an RFC 3339 time (2026-11-26T19:00:00Z), "
+            "a negative duration (-PT1H) or a position"
+        ) from None
+    last = store.last_position()
+    if position > last:
+        raise UsageError(f"position {position} is past the newest event ({last})")
+    return ResetTarget(max(position, earliest), position < earliest, f"position {position}")
+
+
+def _oldest_time(store: Store) -> int | None:
+    infos = store.queues()
+    times = [info.oldest_timestamp for info in infos if info.oldest_timestamp is not None]
+    return min(times) if times else None
+
+
+def known_bot_ids(store: Store, config: Config | None) -> list[str]:
+    """Bots in the pipelines file and bots the store has a record of."""
+    ids = {info.bot_id for info in store.bots()} | {cp.bot_id for cp in store.checkpoints()}
+    if config is not None:
+        ids |= {spec.id for spec in config.bots}
+    return sorted(ids)
+
+
+def check_bot(store: Store, config: Config | None, bot_id: str) -> None:
+    """UsageError (with a did-you-mean) when `bot_id` is neither configured nor known to the store."""
+    ids = known_bot_ids(store, config)
+    if bot_id not in ids:
+        hint = difflib.get_close_matches(bot_id, ids, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        known = f"; known bots: {', '.join(ids)}" if ids else ""
+        raise UsageError(f"unknown bot '{bot_id}'{suggestion}{known}")
+
+
+def bot_state(info: Any, now: int) -> str:
+    """A bot's state as seen from the store (any process can ask)."""
+    if info is None:
+        return "never run"
+    if info.paused:
+        return "paused"
+    if info.error_count >= FAILING_AFTER:
+        return "failing"
+    if info.error_count:
+        return "retrying"
+    if info.lease_owner and (info.lease_expires_at or 0) > now:
+        return "running"
+    return "stopped"
+
+
+def status_report(store: Store, config: Config | None) -> dict[str, Any]:
+    """Bots (state, checkpoint, lag, last error) and queues (depth, head), as plain data."""
+    now = now_ms()
+    infos = {info.bot_id: info for info in store.bots()}
+    checkpoints: dict[str, list[Any]] = {}
+    for checkpoint in store.checkpoints():
+        checkpoints.setdefault(checkpoint.bot_id, []).append(checkpoint)
+    specs = {spec.id: spec for spec in config.bots} if config is not None else {}
+    bots = []
+    for bot_id in sorted(set(infos) | set(specs)):
+        info = infos.get(bot_id)
+        spec = specs.get(bot_id)
+        reads = []
+        for checkpoint in checkpoints.get(bot_id, []):
+            head = store.queue_head(checkpoint.queue)
+            reads.append(
+                {
+                    "queue": checkpoint.queue,
+                    "checkpoint": checkpoint.position,
+                    "head": head,
+                    "lag": store.count_after(checkpoint.queue, checkpoint.position),
+                }
+            )
+        bots.append(
+            {
+                "id": bot_id,
+                "pipeline": spec.pipeline if spec else (info.pipeline if info else None),
+                "use": spec.config.use if spec else None,
+                "kind": spec.kind if spec else None,
+                "in_file": spec is not None,
+                "state": bot_state(info, now),
+                "checkpoints": reads,
+                "lag": sum(read["lag"] for read in reads),
+                "runs": info.runs if info else 0,
+                "events_in": info.events_in if info else 0,
+                "events_out": info.events_out if info else 0,
+                "last_run_at": format_time(info.last_run_at) if info else None,
+                "last_error": info.last_error if info and info.error_count else None,
+                "last_error_at": format_time(info.last_error_at) if info and info.error_count else None,
+                "error_count": info.error_count if info else 0,
+                "lease_owner": info.lease_owner if info and (info.lease_expires_at or 0) > now else None,
+            }
+        )
+    queues = [
+        {
+            "name": queue.name,
+            "depth": queue.depth,
+            "head": queue.head,
+            "head_eid": make_eid(queue.head, queue.newest_timestamp) if queue.newest_timestamp else None,
+            "oldest_at": format_time(queue.oldest_timestamp),
+            "newest_at": format_time(queue.newest_timestamp),
+        }
+        for queue in store.queues()
+    ]
+    return {"store": store.url, "bots": bots, "queues": queues, "webhooks": [], "streams": []}

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): partner routes, admin routes and problem+json errors."""

@@ -1,0 +1,147 @@
+"""Waking waiters the moment a queue grows, without busy polling.
+
+Appends made through this process's store are announced at once (an append listener). Commits
+of other processes (the CLI beside ``leo run``) are noticed by a cheap check every
+``poll_interval`` seconds (SQLite's ``data_version``), which also brings operator controls
+(pause, checkpoint resets). Thousands of idle waiters cost one future and one timer each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .store import Store
+
+log = logging.getLogger("leo.wakeups")
+
+
+class Wakeups:
+    """Per-queue heads and the futures waiting for them to pass a position."""
+
+    def __init__(self, store: Store, poll_interval: float = 0.25) -> None:
+        self.store = store
+        self.poll_interval = poll_interval
+        self._heads: dict[str, int] = {}
+        self._controls: dict[str, tuple[bool, int]] = {}
+        self._queue_waiters: dict[str, dict[asyncio.Future[bool], int]] = {}
+        self._key_waiters: dict[str, set[asyncio.Future[bool]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load the current heads and start listening (call from the running loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._heads = await asyncio.to_thread(self.store.queue_heads)
+        self._controls = await asyncio.to_thread(self.store.bot_controls)
+        self.store.add_append_listener(self._from_any_thread)
+        self._task = self._loop.create_task(self._watch_other_processes(), name="leo-wakeups")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def head(self, queue: str) -> int:
+        """The newest position of `queue` this process knows of."""
+        return self._heads.get(queue, 0)
+
+    def paused(self, key: str) -> bool:
+        """Whether an operator paused the bot `key` (as of the last check)."""
+        return self._controls.get(key, (False, 0))[0]
+
+    def _from_any_thread(self, heads: Mapping[str, int]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self.publish, dict(heads))
+
+    def publish(self, heads: Mapping[str, int]) -> None:
+        """Record new heads and wake every waiter they pass (loop thread only)."""
+        for queue, head in heads.items():
+            if head <= self._heads.get(queue, 0):
+                continue
+            self._heads[queue] = head
+            waiters = self._queue_waiters.get(queue)
+            if not waiters:
+                continue
+            for future, after in list(waiters.items()):
+                if head > after and not future.done():
+                    future.set_result(True)
+
+    def kick(self, key: str) -> None:
+        """Wake whoever waits under `key` (a bot id): a reset, a resume, a file event, a stop."""
+        for future in list(self._key_waiters.get(key, ())):
+            if not future.done():
+                future.set_result(True)
+
+    def kick_all(self) -> None:
+        for key in list(self._key_waiters):
+            self.kick(key)
+
+    async def wait(self, queue: str | None, after: int, timeout: float, key: str | None = None) -> bool:
+        """Wait until `queue` grows past `after`, `key` is kicked, or `timeout` seconds pass.
+
+        Returns True when woken, False on timeout. Returns at once if the queue is already past.
+        """
+        if queue is not None and self._heads.get(queue, 0) > after:
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        timer = loop.call_later(max(timeout, 0), _expire, future)
+        if queue is not None:
+            self._queue_waiters.setdefault(queue, {})[future] = after
+        if key is not None:
+            self._key_waiters.setdefault(key, set()).add(future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            if queue is not None:
+                waiters = self._queue_waiters.get(queue)
+                if waiters is not None:
+                    waiters.pop(future, None)
+                    if not waiters:
+                        del self._queue_waiters[queue]
+            if key is not None:
+                keyed = self._key_waiters.get(key)
+                if keyed is not None:
+                    keyed.discard(future)
+                    if not keyed:
+                        del self._key_waiters[key]
+
+    def waiting(self) -> int:
+        """How many waits are pending (for health output and tests)."""
+        return sum(len(waiters) for waiters in self._queue_waiters.values())
+
+    async def _watch_other_processes(self) -> None:
+        token: Any = None
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                changed, token = self.store.changed_since(token)
+                if not changed:
+                    continue
+                heads, controls = await asyncio.to_thread(self._read_marks)
+            except Exception as exc:  # a store hiccup must not end wakeups
+                log.warning("cannot check the store for changes: %s", exc)
+                continue
+            self.publish(heads)
+            for key, control in controls.items():
+                if self._controls.get(key) != control:
+                    self._controls[key] = control
+                    self.kick(key)
+            self._controls = {**self._controls, **controls}
+
+    def _read_marks(self) -> tuple[dict[str, int], dict[str, tuple[bool, int]]]:
+        return self.store.queue_heads(), self.store.bot_controls()
+
+
+def _expire(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
