@@ -33,7 +33,7 @@ class Filter(Bot):
         query: QuerySetting = Field(description="the condition events must meet (CONTRACT.md section 3)")
 
     def process(self, events: Iterator[Event], ctx: BotContext) -> Iterator[Event]:
-        matches = self.settings.query.matches
+        matches = self.settings.query.predicate
         for event in events:
             if matches(match_target(event.payload)):
                 yield event

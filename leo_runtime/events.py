@@ -15,7 +15,20 @@ from typing import Any
 _EID_SEQ = re.compile(r"^z/\d{4}/\d{2}/\d{2}/\d{2}/\d{2}/\d+-(\d+)$")
 
 json_loads = json.loads
+_scan_once = json.JSONDecoder().scan_once
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def decode_payload(text: str) -> Any:
+    """Decode stored JSON text. Stored payloads are compact, so the C scanner alone reads them
+    (about twice as fast as ``json.loads``); anything unusual takes the strict path."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return json_loads(text)
+    if end != len(text):
+        return json_loads(text)
+    return value
 
 
 def dumps(value: Any) -> str:
@@ -56,6 +69,9 @@ class RawJSON:
         return f"RawJSON({self.text[:60]!r})"
 
 
+_UNSET: Any = object()
+
+
 class Event:
     """One event read from a queue.
 
@@ -66,8 +82,6 @@ class Event:
 
     __slots__ = ("_payload", "correlation_json", "event_source_timestamp", "payload_json", "queue", "seq",
                  "timestamp")
-
-    _UNSET: Any = object()
 
     def __init__(
         self,
@@ -84,13 +98,13 @@ class Event:
         self.event_source_timestamp = event_source_timestamp
         self.timestamp = timestamp
         self.correlation_json = correlation_json
-        self._payload = Event._UNSET
+        self._payload = _UNSET
 
     @property
     def payload(self) -> Any:
         """The decoded payload (decoded once, on first access)."""
-        if self._payload is Event._UNSET:
-            self._payload = json_loads(self.payload_json)
+        if self._payload is _UNSET:
+            self._payload = decode_payload(self.payload_json)
         return self._payload
 
     @property

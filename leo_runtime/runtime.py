@@ -30,7 +30,7 @@ from croniter import croniter
 from .bot import Bot, BotContext
 from .config import BotSpec, Config, load_config
 from .errors import BotError, CheckpointMoved, ConfigError, LeaseLost, LeoError
-from .events import Event, Output, RawJSON, dumps
+from .events import Event, Output, RawJSON, dumps, encode_payload
 from .store import PendingEvent, RunCommit, Store
 from .timeutil import now_ms, parse_time
 from .wakeups import Wakeups
@@ -303,6 +303,9 @@ class BotRunner:
 
     def _pending(self, item: Any, source: Event | None) -> PendingEvent:
         queue = self.spec.out_queue
+        correlation = f'{{"source":"{source.queue}","start":{source.seq},"units":1}}' if source is not None else None
+        if type(item) is Event and queue is not None:  # the hot path: a forwarded event
+            return PendingEvent(queue, item.payload_json, item.event_source_timestamp, correlation)
         origin = source.event_source_timestamp if source is not None else None
         if isinstance(item, Event):
             text = item.payload_json
@@ -311,9 +314,7 @@ class BotRunner:
             text = item.text
         elif isinstance(item, Output):
             queue = item.queue or queue
-            text = item.payload.payload_json if isinstance(item.payload, Event) else (
-                item.payload.text if isinstance(item.payload, RawJSON) else dumps(item.payload)
-            )
+            text = encode_payload(item.payload)
             if item.event_source_timestamp is not None:
                 origin = item.event_source_timestamp
         else:
@@ -323,9 +324,6 @@ class BotRunner:
                 raise BotError(f"bot '{self.id}' yielded something that is not JSON: {exc}") from exc
         if queue is None:
             raise BotError(f"bot '{self.id}' yielded an event but has no 'out' queue; add out: QUEUE")
-        correlation = (
-            f'{{"source":"{source.queue}","start":{source.seq},"units":1}}' if source is not None else None
-        )
         return PendingEvent(queue, text, origin, correlation)
 
     # -- sources (worker thread) -------------------------------------------------------------------
@@ -406,7 +404,10 @@ class Runtime:
         self._tasks.append(loop.create_task(self._renew_leases(), name="leo-leases"))
         self._tasks.append(loop.create_task(self._prune(), name="leo-retention"))
         self._config_watch = self.watcher.watch(
-            self.config.path, lambda: loop.call_soon_threadsafe(self._schedule_reload), only=self.config.path
+            self.config.path,
+            lambda: loop.call_soon_threadsafe(self._schedule_reload),
+            only=self.config.path,
+            writes=False,
         )
         if self.serve_http:
             await self._start_http()

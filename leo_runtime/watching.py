@@ -9,7 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 log = logging.getLogger("leo.watch")
@@ -58,8 +66,14 @@ class FileWatcher:
                 self._observer.join(timeout=5)
                 self._observer = None
 
-    def watch(self, path: Path, callback: Callable[[], None], *, only: Path | None = None) -> Any:
+    def watch(
+        self, path: Path, callback: Callable[[], None], *, only: Path | None = None, writes: bool = True
+    ) -> Any:
         """Call `callback` (on a watchdog thread) when something changes at `path`.
+
+        With ``writes=False`` only finished writes count (a file closed after writing, created,
+        moved, deleted), not every write: a folder that also holds the SQLite store (written
+        constantly, never closed) then costs nothing.
 
         A file is watched through its folder (editors replace files by renaming); a path that
         does not exist yet is watched through its nearest existing parent. Returns a handle for
@@ -73,7 +87,10 @@ class FileWatcher:
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         try:
-            return self._observer.schedule(_Handler(callback, only), str(folder), recursive=False)
+            kinds: list[type[FileSystemEvent]] = [FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
+            if writes:
+                kinds.append(FileModifiedEvent)
+            return self._observer.schedule(_Handler(callback, only), str(folder), recursive=False, event_filter=kinds)
         except OSError as exc:
             log.warning("cannot watch %s (%s); changes there are noticed only by periodic rescans", folder, exc)
             return None

@@ -231,22 +231,19 @@ class SQLiteStore(Store):
         queue_id = self._queue_id(conn, queue, create=False)
         if queue_id is None:
             return []
-        cursor = conn.execute(
+        rows = conn.execute(
             "SELECT seq, payload, event_source_timestamp, timestamp, correlation_id FROM events "
             "WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (queue_id, after, limit),
-        )
-        if max_bytes is None:
-            return [Event(seq, queue, payload, source, ts, corr) for seq, payload, source, ts, corr in cursor]
-        events = []
-        size = 0
-        for seq, payload, source, ts, corr in cursor:
-            events.append(Event(seq, queue, payload, source, ts, corr))
-            size += len(payload)
-            if size >= max_bytes:
-                break
-        cursor.close()
-        return events
+        ).fetchall()
+        if max_bytes is not None and len(rows) > 1 and sum(len(row[1]) for row in rows) > max_bytes:
+            size = 0
+            for index, row in enumerate(rows):
+                size += len(row[1])
+                if size >= max_bytes:
+                    del rows[index + 1:]
+                    break
+        return [Event(seq, queue, payload, source, ts, corr) for seq, payload, source, ts, corr in rows]
 
     def queue_head(self, queue: str) -> int:
         row = self._conn().execute("SELECT head FROM queues WHERE name = ?", (queue,)).fetchone()
