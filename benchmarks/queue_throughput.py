@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leo_runtime.config import parse_config  # noqa: E402
-from leo_runtime.events import RawJSON  # noqa: E402
-from leo_runtime.runtime import Runtime  # noqa: E402
-from leo_runtime.store import open_store  # noqa: E402
+from leo_runtime.config import parse_config
+from leo_runtime.events import RawJSON
+from leo_runtime.runtime import Runtime
+from leo_runtime.store import open_store
 
 PAGE = 1000
 TARGET = 0.5
