@@ -8,6 +8,7 @@ one `ConfigError` holding every problem as ``FILE:LINE:COL: message``.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import os
 import types
@@ -51,6 +52,34 @@ _DURATION_SCHEMA = {
 }
 Duration = Annotated[float, BeforeValidator(_positive_seconds), WithJsonSchema(_DURATION_SCHEMA)]
 OptionalDuration = Annotated[float, BeforeValidator(_seconds), WithJsonSchema(_DURATION_SCHEMA)]
+
+
+def _time_text(value: Any) -> Any:
+    # YAML turns an unquoted `2026-11-26T00:00:00Z` into a datetime: take it back as RFC 3339 text.
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value
+
+
+def _schedule_text(value: Any) -> Any:
+    # `schedule: 60` means every 60 seconds, as a bare number does for every other duration.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _supported_version(value: Any) -> Any:
+    if value != 1 or isinstance(value, bool):
+        raise ValueError(f"unsupported version {value!r}: this leo-runtime reads 'version: 1'")
+    return value
+
+
+TimeText = Annotated[str, BeforeValidator(_time_text)]
+ScheduleText = Annotated[str, BeforeValidator(_schedule_text)]
 
 
 class Model(BaseModel):
@@ -103,8 +132,8 @@ class BotConfig(Model):
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="the bot's settings")
     in_: Name | None = Field(None, alias="in", description="queue the bot reads")
     out: Name | None = Field(None, description="queue the bot writes")
-    schedule: str | None = Field(None, description="sources: watch, an interval (5s, PT1M) or a cron line")
-    start: str | None = Field(None, description="first run: earliest (default), latest or an RFC 3339 time")
+    schedule: ScheduleText | None = Field(None, description="sources: watch, an interval (5s, PT1M) or a cron line")
+    start: TimeText | None = Field(None, description="first run: earliest (default), latest or an RFC 3339 time")
     batch: BatchConfig = Field(default_factory=BatchConfig)
     description: str | None = None
 
@@ -119,7 +148,7 @@ class PipelineConfig(Model):
 class PipelinesFile(Model):
     """The whole pipelines.yaml."""
 
-    version: Literal[1]
+    version: Annotated[Literal[1], BeforeValidator(_supported_version)]
     store: str = "sqlite:///leo.db"
     server: ServerConfig = Field(default_factory=ServerConfig)
     retention: Duration = Field(7 * 86400.0, description="how long events stay readable")
@@ -189,6 +218,7 @@ class Config:
     bots: list[BotSpec]
     document: YamlDocument
     warnings: list[Problem] = field(default_factory=list)
+    env: Mapping[str, str] | None = None  # the environment the file was read with (None: os.environ)
 
     @property
     def base_dir(self) -> Path:
@@ -196,8 +226,9 @@ class Config:
 
     @property
     def store_url(self) -> str:
-        """The store to use: env ``LEO_STORE`` overrides the file."""
-        return os.environ.get("LEO_STORE") or self.model.store
+        """The store to use: env ``LEO_STORE`` (when set and not empty) overrides the file."""
+        environ = os.environ if self.env is None else self.env
+        return environ.get("LEO_STORE") or self.model.store
 
     def pipeline_data(self, name: str) -> Any:
         """The pipeline's data as written (after interpolation): what a reload compares."""
@@ -242,7 +273,9 @@ def parse_config(
     """Validate pipelines.yaml text; `path` locates relative paths (store, custom bots, sources)."""
     document = load_yaml(text, display_name or str(path), env=env)
     checker = _Checker(document, path, registry or BotRegistry())
-    return checker.run()
+    config = checker.run()
+    config.env = env
+    return config
 
 
 class _Checker:
@@ -270,13 +303,15 @@ class _Checker:
         except ValidationError as exc:
             self._report(exc, PipelinesFile, ())
         specs = self._bots(data)
-        if model is not None and not self._errors():
-            self._graph(model, specs)
+        self._duplicate_ids(data)
+        self._cycles(specs)
+        if not self._errors():
+            # Only now: a bot dropped for an error would make the queue it writes look unwritten.
+            self._unwritten_queues(data, specs)
         errors = self._errors()
         self.problems.sort(key=lambda p: (p.line, p.column))
-        if errors:
+        if errors or model is None:
             raise ConfigError(problems=self.problems)
-        assert model is not None
         return Config(self.path, model, specs, self.doc, [p for p in self.problems if p.severity == "warning"])
 
     def _errors(self) -> list[Problem]:
@@ -285,38 +320,47 @@ class _Checker:
     # -- bots ------------------------------------------------------------------------------------
     def _bots(self, data: dict[str, Any]) -> list[BotSpec]:
         specs: list[BotSpec] = []
-        pipelines = data.get("pipelines")
-        if not isinstance(pipelines, dict):
-            return specs
-        for pipeline, body in pipelines.items():
-            if not isinstance(body, dict) or not isinstance(body.get("bots"), list):
-                continue
-            for index, raw in enumerate(body["bots"]):
-                path = ("pipelines", pipeline, "bots", index)
-                spec = self._bot(str(pipeline), path, raw)
-                if spec is not None:
-                    specs.append(spec)
+        for path, raw in _raw_bots(data):
+            spec = self._bot(str(path[1]), path, raw)
+            if spec is not None:
+                specs.append(spec)
         return specs
 
-    def _bot(self, pipeline: str, path: tuple, raw: Any) -> BotSpec | None:
-        if not isinstance(raw, dict):
-            return None
+    def _bot(self, pipeline: str, path: tuple, raw: dict[str, Any]) -> BotSpec | None:
         try:
             config = BotConfig.model_validate(raw)
         except ValidationError:
-            return None  # already reported by the whole-file validation
+            # Already reported by the whole-file validation; still check `use` and `with` so that
+            # one `leo validate` shows every problem of the bot, not one per edit.
+            use, settings_data = raw.get("use"), raw.get("with", {})
+            if isinstance(use, str) and use.strip() and isinstance(settings_data, dict):
+                self._settings(path, use, settings_data, _label_for(self.doc.data, path) or "bot")
+            return None
         label = f"bot '{config.id}'"
+        resolved = self._settings(path, config.use, config.with_, label)
+        if resolved is None:
+            return None
+        cls, settings = resolved
+        return self._bot_shape(pipeline, path, config, cls, settings, label)
+
+    def _settings(self, path: tuple, use: str, data: dict[str, Any], label: str) -> tuple[type[Bot], BotSettings] | None:
+        """The class `use` names and its validated ``with:`` settings; None when either is wrong."""
         try:
-            cls = self.registry.resolve(config.use, self.path.parent)
+            cls = self.registry.resolve(use, self.path.parent)
         except BotError as exc:
-            self.error((*path, "use"), f"{label}: {exc}", at="value")
+            message = str(exc)
+            # The registry names the `use` string; the problem already points at it.
+            redundant = f"bot '{use.strip()}': "
+            if message.startswith(redundant):
+                message = message[len(redundant):]
+            self.error((*path, "use"), f"{label}: {message}", at="value")
             return None
         try:
-            settings = cls.Settings.model_validate(config.with_)
+            settings = cls.Settings.model_validate(data)
         except ValidationError as exc:
             self._report(exc, cls.Settings, (*path, "with"), label=label, relative_to=(*path, "with"))
             return None
-        return self._bot_shape(pipeline, path, config, cls, settings, label)
+        return cls, settings
 
     def _bot_shape(
         self, pipeline: str, path: tuple, config: BotConfig, cls: type[Bot], settings: BotSettings, label: str
@@ -378,33 +422,51 @@ class _Checker:
         return BotSpec(pipeline, config, cls, settings, config.in_, out, schedule, limits, path)
 
     # -- graph -----------------------------------------------------------------------------------
-    def _graph(self, model: PipelinesFile, specs: list[BotSpec]) -> None:
+    def _duplicate_ids(self, data: dict[str, Any]) -> None:
+        # From the raw data, so a duplicate is reported even when one of the two has other errors.
         seen: dict[str, tuple] = {}
-        for spec in specs:
-            path = spec.path
-            if spec.id in seen:
-                first_line = self.doc.key_position((*seen[spec.id], "id"))[0]
-                self.error((*path, "id"), f"duplicate bot id '{spec.id}' (first used at line {first_line})", at="value")
+        for path, raw in _raw_bots(data):
+            bot_id = raw.get("id")
+            if not isinstance(bot_id, str):
+                continue
+            if bot_id in seen:
+                first_line = self.doc.key_position((*seen[bot_id], "id"))[0]
+                self.error((*path, "id"), f"duplicate bot id '{bot_id}' (first used at line {first_line})", at="value")
             else:
-                seen[spec.id] = path
-        written = {spec.out_queue for spec in specs if spec.out_queue}
-        written |= {f"{name}.changes" for name in model.object_types}
-        for spec in specs:
-            if spec.in_queue and spec.in_queue not in written:
-                path = spec.path
-                hint = difflib.get_close_matches(spec.in_queue, sorted(written), n=1)
-                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.warn(
-                    (*path, "in"),
-                    f"bot '{spec.id}': no bot writes queue '{spec.in_queue}'{suggestion}; "
-                    "it gets events only from `leo queues put` or the API",
-                )
+                seen[bot_id] = path
+
+    def _cycles(self, specs: list[BotSpec]) -> None:
         cycle = _find_cycle(specs)
         if cycle:
             first = cycle[0]
-            path = first.path
             names = " -> ".join(f"{spec.id} ({spec.out_queue})" for spec in cycle)
-            self.error((*path, "in"), f"pipeline cycle: {names} -> {first.id}; a bot would feed itself")
+            self.error((*first.path, "in"), f"pipeline cycle: {names} -> {first.id}; a bot would feed itself")
+
+    def _unwritten_queues(self, data: dict[str, Any], specs: list[BotSpec]) -> None:
+        object_types = data.get("object_types")
+        types = sorted(str(name) for name in object_types) if isinstance(object_types, dict) else []
+        written = {spec.out_queue for spec in specs if spec.out_queue}
+        written |= {f"{name}.changes" for name in types}
+        for spec in specs:
+            queue = spec.in_queue
+            if not queue or queue in written:
+                continue
+            if queue.endswith(".changes"):
+                # `T.changes` exists for every declared object type T: compare the type names.
+                type_name = queue[: -len(".changes")]
+                close = difflib.get_close_matches(type_name, types, n=1)
+                hint = (
+                    f" (did you mean '{close[0]}.changes'?)"
+                    if close
+                    else f" (object type '{type_name}' is not declared under object_types)"
+                )
+            else:
+                close = difflib.get_close_matches(queue, sorted(written), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+            self.warn(
+                (*spec.path, "in"),
+                f"bot '{spec.id}': no bot writes queue '{queue}'{hint}; it gets events only from `leo queues put` or the API",
+            )
 
     # -- pydantic errors to located problems ----------------------------------------------------
     def _report(
@@ -430,7 +492,10 @@ class _Checker:
                 allowed = _allowed_keys(root, loc[:-1])
                 hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-                parent = _dotted(loc[:-1]) if not relative_to else _dotted(("with", *loc[:-1]))
+                if relative_to:
+                    parent = _dotted(("with", *loc[:-1]))
+                else:  # a bot's label already says which bot: name only the part inside it
+                    parent = _dotted(_strip_bot(loc[:-1]) if shown_label else loc[:-1])
                 inside = f" in '{parent}'" if parent else ""
                 message = f"unknown field '{loc[-1]}'{inside}{suggestion}"
                 if allowed:
@@ -441,7 +506,7 @@ class _Checker:
                 path = path[:-1]
                 at = "key"
             elif kind == "query":
-                message = err["msg"]
+                message = ctx.get("message") or err["msg"]
                 at = "key"
             else:
                 message = f"{where}: {_clean(err['msg'])}" if where else _clean(err["msg"])
@@ -450,6 +515,21 @@ class _Checker:
             if shown_label:
                 message = f"{shown_label}: {message}"
             self.error(path, message, at=at)
+
+
+def _raw_bots(data: dict[str, Any]) -> list[tuple[tuple, dict[str, Any]]]:
+    """Every bot mapping of the file as written, with its path ("pipelines", name, "bots", index)."""
+    found: list[tuple[tuple, dict[str, Any]]] = []
+    pipelines = data.get("pipelines")
+    if not isinstance(pipelines, dict):
+        return found
+    for pipeline, body in pipelines.items():
+        if not isinstance(body, dict) or not isinstance(body.get("bots"), list):
+            continue
+        for index, raw in enumerate(body["bots"]):
+            if isinstance(raw, dict):
+                found.append((("pipelines", pipeline, "bots", index), raw))
+    return found
 
 
 def _find_cycle(specs: list[BotSpec]) -> list[BotSpec] | None:
@@ -512,6 +592,7 @@ def _clean(message: str) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix):]
+    message = message.replace("a valid dictionary", "a mapping")  # YAML's word for it
     return message[:1].lower() + message[1:]
 
 

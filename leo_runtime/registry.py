@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import threading
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -21,6 +22,11 @@ from .bot import Bot, registered_bots
 from .errors import BotError
 
 ENTRY_POINT_GROUP = "leo_runtime.bots"
+
+# Custom bot files loaded so far, shared by every registry so that a reload of pipelines.yaml
+# does not execute an unchanged file again: path -> ((mtime_ns, size), module).
+_FILE_MODULES: dict[Path, tuple[tuple[int, int], ModuleType]] = {}
+_FILE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -36,17 +42,9 @@ class BotRegistry:
     """Resolves ``use:`` strings to bot classes. Loading a plugin happens on first use."""
 
     def __init__(self) -> None:
-        import bots  # importing the package registers the built-ins
-
-        if not getattr(bots, "LEO_BUILTINS", False):
-            raise BotError(
-                f"a local 'bots' package ({getattr(bots, '__file__', None) or bots.__path__}) hides "
-                "leo-runtime's built-in bots: run leo from another folder or rename that package "
-                "(custom bots load fine by path: use: ./bots/file.py:Class)"
-            )
+        _import_builtins()  # importing the package registers the built-ins
         self._builtins = registered_bots()
         self._plugins = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-        self._file_modules: dict[tuple[Path, float], ModuleType] = {}
 
     def entries(self) -> list[BotEntry]:
         """Every built-in and installed bot, by name (plugins are loaded to read their settings)."""
@@ -81,8 +79,13 @@ class BotRegistry:
             except Exception as exc:  # a plugin's import error must name the plugin
                 raise BotError(f"bot '{use}': plugin {self._plugins[use].value} failed to load: {exc}") from exc
             return _check_bot_class(cls, use)
+        if use.endswith(".py") or "/" in use or "\\" in use:
+            raise BotError(f"bot '{use}': name the class after the file, like '{use}:MyBot'")
         hint = difflib.get_close_matches(use, self.names(), n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        if not hint and "." in use.strip("."):
+            module_name, _, attr = use.rpartition(".")
+            suggestion = f" (for a class in a module write '{module_name}:{attr}')"
         raise BotError(
             f"unknown bot '{use}'{suggestion}; use a built-in ({', '.join(sorted(self._builtins))}), "
             "an installed plugin, module:Class or ./file.py:Class"
@@ -105,26 +108,79 @@ class BotRegistry:
         path = (path if path.is_absolute() else base_dir / path).resolve()
         if not path.is_file():
             raise BotError(f"bot '{use}': file {path} does not exist")
-        key = (path, path.stat().st_mtime)
-        module = self._file_modules.get(key)
-        if module is None:
-            digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-            module_name = f"leo_user_bots.{path.stem}_{digest}"
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            if spec is None or spec.loader is None:
-                raise BotError(f"bot '{use}': {path} is not a Python file")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except Exception as exc:
-                sys.modules.pop(module_name, None)
-                raise BotError(f"bot '{use}': loading {path} failed: {exc!r}") from exc
-            self._file_modules[key] = module
-        return _attr(module, attr, use)
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with _FILE_LOCK:
+            cached = _FILE_MODULES.get(path)
+            if cached is not None and cached[0] == stamp:
+                module = cached[1]
+            else:
+                module = _load_file(path, use)
+                _FILE_MODULES[path] = (stamp, module)
+        return _attr(module, attr, use, shown=file_name)
 
 
-def _attr(module: ModuleType, attr: str, use: str) -> type[Bot]:
+def _load_file(path: Path, use: str) -> ModuleType:
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    module_name = f"leo_user_bots.{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise BotError(f"bot '{use}': {path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(module_name)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        if previous is None:
+            sys.modules.pop(module_name, None)
+        else:
+            sys.modules[module_name] = previous
+        raise BotError(f"bot '{use}': loading {path}{_line_in(path, exc)} failed: {exc!r}") from exc
+    return module
+
+
+def _line_in(path: Path, exc: BaseException) -> str:
+    """`` (line N)``: where in `path` loading failed, when the error comes from that file."""
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename) == path and exc.lineno:
+        return f" (line {exc.lineno})"
+    line = None
+    frame = exc.__traceback__
+    while frame is not None:
+        if Path(frame.tb_frame.f_code.co_filename) == path:
+            line = frame.tb_lineno
+        frame = frame.tb_next
+    return f" (line {line})" if line else ""
+
+
+def _import_builtins() -> ModuleType:
+    """leo-runtime's `bots` package, even when a plain ``bots/`` folder (no ``__init__.py``, like
+    the one `leo init` scaffolds) comes earlier on sys.path and Python took it for a namespace."""
+    module = importlib.import_module("bots")
+    if getattr(module, "LEO_BUILTINS", False):
+        return module
+    if getattr(module, "__file__", None) is None:
+        folders = {Path(entry).resolve().parent for entry in getattr(module, "__path__", [])}
+        saved_path = list(sys.path)
+        sys.modules.pop("bots", None)
+        try:
+            sys.path[:] = [entry for entry in saved_path if Path(entry or ".").resolve() not in folders]
+            found = importlib.import_module("bots")
+        except ImportError:
+            found = None
+        finally:
+            sys.path[:] = saved_path
+        if found is not None and getattr(found, "LEO_BUILTINS", False):
+            return found
+        sys.modules["bots"] = module
+    where = getattr(module, "__file__", None) or ", ".join(str(entry) for entry in getattr(module, "__path__", []))
+    raise BotError(
+        f"a local 'bots' package ({where}) hides leo-runtime's built-in bots: run leo from another "
+        "folder or rename that package (custom bots load fine by path: use: ./bots/file.py:Class)"
+    )
+
+
+def _attr(module: ModuleType, attr: str, use: str, *, shown: str | None = None) -> type[Bot]:
     if not attr:
         raise BotError(f"bot '{use}': name the class after ':' (like module:MyBot)")
     try:
@@ -133,11 +189,12 @@ def _attr(module: ModuleType, attr: str, use: str) -> type[Bot]:
         names = [name for name, value in vars(module).items() if isinstance(value, type) and issubclass(value, Bot)]
         hint = difflib.get_close_matches(attr, names, n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise BotError(f"bot '{use}': {module.__name__} has no attribute '{attr}'{suggestion}") from None
+        raise BotError(f"bot '{use}': {shown or module.__name__} has no attribute '{attr}'{suggestion}") from None
     return _check_bot_class(cls, use)
 
 
 def _check_bot_class(cls: object, use: str) -> type[Bot]:
     if not (isinstance(cls, type) and issubclass(cls, Bot)):
-        raise BotError(f"bot '{use}': {cls!r} is not a subclass of leo_runtime.Bot")
+        what = f"the class {cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else repr(cls)
+        raise BotError(f"bot '{use}': {what} is not a bot: a bot class subclasses leo_runtime.Bot")
     return cls

@@ -297,8 +297,6 @@ class BotRunner:
                 source = current[0] or events[0]
                 append(convert(item, source))
         last = current[0] if cut[0] and current[0] is not None else events[-1]
-        if self.spec.kind == "sink" and outputs:
-            raise BotError(f"bot '{self.id}' is a sink but yielded {len(outputs)} event(s); sinks write no queue")
         return outputs, last, cut[0]
 
     def _pending(self, item: Any, source: Event | None) -> PendingEvent:
@@ -323,6 +321,8 @@ class BotRunner:
             except (TypeError, ValueError) as exc:
                 raise BotError(f"bot '{self.id}' yielded something that is not JSON: {exc}") from exc
         if queue is None:
+            if self.spec.kind == "sink":
+                raise BotError(f"bot '{self.id}' is a sink and yielded an event; a sink writes no queue (return None)")
             raise BotError(f"bot '{self.id}' yielded an event but has no 'out' queue; add out: QUEUE")
         return PendingEvent(queue, text, origin, correlation)
 

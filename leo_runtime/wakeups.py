@@ -26,7 +26,7 @@ class Wakeups:
         self.store = store
         self.poll_interval = poll_interval
         self._heads: dict[str, int] = {}
-        self._controls: dict[str, tuple[bool, int]] = {}
+        self._controls: dict[str, tuple[bool, int, str | None]] = {}
         self._queue_waiters: dict[str, dict[asyncio.Future[bool], int]] = {}
         self._key_waiters: dict[str, set[asyncio.Future[bool]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -53,7 +53,8 @@ class Wakeups:
 
     def paused(self, key: str) -> bool:
         """Whether an operator paused the bot `key` (as of the last check)."""
-        return self._controls.get(key, (False, 0))[0]
+        control = self._controls.get(key)
+        return control[0] if control else False
 
     def _from_any_thread(self, heads: Mapping[str, int]) -> None:
         loop = self._loop
@@ -138,7 +139,7 @@ class Wakeups:
                     self.kick(key)
             self._controls = {**self._controls, **controls}
 
-    def _read_marks(self) -> tuple[dict[str, int], dict[str, tuple[bool, int]]]:
+    def _read_marks(self) -> tuple[dict[str, int], dict[str, tuple[bool, int, str | None]]]:
         return self.store.queue_heads(), self.store.bot_controls()
 
 

@@ -183,8 +183,9 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def bot_controls(self) -> dict[str, tuple[bool, int]]:
-        """Per bot: (paused, number of operator checkpoint resets so far); cheap, for wakeups."""
+    def bot_controls(self) -> dict[str, tuple[bool, int, str | None]]:
+        """Per bot: (paused, operator checkpoint resets so far, lease owner); cheap, for wakeups:
+        a change of any of them wakes the bot's runner (resume, reset, lease released)."""
 
     @abstractmethod
     def add_append_listener(self, listener: AppendListener) -> None:

@@ -166,7 +166,7 @@ class SQLiteStore(Store):
         for event in events:
             queue_id = self._queue_ids.get(event.queue) or self._queue_id(conn, event.queue, create=True)
             rows.append(
-                (queue_id, event.payload_json, event.event_source_timestamp or timestamp, timestamp,
+                (queue_id, event.payload_json, timestamp if event.event_source_timestamp is None else event.event_source_timestamp, timestamp,
                  event.correlation_json)
             )
             counts[queue_id] = counts.get(queue_id, 0) + 1
@@ -212,7 +212,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             queue_id = self._queue_id(conn, queue, create=True)
             timestamp = self._write_time(conn)
-            source_time = event_source_timestamp or timestamp
+            source_time = timestamp if event_source_timestamp is None else event_source_timestamp
             rows = [(queue_id, text, source_time, timestamp, correlation_json) for text in texts]
             first, last, heads = self._insert_rows(conn, rows, {queue_id: len(rows)})
         self._notify(heads)
@@ -236,10 +236,10 @@ class SQLiteStore(Store):
             "WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (queue_id, after, limit),
         ).fetchall()
-        if max_bytes is not None and len(rows) > 1 and sum(len(row[1]) for row in rows) > max_bytes:
+        if max_bytes is not None and len(rows) > 1:
             size = 0
             for index, row in enumerate(rows):
-                size += len(row[1])
+                size += _utf8_len(row[1])
                 if size >= max_bytes:
                     del rows[index + 1:]
                     break
@@ -338,12 +338,12 @@ class SQLiteStore(Store):
             version = self._version_conn.execute("PRAGMA data_version").fetchone()[0]
         return version != token, version
 
-    def bot_controls(self) -> dict[str, tuple[bool, int]]:
+    def bot_controls(self) -> dict[str, tuple[bool, int, str | None]]:
         return {
-            bot_id: (bool(paused), resets)
-            for bot_id, paused, resets in self._conn().execute(
+            bot_id: (bool(paused), resets, owner)
+            for bot_id, paused, resets, owner in self._conn().execute(
                 "SELECT b.bot_id, b.paused, COALESCE((SELECT SUM(resets) FROM checkpoints c "
-                "WHERE c.bot_id = b.bot_id), 0) FROM bots b"
+                "WHERE c.bot_id = b.bot_id), 0), b.lease_owner FROM bots b"
             )
         }
 
@@ -502,6 +502,11 @@ def _bot_info(row: tuple) -> BotInfo:
         events_out=events_out,
         state=json.loads(state) if state else {},
     )
+
+
+def _utf8_len(text: str) -> int:
+    """The size of `text` in UTF-8 bytes (what ``max_bytes`` counts); O(1) for ASCII text."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _statements(script: str) -> list[str]:

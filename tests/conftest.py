@@ -1,0 +1,149 @@
+"""Shared test helpers: real files, real processes, waiting on conditions (never fixed sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leo_runtime.store import SQLiteStore, open_store
+
+REPO = Path(__file__).resolve().parents[1]
+LEO = str(Path(sys.executable).with_name("leo"))
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+async def async_wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(0.01)
+
+
+class Project:
+    """A folder with a pipelines.yaml and its SQLite store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.file = root / "pipelines.yaml"
+
+    def write(self, text: str, name: str = "pipelines.yaml") -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "leo.db"
+
+    def store(self) -> SQLiteStore:
+        return open_store("sqlite:///leo.db", self.root)  # type: ignore[return-value]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+def payloads_of(store: Any, queue: str) -> list[Any]:
+    return [event.payload for event in store.read(queue, 0, 10_000_000)]
+
+
+class LeoRun:
+    """`leo run` as a real process, its log in a file."""
+
+    def __init__(self, project: Project, *args: str, env: dict[str, str] | None = None) -> None:
+        self.project = project
+        self.log_path = project.root / f"leo-run-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("wb")
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env.pop("LEO_STORE", None)
+        self.proc = subprocess.Popen(
+            [LEO, "run", "-f", str(project.file), *args],
+            cwd=project.root,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        wait_until(lambda: "running " in self.log() or self.proc.poll() is not None, timeout, what="leo run start")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"leo run exited early ({self.proc.returncode}):\n{self.log()}")
+
+    @property
+    def http(self) -> str:
+        match = re.search(r"HTTP API on (http://\S+)", self.log())
+        assert match, self.log()
+        return match.group(1)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def leo_run() -> Iterator[Callable[..., LeoRun]]:
+    started: list[LeoRun] = []
+
+    def start(project: Project, *args: str, env: dict[str, str] | None = None) -> LeoRun:
+        run = LeoRun(project, *args, env=env)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait(10)
+
+
+def leo(*args: str, cwd: Path | None = None, input: str | None = None, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real `leo` command."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([LEO, *args], cwd=cwd, input=input, capture_output=True, text=True, env=full_env,
+                          timeout=timeout)
+
+
+def ndjson(values: list[Any]) -> str:
+    return "".join(json.dumps(value) + "\n" for value in values)

@@ -1,0 +1,430 @@
+"""The runtime in process: real SQLite files, real bots, real wakeups (no fixed sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from leo_runtime import runtime as runtime_module
+from leo_runtime.config import load_config
+from leo_runtime.events import RawJSON
+from leo_runtime.runtime import Runtime
+from leo_runtime.store import open_store
+
+from .conftest import Project, async_wait_until, payloads_of
+
+FILTER_PIPELINE = """
+version: 1
+pipelines:
+  feed:
+    bots:
+      - id: low-stock
+        use: filter
+        in: inventory.in
+        with: {query: {quantity: {lt: 5}}}
+        out: inventory.low
+"""
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime_module, "BACKOFF_BASE_SECONDS", 0.02)
+    monkeypatch.setattr(runtime_module, "BACKOFF_MAX_SECONDS", 0.2)
+
+
+def run_with(project: Project, body: Callable[[Runtime], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        config = load_config(project.file)
+        store = open_store(config.store_url, config.base_dir)
+        runtime = Runtime(config, store, serve_http=False)
+        await runtime.start()
+        try:
+            return await body(runtime)
+        finally:
+            await runtime.stop()
+            store.close()
+
+    return asyncio.run(main())
+
+
+def checkpoint(runtime: Runtime, bot: str, queue: str) -> int:
+    return runtime.store.get_checkpoint(bot, queue) or 0
+
+
+def errors_of(store: Any, bot: str) -> int:
+    info = store.bot(bot)
+    return info.error_count if info else 0
+
+
+def test_processor_forwards_matches_and_checkpoint_reaches_head(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+    store.append("inventory.in", [{"sku": f"S{i}", "quantity": i % 10} for i in range(100)])
+    head = store.queue_head("inventory.in")
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: checkpoint(runtime, "low-stock", "inventory.in") == head)
+
+    run_with(project, body)
+    out = payloads_of(store, "inventory.low")
+    assert [p["sku"] for p in out] == [f"S{i}" for i in range(100) if i % 10 < 5]
+    info = store.bot("low-stock")
+    assert info is not None and info.events_in == 100 and info.events_out == 50 and info.error_count == 0
+
+
+def test_forwarded_payload_text_is_untouched_and_envelope_is_carried(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+    odd = '{"quantity":  1, "z": [1,2], "a": "é"}'
+    store.append("inventory.in", [RawJSON(odd)], event_source_timestamp=1234)
+    source = store.read("inventory.in", 0)[0]
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: store.queue_head("inventory.low"))
+
+    run_with(project, body)
+    out = store.read("inventory.low", 0)[0]
+    assert out.payload_json == odd
+    assert out.event_source_timestamp == 1234
+    assert out.correlation_id == {"source": "inventory.in", "start": source.seq, "units": 1}
+
+
+def test_new_bot_starts_at_the_beginning_latest_or_a_time(project: Project) -> None:
+    store = project.store()
+    store.append("q", [{"n": 1}, {"n": 2}])
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: from-start, use: filter, in: q, out: a, with: {query: {}}}
+              - {id: from-latest, use: filter, in: q, out: b, with: {query: {}}, start: latest}
+              - {id: from-future, use: filter, in: q, out: c, with: {query: {}}, start: "2999-01-01T00:00:00Z"}
+        """
+    )
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: all(runtime.store.get_checkpoint(b, "q") is not None
+                                           for b in ("from-start", "from-latest", "from-future")))
+        await async_wait_until(lambda: len(payloads_of(store, "a")) == 2)
+        store.append("q", [{"n": 3}])
+        await async_wait_until(lambda: len(payloads_of(store, "a")) == 3 and payloads_of(store, "b"))
+        await async_wait_until(lambda: checkpoint(runtime, "from-future", "q") == store.queue_head("q"))
+
+    run_with(project, body)
+    assert [p["n"] for p in payloads_of(store, "b")] == [3]
+    assert [p["n"] for p in payloads_of(store, "c")] == [3]
+
+
+CUSTOM_BOTS = '''
+from leo_runtime import Bot, Output, RawJSON, SinkBot, SourceBot
+
+
+class Enrich(Bot):
+    class Settings(Bot.Settings):
+        tag: str = "x"
+
+    def process(self, events, ctx):
+        for event in events:
+            payload = event.payload
+            if payload.get("skip"):
+                continue
+            ctx.state["seen"] = ctx.state.get("seen", 0) + 1
+            yield {**payload, "tag": self.settings.tag}
+            if payload.get("audit"):
+                yield Output({"audited": payload["id"]}, queue="audit")
+            if payload.get("raw"):
+                yield RawJSON('{"raw":true}')
+
+
+class Explode(Bot):
+    def process(self, events, ctx):
+        for event in events:
+            if event.payload.get("boom"):
+                raise RuntimeError("boom on " + str(event.payload["id"]))
+            yield event
+
+
+class Counter(SourceBot):
+    class Settings(SourceBot.Settings):
+        stop_at: int = 3
+
+    def produce(self, ctx):
+        count = ctx.state.get("count", 0)
+        if count < self.settings.stop_at:
+            ctx.state["count"] = count + 1
+            ctx.behind = count + 1 < self.settings.stop_at
+            yield {"count": count + 1}
+
+
+class Collect(SinkBot):
+    received = []
+
+    def process(self, events, ctx):
+        for event in events:
+            Collect.received.append((event.idempotency_key, event.payload))
+        return None
+
+
+class BadSink(SinkBot):
+    def process(self, events, ctx):
+        for event in events:
+            yield event
+'''
+
+
+def test_custom_bots_outputs_other_queues_state_and_sources(project: Project) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: counter, use: ./bots/custom.py:Counter, out: counts, schedule: 1h}
+              - {id: enrich, use: ./bots/custom.py:Enrich, in: in, out: enriched, with: {tag: blue}}
+              - {id: collect, use: ./bots/custom.py:Collect, in: enriched}
+        """
+    )
+    store = project.store()
+    store.append("in", [{"id": 1}, {"id": 2, "skip": True}, {"id": 3, "audit": True, "raw": True}])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: checkpoint(runtime, "enrich", "in") == store.queue_head("in"))
+        await async_wait_until(lambda: len(payloads_of(store, "counts")) == 3)
+        await async_wait_until(lambda: checkpoint(runtime, "collect", "enriched") == store.queue_head("enriched"))
+
+    run_with(project, body)
+    assert payloads_of(store, "enriched") == [{"id": 1, "tag": "blue"}, {"id": 3, "audit": True, "raw": True, "tag": "blue"},
+                                              {"raw": True}]
+    assert payloads_of(store, "audit") == [{"audited": 3}]
+    assert payloads_of(store, "counts") == [{"count": 1}, {"count": 2}, {"count": 3}]
+    assert store.bot("enrich").state == {"seen": 2}  # type: ignore[union-attr]
+    assert store.bot("counter").state == {"count": 3}  # type: ignore[union-attr]
+
+
+def test_failing_bot_backs_off_reports_and_others_keep_running(project: Project, tmp_path: Any) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(
+        """
+        version: 1
+        pipelines:
+          broken:
+            bots:
+              - {id: explode, use: ./bots/custom.py:Explode, in: a, out: a.out}
+          healthy:
+            bots:
+              - {id: pass, use: filter, in: b, out: b.out, with: {query: {}}}
+        """
+    )
+    store = project.store()
+    store.append("a", [{"id": 1}, {"id": 2, "boom": True}, {"id": 3}])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: errors_of(store, "explode") >= 3, what="repeated failures")
+        store.append("b", [{"id": i} for i in range(5)])
+        await async_wait_until(lambda: len(payloads_of(store, "b.out")) == 5, what="the healthy bot")
+        assert runtime.runners["explode"].state in ("backoff", "failing")
+        assert "boom on 2" in (runtime.runners["explode"].last_error or "")
+
+    run_with(project, body)
+    info = store.bot("explode")
+    assert info is not None and "RuntimeError: boom on 2" in (info.last_error or "")
+    # Nothing of the failed page was committed: no partial output, checkpoint before the page.
+    assert payloads_of(store, "a.out") == []
+    assert store.get_checkpoint("explode", "a") == 0
+
+
+def test_sink_that_yields_is_an_error(project: Project) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: bad, use: ./bots/custom.py:BadSink, in: q}
+        """
+    )
+    store = project.store()
+    store.append("q", [{"id": 1}])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: errors_of(store, "bad") >= 1)
+
+    run_with(project, body)
+    assert "sink" in (store.bot("bad").last_error or "")  # type: ignore[union-attr]
+
+
+def test_runs_are_bounded_by_records(project: Project) -> None:
+    project.write(FILTER_PIPELINE.replace("out: inventory.low", "out: inventory.low\n        batch: {records: 10}"))
+    store = project.store()
+    store.append("inventory.in", [{"quantity": 1} for _ in range(95)])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: checkpoint(runtime, "low-stock", "inventory.in") == store.queue_head("inventory.in"))
+
+    run_with(project, body)
+    assert store.bot("low-stock").runs == 10  # type: ignore[union-attr]
+    assert len(payloads_of(store, "inventory.low")) == 95
+
+
+def test_reset_to_earliest_makes_a_running_bot_reprocess(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+    store.append("inventory.in", [{"quantity": 1, "n": i} for i in range(10)])
+    operator = project.store()  # another connection, as the CLI would have
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: len(payloads_of(store, "inventory.low")) == 10)
+        runner = runtime.runners["low-stock"]
+        await async_wait_until(lambda: runner.state == "idle")
+        operator.set_checkpoint("low-stock", "inventory.in", operator.first_position())
+        await async_wait_until(lambda: len(payloads_of(store, "inventory.low")) == 20, what="reprocessing")
+
+    run_with(project, body)
+    assert [p["n"] for p in payloads_of(store, "inventory.low")] == list(range(10)) * 2
+
+
+def test_pause_and_resume(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+    operator = project.store()
+
+    async def body(runtime: Runtime) -> None:
+        operator.ensure_bot("low-stock", "feed")
+        operator.set_paused("low-stock", True)
+        await async_wait_until(lambda: runtime.runners["low-stock"].state == "paused")
+        store.append("inventory.in", [{"quantity": 1}])
+        await async_wait_until(lambda: runtime.wakeups.head("inventory.in") > 0)
+        assert payloads_of(store, "inventory.low") == []
+        operator.set_paused("low-stock", False)
+        await async_wait_until(lambda: payloads_of(store, "inventory.low"))
+
+    run_with(project, body)
+
+
+def test_second_runtime_stands_by_until_the_first_stops(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+
+    async def main() -> None:
+        config = load_config(project.file)
+        first = Runtime(config, open_store(config.store_url, config.base_dir), serve_http=False)
+        second = Runtime(config, open_store(config.store_url, config.base_dir), serve_http=False)
+        await first.start()
+        await async_wait_until(lambda: first.runners["low-stock"].state == "idle")
+        await second.start()
+        await async_wait_until(lambda: second.runners["low-stock"].state == "standby")
+        store.append("inventory.in", [{"quantity": 1}])
+        await async_wait_until(lambda: len(payloads_of(store, "inventory.low")) == 1)
+        await first.stop()
+        store.append("inventory.in", [{"quantity": 2}])
+        await async_wait_until(lambda: len(payloads_of(store, "inventory.low")) == 2, what="the standby taking over")
+        assert second.runners["low-stock"].has_lease
+        await second.stop()
+
+    asyncio.run(main())
+    assert [p["quantity"] for p in payloads_of(store, "inventory.low")] == [1, 2]
+
+
+def test_reload_restarts_only_changed_pipelines_and_survives_a_broken_edit(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+
+    async def body(runtime: Runtime) -> None:
+        original = runtime.runners["low-stock"]
+        project.file.write_text(project.file.read_text() + "  extra:\n    bots:\n      - {id: copy, use: filter, in: inventory.low, "
+                                "out: copied, with: {query: {}}}\n")
+        assert await runtime.reload()
+        assert runtime.runners["low-stock"] is original
+        assert "copy" in runtime.runners
+        store.append("inventory.in", [{"quantity": 1}])
+        await async_wait_until(lambda: payloads_of(store, "copied"))
+        good = project.file.read_text()
+        project.file.write_text(good.replace("out: copied", "ot: copied"))
+        assert not await runtime.reload()
+        line = good.splitlines().index(next(x for x in good.splitlines() if "out: copied" in x)) + 1
+        column = good.splitlines()[line - 1].index("out: copied") + 1
+        assert f"pipelines.yaml:{line}:{column}: bot 'copy': unknown field 'ot'" in (runtime.reload_error or "")
+        store.append("inventory.in", [{"quantity": 2}])
+        await async_wait_until(lambda: len(payloads_of(store, "copied")) == 2, what="old pipelines still running")
+
+    run_with(project, body)
+
+
+def test_file_edit_triggers_reload_through_the_watcher(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+
+    async def body(runtime: Runtime) -> None:
+        project.file.write_text(project.file.read_text().replace("lt: 5", "lt: 7"))
+        await async_wait_until(lambda: runtime.reloads == 1, what="a reload after the edit")
+        assert runtime.config.bots[0].settings.query.spec == {"quantity": {"lt": 7}}  # type: ignore[attr-defined]
+
+    run_with(project, body)
+
+
+def test_file_reader_source_reads_appended_lines_once(project: Project) -> None:
+    (project.root / "data").mkdir()
+    data = project.root / "data" / "a.ndjson"
+    data.write_text('{"n": 1}\n{"n": 2}\nnot json\n{"n": 3')
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: reader, use: file_reader, with: {path: data}, out: lines}
+        """
+    )
+    store = project.store()
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: len(payloads_of(store, "lines")) == 2)
+        with data.open("a") as handle:
+            handle.write('}\n{"n": 4}\n')
+        await async_wait_until(lambda: len(payloads_of(store, "lines")) == 4, what="appended lines")
+
+    run_with(project, body)
+    assert payloads_of(store, "lines") == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
+    state = store.bot("reader").state  # type: ignore[union-attr]
+    assert state["files"]["a.ndjson"]["skipped"] == 1
+
+    # A restart reads nothing twice: the offsets were committed with the events.
+    async def again(runtime: Runtime) -> None:
+        await async_wait_until(lambda: runtime.runners["reader"].state == "idle")
+
+    run_with(project, again)
+    assert len(payloads_of(store, "lines")) == 4
+
+
+def test_healthz_is_served_with_bot_states(project: Project) -> None:
+    import httpx
+
+    project.write(FILTER_PIPELINE.replace("version: 1", "version: 1\nserver: {port: 0}"))
+
+    async def main() -> dict[str, Any]:
+        config = load_config(project.file)
+        store = open_store(config.store_url, config.base_dir)
+        runtime = Runtime(config, store)
+        await runtime.start()
+        try:
+            async with httpx.AsyncClient() as client:
+                answer = await client.get(f"{runtime.http_address}/healthz")
+                missing = await client.get(f"{runtime.http_address}/nope")
+            assert missing.status_code == 404
+            assert missing.headers["content-type"] == "application/problem+json"
+            assert missing.json()["status"] == 404
+            return answer.json()
+        finally:
+            await runtime.stop()
+
+    health = asyncio.run(main())
+    assert health["status"] == "ok"
+    assert health["bots"]["low-stock"]["state"] in ("idle", "running", "starting")
+    assert json.dumps(health)
