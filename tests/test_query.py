@@ -565,16 +565,15 @@ def test_compile_errors(spec: Any, path: tuple[str, ...], fragments: list[str]) 
         assert fragment in error.reason, (fragment, error.reason)
     text = str(error)
     assert error.reason in text
-    if ".".join(path):
-        assert text.startswith(f"field '{'.'.join(path)}': ")
-        assert path[0] in text  # the message names the field
+    if path:
+        assert text.startswith(f"field '{path[0]}': ")  # the message names the field, not the operator
 
 
 def test_exact_message_for_contract_examples() -> None:
     error = compile_error({"quantity": {"less": 5}})
     assert error.path == ("quantity", "less")
     assert error.reason == "unknown operator 'less' (did you mean 'lt'?)"
-    assert str(error) == "field 'quantity.less': unknown operator 'less' (did you mean 'lt'?)"
+    assert str(error) == "field 'quantity': unknown operator 'less' (did you mean 'lt'?)"
 
     error = compile_error({"status": {"in": "active"}})
     assert error.path == ("status", "in")

@@ -339,8 +339,8 @@ def test_reload_restarts_only_changed_pipelines_and_survives_a_broken_edit(proje
 
     async def body(runtime: Runtime) -> None:
         original = runtime.runners["low-stock"]
-        project.file.write_text(project.file.read_text() + "  extra:\n    bots:\n      - {id: copy, use: filter, in: inventory.low, "
-                                "out: copied, with: {query: {}}}\n")
+        extra = "  extra:\n    bots:\n      - {id: copy, use: filter, in: inventory.low, out: copied, with: {query: {}}}\n"
+        project.file.write_text(project.file.read_text() + extra)
         assert await runtime.reload()
         assert runtime.runners["low-stock"] is original
         assert "copy" in runtime.runners

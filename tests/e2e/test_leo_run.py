@@ -63,7 +63,7 @@ def test_sigkill_mid_run_and_restart_loses_and_duplicates_nothing(project: Proje
     for _ in range(2):  # two crashes at different points
         run = leo_run(project, "--no-http")
         before = store.get_checkpoint("stamper", "matched") or 0
-        wait_until(lambda: (store.get_checkpoint("stamper", "matched") or 0) > before + 500, what="progress")
+        wait_until(lambda before=before: (store.get_checkpoint("stamper", "matched") or 0) > before + 500, what="progress")
         run.kill()  # SIGKILL: no drain, no commit, no lease release
         assert len(_counts(store, "stamped")) < len(expected), "finished before the kill: make the pipeline slower"
 
