@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from .yaml_loader import YamlDocument, load_yaml
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 DEFAULT_FILE = "pipelines.yaml"
+NAME_RULE = "a name holds only letters, digits, '_', '.' and '-', and does not start with '.' or '-'"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
 
@@ -486,8 +488,13 @@ class _Checker:
             if kind == "query" and ctx.get("path"):
                 path = (*path, *ctx["path"])
             shown_label = label or _label_for(self.doc.data, path)
-            where = _dotted(path[len(relative_to):] if relative_to else _strip_bot(path))
             at = "value"
+            if loc and loc[-1] == "[key]":  # a mapping key (a name) is invalid: point at that key
+                path = path[:-1]
+                at = "key"
+                where = _dotted(path[:-1][len(relative_to):] if relative_to else _strip_bot(path[:-1]))
+            else:
+                where = _dotted(path[len(relative_to):] if relative_to else _strip_bot(path))
             if kind == "extra_forbidden":
                 allowed = _allowed_keys(root, loc[:-1])
                 hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
@@ -509,7 +516,10 @@ class _Checker:
                 message = ctx.get("message") or err["msg"]
                 at = "key"
             else:
-                message = f"{where}: {_clean(err['msg'])}" if where else _clean(err["msg"])
+                reason = err["msg"]
+                if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
+                    reason = NAME_RULE
+                message = f"{where}: {_clean(reason)}" if where else _clean(reason)
                 if kind not in ("value_error",) and "input" in err and not isinstance(err["input"], dict | list):
                     message += f" (got {err['input']!r})"
             if shown_label:
@@ -592,7 +602,8 @@ def _clean(message: str) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix):]
-    message = message.replace("a valid dictionary", "a mapping")  # YAML's word for it
+    message = re.sub(r"a valid dictionary( or instance of \w+)?", "a mapping", message)  # YAML's word for it
+    message = message.replace(" after validation", "")
     return message[:1].lower() + message[1:]
 
 

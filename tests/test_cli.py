@@ -220,7 +220,8 @@ def test_schema_accepts_the_bundled_example_and_rejects_a_typo(project: Project)
 
     project.write(PIPELINE)
     schema = json.loads(invoke(project, "schema").stdout)
-    example = yaml.safe_load((REPO / "leo_runtime" / "scaffold" / "pipelines.yaml").read_text().replace("${LEO_PORT:-8765}", "8765"))
+    text = (REPO / "leo_runtime" / "scaffold" / "pipelines.yaml").read_text()
+    example = yaml.safe_load(text.replace("${LEO_PORT:-8765}", "8765"))
     jsonschema.validate(example, schema)
     example["pipelines"]["orders"]["bots"][1]["with"]["query"]["total"] = {"less": 5}
     with pytest.raises(jsonschema.ValidationError):

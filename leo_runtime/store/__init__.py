@@ -38,7 +38,8 @@ def resolve_store_path(url: str, base_dir: str | Path | None = None) -> tuple[Pa
     path = Path(path_text).expanduser()
     if not path.is_absolute():
         path = Path(base_dir or ".") / path
-    options = {key: values[-1] for key, values in parse_qs(query).items()}
+    # Blank values are kept so that a misspelt or valueless option ("?readonly") is reported, not ignored.
+    options = {key: values[-1] for key, values in parse_qs(query, keep_blank_values=True).items()}
     return path.resolve(), options
 
 

@@ -54,7 +54,13 @@ class SQLiteStore(Store):
         self._version_lock = threading.Lock()
         if not self.path.parent.exists():
             raise StoreError(f"store {self.url}: directory {self.path.parent} does not exist")
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException as exc:
+            self.close()  # a store that failed to open must not keep its file open
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"store {self.url}: cannot open: {exc}") from exc
+            raise
 
     # -- connections and transactions ---------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -90,11 +96,16 @@ class SQLiteStore(Store):
             try:
                 yield conn
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                # SQLite rolls some failures back by itself; a failing ROLLBACK must not hide `exc`.
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 # Queue ids created by the rolled-back transaction do not exist: forget them.
                 for name in self._local.new_queues:
                     self._queue_names.pop(self._queue_ids.pop(name, -1), None)
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"store {self.url}: write failed and was rolled back: {exc}") from exc
                 raise
 
     def close(self) -> None:
