@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -239,6 +240,9 @@ def run(
     port: Annotated[int | None, typer.Option("--port", help="HTTP port (overrides server.port; 0 picks one)")] = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="run the bots without the HTTP API")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")] = "info",
+    drain_timeout: Annotated[
+        float, typer.Option("--drain-timeout", min=0, help="seconds a stop waits for running bots to commit")
+    ] = 30.0,
     as_json: JsonOption = False,
 ) -> None:
     """Run every pipeline and the HTTP API until SIGINT/SIGTERM; reload the file on change."""
@@ -253,11 +257,14 @@ def run(
         server = config.model.server.model_copy(update=server_update)
         config.model = config.model.model_copy(update={"server": server})
     the_store = open_store(store, Path.cwd()) if store else open_store(config.store_url, config.base_dir)
-    runtime = Runtime(config, the_store, serve_http=not no_http)
-    try:
-        asyncio.run(runtime.run_until_stopped())
-    finally:
-        the_store.close()
+    runtime = Runtime(config, the_store, serve_http=not no_http, drain_timeout=drain_timeout)
+    drained = asyncio.run(runtime.run_until_stopped())
+    if not drained:
+        # A stuck bot still holds a worker thread: exit without waiting for it (its run was not
+        # committed, so the next `leo run` redoes it).
+        logging.getLogger("leo").error("exiting with a bot still running")
+        os._exit(1)
+    the_store.close()
 
 
 class _JsonLogFormatter(logging.Formatter):

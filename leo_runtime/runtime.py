@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import time
@@ -28,7 +29,7 @@ import uvicorn
 from croniter import croniter
 
 from .bot import Bot, BotContext
-from .config import BotSpec, Config, load_config
+from .config import NAME_PATTERN, BotSpec, Config, load_config
 from .errors import BotError, CheckpointMoved, ConfigError, LeaseLost, LeoError
 from .events import Event, Output, RawJSON, dumps, encode_payload
 from .store import PendingEvent, RunCommit, Store
@@ -37,6 +38,7 @@ from .wakeups import Wakeups
 from .watching import FileWatcher
 
 log = logging.getLogger("leo.runtime")
+_QUEUE_NAME = re.compile(NAME_PATTERN)
 
 LEASE_TTL_MS = 30_000
 IDLE_RECHECK_SECONDS = 30.0
@@ -135,32 +137,48 @@ class BotRunner:
 
     # -- the loop --------------------------------------------------------------------------------
     async def _main(self) -> None:
+        ready = False
         try:
             await self._in_thread(self.store.ensure_bot, self.id, self.spec.pipeline)
-            await self._in_thread(self.bot.setup, self.ctx)
             if self.spec.kind == "source" and self.spec.schedule and self.spec.schedule.kind == "watch":
                 self._watch()
             while not self.stopping:
                 if not self.has_lease and not await self._acquire():
                     continue
+                if not ready:  # set up only where the bot runs: after the lease is ours
+                    try:
+                        await self._in_thread(self.bot.setup, self.ctx)
+                    except Exception as exc:
+                        await self._failed(exc, during="setup")
+                        continue
+                    ready = True
+                    if await self._first_cron_tick():
+                        continue
                 if self.runtime.wakeups.paused(self.id):
                     self.state = "paused"
                     await self.runtime.wakeups.wait(None, 0, IDLE_RECHECK_SECONDS, key=self.id)
                     continue
                 await self._step()
+        except asyncio.CancelledError:
+            # Abandoned by a drain that timed out: its run still occupies a worker thread, so
+            # close() cannot run; the run cannot commit either once the lease is released.
+            ready = False
+            self.state = "abandoned"
+            raise
         except Exception as exc:  # a bug in the runner itself: report, never take the runtime down
             log.exception("bot '%s' stopped unexpectedly: %s", self.id, exc)
             self.state = "crashed"
         finally:
             for handle in self._watch_handles:
                 self.runtime.watcher.unwatch(handle)
-            try:
-                await self._in_thread(self.bot.close)
-            except Exception as exc:
-                log.warning("bot '%s': close() failed: %s", self.id, exc)
+            if ready:
+                try:
+                    await self._in_thread(self.bot.close)
+                except Exception as exc:
+                    log.warning("bot '%s': close() failed: %s", self.id, exc)
             if self.has_lease:
                 self.runtime.release(self)
-            if self.state != "crashed":
+            if self.state not in ("crashed", "abandoned"):
                 self.state = "stopped"
 
     async def _acquire(self) -> bool:
@@ -209,9 +227,20 @@ class BotRunner:
         else:
             await self.runtime.wakeups.wait(self.spec.in_queue, result.checkpoint, IDLE_RECHECK_SECONDS, key=self.id)
 
-    async def _failed(self, exc: Exception) -> None:
+    async def _first_cron_tick(self) -> bool:
+        """A cron source waits for its first tick (an interval or watch source runs at once)."""
+        schedule = self.spec.schedule
+        if self.spec.kind != "source" or schedule is None or schedule.kind != "cron":
+            return False
+        self.state = "idle"
+        await self.runtime.wakeups.wait(None, 0, self._until_next_source_run(), key=self.id)
+        return self.stopping
+
+    async def _failed(self, exc: Exception, during: str = "run") -> None:
         self.failures += 1
         message = str(exc) if isinstance(exc, LeoError) else f"{type(exc).__name__}: {exc}"
+        if during != "run":
+            message = f"{during} failed: {message}"
         self.last_error = message
         count = await self._in_thread(self.store.record_failure, self.id, message[:2000])
         delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(count - 1, 10))
@@ -311,6 +340,8 @@ class BotRunner:
         elif isinstance(item, RawJSON):
             text = item.text
         elif isinstance(item, Output):
+            if item.queue is not None and not _QUEUE_NAME.fullmatch(item.queue):
+                raise BotError(f"bot '{self.id}' yielded Output(queue={item.queue!r}): not a valid queue name")
             queue = item.queue or queue
             text = encode_payload(item.payload)
             if item.event_source_timestamp is not None:
@@ -371,7 +402,7 @@ def _count_through(events: list[Event], seq: int) -> int:
 class Runtime:
     """All pipelines of one pipelines.yaml, the HTTP API, leases, retention and reloads."""
 
-    def __init__(self, config: Config, store: Store, *, serve_http: bool = True) -> None:
+    def __init__(self, config: Config, store: Store, *, serve_http: bool = True, drain_timeout: float = 30.0) -> None:
         self.config = config
         self.store = store
         self.owner = make_owner()
@@ -381,6 +412,7 @@ class Runtime:
         self.runners: dict[str, BotRunner] = {}
         self.held: set[str] = set()
         self.serve_http = serve_http
+        self.drain_timeout = drain_timeout
         self.http_address: str | None = None
         self.reload_error: str | None = None
         self.reloads = 0
@@ -397,6 +429,8 @@ class Runtime:
         """Start wakeups, every bot, housekeeping, the file watcher and (optionally) HTTP."""
         loop = asyncio.get_running_loop()
         loop.set_default_executor(self.executor)
+        if self.serve_http:  # first: a taken port fails before any bot has started
+            await self._start_http()
         self.watcher.start()
         await self.wakeups.start()
         for spec in self.config.bots:
@@ -409,8 +443,6 @@ class Runtime:
             only=self.config.path,
             writes=False,
         )
-        if self.serve_http:
-            await self._start_http()
         log.info(
             "running %d bot(s) in %d pipeline(s) from %s; store %s%s",
             len(self.runners),
@@ -420,13 +452,31 @@ class Runtime:
             f"; HTTP API on {self.http_address}" if self.http_address else "",
         )
 
-    async def stop(self) -> None:
-        """Drain: every bot finishes and commits its current run; then leases go back."""
+    async def stop(self) -> bool:
+        """Drain: every bot finishes and commits its current run; then leases go back.
+
+        Returns False when a bot did not finish within `drain_timeout` seconds (its run is then
+        abandoned uncommitted, so it is redone by the next runtime: nothing is lost).
+        """
         if self._reload_handle is not None:
             self._reload_handle.cancel()
         if self._config_watch is not None:
             self.watcher.unwatch(self._config_watch)
-        await asyncio.gather(*(runner.stop() for runner in list(self.runners.values())), return_exceptions=True)
+        runners = list(self.runners.values())
+        done, pending = await asyncio.wait(
+            [asyncio.ensure_future(runner.stop()) for runner in runners], timeout=self.drain_timeout
+        ) if runners else (set(), set())
+        drained = not pending
+        if pending:
+            stuck = [runner for runner in runners if runner.task is not None and not runner.task.done()]
+            log.error("bot(s) %s did not finish within %ss; their current runs are abandoned uncommitted "
+                      "and will be redone", ", ".join(sorted(r.id for r in stuck)), self.drain_timeout)
+            for runner in stuck:
+                runner.task.cancel()  # type: ignore[union-attr]
+            await asyncio.gather(*pending, return_exceptions=True)
+            # asyncio.run() would wait for the stuck worker thread at exit: give the loop a fresh
+            # default executor so only our own (abandoned) pool holds it.
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
         self.runners.clear()
         for task in self._tasks:
             task.cancel()
@@ -437,15 +487,19 @@ class Runtime:
             await asyncio.gather(self._server_task, return_exceptions=True)
         await self.wakeups.stop()
         self.watcher.stop()
-        self.executor.shutdown(wait=True)
-        log.info("stopped; every run committed")
+        self.executor.shutdown(wait=drained, cancel_futures=True)
+        if drained:
+            log.info("stopped; every run committed")
+        return drained
 
     def request_stop(self) -> None:
         """Ask `run_until_stopped` to drain and return (signal handlers call this)."""
         self._stop_requested.set()
 
-    async def run_until_stopped(self, *, handle_signals: bool = True) -> None:
-        """Start, run until SIGINT/SIGTERM (or `request_stop`), then drain and stop."""
+    async def run_until_stopped(self, *, handle_signals: bool = True) -> bool:
+        """Start, run until SIGINT/SIGTERM (or `request_stop`), then drain and stop.
+
+        Returns whether every run finished and committed (see `stop`)."""
         loop = asyncio.get_running_loop()
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -458,7 +512,8 @@ class Runtime:
             if handle_signals:
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(signum, self._on_second_signal, signum)
-            await self.stop()
+            drained = await self.stop()
+        return drained
 
     def _on_signal(self, signum: int) -> None:
         log.info("received %s", signal.Signals(signum).name)
@@ -473,7 +528,12 @@ class Runtime:
         try:
             runner = BotRunner(spec, self)
         except Exception as exc:  # a bot whose constructor fails must not stop the others
-            log.error("bot '%s' cannot start: %s", spec.id, exc)
+            message = f"cannot start: {type(exc).__name__}: {exc}"
+            log.error("bot '%s' %s", spec.id, message)
+            try:
+                self.store.record_failure(spec.id, message)
+            except LeoError:
+                pass
             return
         self.runners[spec.id] = runner
         runner.start()
@@ -583,27 +643,27 @@ class Runtime:
         from .server.app import create_app
 
         server_config = self.config.model.server
+        # Bind here, not in uvicorn: a taken port becomes one clear error instead of uvicorn's exit.
+        try:
+            infos = socket.getaddrinfo(server_config.host, server_config.port, type=socket.SOCK_STREAM)
+            family, kind, proto, _, address = infos[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError as exc:
+            raise LeoError(
+                f"cannot serve HTTP on {server_config.host}:{server_config.port}: {exc.strerror or exc}; "
+                "pick another with --port (0 picks a free one) or run with --no-http"
+            ) from None
         app = create_app(self.store, runtime=self)
-        config = uvicorn.Config(
-            app,
-            host=server_config.host,
-            port=server_config.port,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-        )
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = _EmbeddedServer(config)
-        self._server_task = asyncio.get_running_loop().create_task(self._server.serve(), name="leo-http")
+        self._server_task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]), name="leo-http")
         while not self._server.started:
             if self._server_task.done():
-                error = self._server_task.exception()
-                raise LeoError(
-                    f"cannot serve HTTP on {server_config.host}:{server_config.port}: "
-                    f"{error or 'the address is in use or not available'}; pick another with --port"
-                )
+                raise LeoError(f"the HTTP server stopped at start: {self._server_task.exception()}")
             await asyncio.sleep(0.01)
-        sockets = [sock for server in self._server.servers for sock in server.sockets]
-        host, port = sockets[0].getsockname()[:2]
+        host, port = sock.getsockname()[:2]
         self.http_address = f"http://{host}:{port}"
 
 

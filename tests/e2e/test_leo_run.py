@@ -220,3 +220,43 @@ def test_a_reader_of_raw_json_passes_text_untouched_end_to_end(project: Project,
     wait_until(lambda: store.read("b", 0))
     assert store.read("b", 0)[0].payload_json == text
     assert run.stop() == 0
+
+
+STUCK_BOT = '''
+import time
+from leo_runtime import Bot
+
+
+class Stuck(Bot):
+    def process(self, events, ctx):
+        for event in events:
+            time.sleep(3600)
+            yield event
+'''
+
+
+def test_a_stuck_bot_cannot_block_shutdown_forever(project: Project, leo_run) -> None:
+    project.write(STUCK_BOT, "bots/stuck.py")
+    project.write("version: 1\npipelines:\n  p:\n    bots:\n      - {id: stuck, use: ./bots/stuck.py:Stuck, in: a, out: b}\n")
+    store = project.store()
+    store.append("a", [{"n": 1}])
+    run = leo_run(project, "--no-http", "--drain-timeout", "0.5")
+    wait_until(lambda: (store.bot("stuck") or None) is not None and store.bot("stuck").lease_owner)
+    run.wait_ready()
+    assert run.stop(signal.SIGTERM) == 1
+    assert "did not finish within 0.5s" in run.log()
+    assert store.read("b", 0) == [] and store.get_checkpoint("stuck", "a") == 0  # redone next time, not lost
+
+
+def test_a_taken_port_is_one_clear_error(project: Project, leo_run) -> None:
+    import socket
+
+    project.write("version: 1\npipelines:\n  p:\n    bots:\n      - {id: f, use: filter, in: a, out: b, with: {query: {}}}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = leo_run(project, "--port", str(port))
+        assert run.proc.wait(30) == 1
+    assert f"cannot serve HTTP on 127.0.0.1:{port}" in run.log() and "Traceback" not in run.log()
+    assert project.store().bot("f") is None  # no bot started
