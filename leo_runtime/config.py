@@ -362,6 +362,9 @@ class _Checker:
         except ValidationError as exc:
             self._report(exc, cls.Settings, (*path, "with"), label=label, relative_to=(*path, "with"))
             return None
+        except Exception as exc:  # a custom bot's own validator broke: report it, never crash the loader
+            self.error((*path, "with"), f"{label}: checking the settings of '{use.strip()}' failed: {exc!r}", at="value")
+            return None
         return cls, settings
 
     def _bot_shape(
@@ -514,7 +517,8 @@ class _Checker:
                 at = "key"
             elif kind == "query":
                 message = ctx.get("message") or err["msg"]
-                at = "key"
+                # Inside the query: the key naming the field or operator; else the whole value.
+                at = "key" if ctx.get("path") else "value"
             else:
                 reason = err["msg"]
                 if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:

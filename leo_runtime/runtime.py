@@ -463,7 +463,7 @@ class Runtime:
         if self._config_watch is not None:
             self.watcher.unwatch(self._config_watch)
         runners = list(self.runners.values())
-        done, pending = await asyncio.wait(
+        _, pending = await asyncio.wait(
             [asyncio.ensure_future(runner.stop()) for runner in runners], timeout=self.drain_timeout
         ) if runners else (set(), set())
         drained = not pending
@@ -530,10 +530,8 @@ class Runtime:
         except Exception as exc:  # a bot whose constructor fails must not stop the others
             message = f"cannot start: {type(exc).__name__}: {exc}"
             log.error("bot '%s' %s", spec.id, message)
-            try:
+            with contextlib.suppress(LeoError):
                 self.store.record_failure(spec.id, message)
-            except LeoError:
-                pass
             return
         self.runners[spec.id] = runner
         runner.start()

@@ -55,7 +55,8 @@ class RunCommit:
 
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
-    """A queue: ``head`` is the position of its newest event (0 when empty), ``depth`` its event count."""
+    """A queue: ``head`` is the position of the newest event ever appended to it (0 if none; kept
+    after pruning), ``depth`` how many events it holds now."""
 
     name: str
     head: int
@@ -123,6 +124,7 @@ class Store(ABC):
     ) -> tuple[int, int]:
         """Append payloads to `queue` in ONE transaction, in order; return (first, last) position.
 
+        The positions of one append are consecutive: first, first + 1, ..., last.
         A payload is an `Event` or `RawJSON` (its JSON text is stored untouched) or any JSON
         value. ``event_source_timestamp`` defaults to the write time. Returns (0, 0) when
         `payloads` is empty. Listeners are told after the commit.
@@ -136,8 +138,9 @@ class Store(ABC):
     def read(self, queue: str, after: int, limit: int = 1000, max_bytes: int | None = None) -> list[Event]:
         """Events of `queue` with position > `after`, oldest first, at most `limit` of them.
 
-        With ``max_bytes`` the read stops once the payloads reach that many bytes (at least one
-        event is returned when one is there).
+        With ``max_bytes`` the read stops with the event whose payload makes the total (UTF-8
+        bytes) reach that many, so it may pass the limit by that one event; at least one event
+        is returned when one is there.
         """
 
     @abstractmethod
@@ -179,7 +182,7 @@ class Store(ABC):
     def changed_since(self, token: Any) -> tuple[bool, Any]:
         """Cheap check whether anything (any process) committed since `token` was taken.
 
-        Returns (changed, new_token); pass None the first time.
+        Returns (changed, new_token); pass None the first time (which always reports a change).
         """
 
     @abstractmethod
@@ -246,7 +249,9 @@ class Store(ABC):
         statistics (error count back to 0). Returns the (first, last) positions appended.
 
         Raises `LeaseLost` or `CheckpointMoved` (and writes nothing) when the lease or the
-        checkpoint changed under the run.
+        checkpoint changed under the run. The lease check is by owner: a lease that expired but
+        was not taken by anyone still lets its owner commit (no one else can have run the bot).
+        A missing checkpoint, or ``expected=None`` with an ``in_queue``, is `CheckpointMoved`.
         """
 
     @abstractmethod

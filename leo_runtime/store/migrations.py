@@ -1,4 +1,5 @@
-"""Versioned schema migrations, applied in order inside one transaction each.
+"""Versioned schema migrations: every pending one is applied in order, all in ONE transaction
+(a failure leaves the file as it was; two processes opening a new file never both migrate).
 
 Never edit a released migration: add a new one. The store refuses a database whose schema is
 newer than the newest migration here.

@@ -176,10 +176,8 @@ class SQLiteStore(Store):
         counts: dict[int, int] = {}
         for event in events:
             queue_id = self._queue_ids.get(event.queue) or self._queue_id(conn, event.queue, create=True)
-            rows.append(
-                (queue_id, event.payload_json, timestamp if event.event_source_timestamp is None else event.event_source_timestamp, timestamp,
-                 event.correlation_json)
-            )
+            source_time = timestamp if event.event_source_timestamp is None else event.event_source_timestamp
+            rows.append((queue_id, event.payload_json, source_time, timestamp, event.correlation_json))
             counts[queue_id] = counts.get(queue_id, 0) + 1
         return self._insert_rows(conn, rows, counts)
 
@@ -400,7 +398,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO bots(bot_id, pipeline) VALUES (?, ?) "
-                "ON CONFLICT(bot_id) DO UPDATE SET pipeline = excluded.pipeline",
+                "ON CONFLICT(bot_id) DO UPDATE SET pipeline = COALESCE(excluded.pipeline, pipeline)",
                 (bot_id, pipeline),
             )
 
@@ -521,4 +519,15 @@ def _utf8_len(text: str) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    return [statement.strip() for statement in script.split(";") if statement.strip()]
+    """Split a migration script into statements (a ';' inside a string or trigger stays put)."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n\t;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n\t;"):
+        statements.append(pending.strip().rstrip(";"))
+    return statements

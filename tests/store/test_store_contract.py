@@ -346,7 +346,7 @@ def test_first_and_last_position(store: Store) -> None:
 
 
 def test_prune_deletes_the_oldest_events_written_before_a_time(store: Store, clock: FakeClock) -> None:
-    (a1, a2), (b1, _), (a3, _) = appended_at(store, clock, (0, 2), (MINUTE, 1), (2 * MINUTE, 1))
+    (_a1, a2), (b1, _), (a3, _) = appended_at(store, clock, (0, 2), (MINUTE, 1), (2 * MINUTE, 1))
     # q: a1, a2 written at +0 and a3 at +2min; r: b1 at +1min.
     heads = store.queue_heads()
 
@@ -365,7 +365,7 @@ def test_prune_deletes_the_oldest_events_written_before_a_time(store: Store, clo
 
 
 def test_prune_deletes_at_most_limit_events(store: Store, clock: FakeClock) -> None:
-    first, last = store.append("q", list(range(10)))
+    first, _ = store.append("q", list(range(10)))
     clock.advance(MINUTE)
 
     assert store.prune(clock.now, limit=4) == 4
