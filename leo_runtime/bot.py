@@ -171,8 +171,7 @@ def _compile_query(value: Any) -> Query:
         return Query.compile(value)
     except QueryError as exc:
         # Carry the path inside the query so the config loader can point at the exact YAML node.
-        message = str(exc).replace("{", "{{").replace("}", "}}")
-        raise PydanticCustomError("query", message, {"path": list(exc.path)}) from None
+        raise PydanticCustomError("query", "{message}", {"path": list(exc.path), "message": str(exc)}) from None
 
 
 def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:

@@ -81,7 +81,11 @@ def _supported_version(value: Any) -> Any:
 
 
 TimeText = Annotated[str, BeforeValidator(_time_text)]
-ScheduleText = Annotated[str, BeforeValidator(_schedule_text)]
+ScheduleText = Annotated[
+    str,
+    BeforeValidator(_schedule_text),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0}]}),
+]
 
 
 class Model(BaseModel):

@@ -602,6 +602,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str) -> Problem:
             column,
             "invalid YAML: the file must hold a single YAML document, but another one starts here",
         )
+    if exc.problem and "'\\t'" in exc.problem:
+        return Problem(filename, line, column, "invalid YAML: a tab cannot indent YAML; use spaces")
     message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
     if exc.problem and exc.context:
         context_mark = exc.context_mark

@@ -695,3 +695,9 @@ def test_interpolate_function_offsets():
     assert errors == [(11, "environment variable 'Y' is required: why")]
     result, errors = interpolate("ab ${X} $$ $Z", {"X": "1"})
     assert (result, errors) == ("ab 1 $ $Z", [])
+
+
+def test_a_tab_used_for_indentation_gets_a_plain_message() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_yaml("version: 1\npipelines:\n\tp: 1\n", "pipelines.yaml")
+    assert str(caught.value.problems[0]) == "pipelines.yaml:3:1: invalid YAML: a tab cannot indent YAML; use spaces"

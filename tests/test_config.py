@@ -1,0 +1,2023 @@
+"""pipelines.yaml through `load_config`: real files in tmp_path, every problem located by hand.
+
+Each error test derives the expected ``(line, column)`` from the YAML text itself (`Pipelines.at`
+finds a marker substring), so the assertion says exactly which character the problem points at.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import bots  # noqa: F401  (the built-ins, imported before any tmp folder reaches sys.path)
+from bots.file_reader import FileReader
+from bots.filter import Filter
+from leo_runtime import bot as bot_module
+from leo_runtime.bot import Bot, BotSettings, RunLimits, register_bot
+from leo_runtime.config import Config, Schedule, json_schema, load_config
+from leo_runtime.errors import ConfigError, Problem
+from leo_runtime.query import Query
+from leo_runtime.registry import BotRegistry
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+class Pipelines:
+    """A pipelines.yaml written to a real folder, plus position lookups in its text."""
+
+    def __init__(self, root: Path, text: str, name: str = "pipelines.yaml") -> None:
+        self.root = root
+        self.text = textwrap.dedent(text).lstrip("\n")
+        self.path = root / name
+        self.path.write_text(self.text, encoding="utf-8")
+
+    def at(self, marker: str, nth: int = 1, shift: int = 0) -> tuple[int, int]:
+        """1-based (line, column) of the `nth` occurrence of `marker`, moved `shift` characters."""
+        index = -1
+        for _ in range(nth):
+            index = self.text.index(marker, index + 1)
+        index += shift
+        line = self.text.count("\n", 0, index) + 1
+        column = index - (self.text.rfind("\n", 0, index) + 1) + 1
+        return line, column
+
+    def load(self, env: dict[str, str] | None = None, **kwargs: Any) -> Config:
+        """Load with an empty environment unless one is given (``os.environ`` with `use_os_env`)."""
+        return load_config(self.path, env=env if env is not None else {}, **kwargs)
+
+    def problems(self, env: dict[str, str] | None = None, **kwargs: Any) -> list[Problem]:
+        with pytest.raises(ConfigError) as info:
+            self.load(env, **kwargs)
+        problems = info.value.problems
+        assert problems, f"ConfigError without located problems: {info.value}"
+        for problem in problems:
+            assert problem.file == kwargs.get("display_name", str(self.path))
+        return problems
+
+    def error(self, env: dict[str, str] | None = None, **kwargs: Any) -> Problem:
+        """The one and only problem of the file (an error)."""
+        problems = self.problems(env, **kwargs)
+        assert len(problems) == 1, "\n".join(map(str, problems))
+        assert problems[0].severity == "error"
+        return problems[0]
+
+
+def where(problem: Problem) -> tuple[int, int]:
+    return problem.line, problem.column
+
+
+@pytest.fixture(autouse=True)
+def isolated_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Undo what custom bots do to the interpreter: sys.path entries and modules from tmp_path."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield
+    roots = (str(tmp_path), str(tmp_path.resolve()))
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and file.startswith(roots):
+            del sys.modules[name]
+
+
+BOT_SOURCE = '''
+from pydantic import Field
+
+from leo_runtime import Bot, BotSettings, SinkBot, SourceBot
+
+
+class Upper(Bot):
+    """Upper-cases one field."""
+
+    class Settings(BotSettings):
+        field: str
+        times: int = Field(1, ge=1)
+
+    def process(self, events, ctx):
+        yield from events
+
+
+class Post(SinkBot):
+    def process(self, events, ctx):
+        return None
+
+
+class Ticker(SourceBot):
+    @classmethod
+    def default_out(cls, settings):
+        return "ticks"
+
+    def produce(self, ctx):
+        return []
+
+
+NOT_A_BOT = 42
+
+
+class Plain:
+    pass
+'''
+
+
+def write_module(root: Path, relative: str, source: str = BOT_SOURCE) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# A valid file
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_valid_file_gives_typed_models_and_bot_specs(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        store: sqlite:///data/leo.db
+        server:
+          host: 0.0.0.0
+          port: 9000
+          public_url: https://leo.example.com/
+          get_object_rate: 2.5
+          allow_private_callbacks: true
+        retention: P2D
+        webhooks:
+          timeout: 30s
+          retry_schedule: [5, 1m, PT1H]
+        object_types:
+          inventory: {key: sku}
+          order: {key: po_number}
+        pipelines:
+          inventory-feed:
+            description: files in, low stock out
+            bots:
+              - id: reader
+                use: file_reader
+                with: {path: data/inventory}
+                out: inventory.raw
+                schedule: watch
+              - id: low-stock
+                use: filter
+                in: inventory.raw
+                with: {query: {quantity: {lt: 5}}}
+                out: inventory.low_stock
+                start: latest
+                batch: {records: 50, bytes: 1000, seconds: PT2S}
+          orders:
+            bots:
+              - id: big-orders
+                use: filter
+                in: order.changes
+                with:
+                  query:
+                    total: {gte: 1000}
+                    status: {in: [open, backorder]}
+                out: orders.big
+        """,
+    )
+    config = case.load()
+    assert config.warnings == []
+    assert config.path == case.path.resolve()
+    assert config.base_dir == tmp_path.resolve()
+
+    model = config.model
+    assert model.version == 1
+    assert model.store == "sqlite:///data/leo.db"
+    assert (model.server.host, model.server.port) == ("0.0.0.0", 9000)
+    assert model.server.base_url == "https://leo.example.com"
+    assert model.server.get_object_rate == 2.5
+    assert model.server.allow_private_callbacks is True
+    assert model.retention == 2 * 86400
+    assert model.webhooks.timeout == 30
+    assert model.webhooks.retry_schedule == [5, 60, 3600]
+    assert {name: t.key for name, t in model.object_types.items()} == {"inventory": "sku", "order": "po_number"}
+    assert list(model.pipelines) == ["inventory-feed", "orders"]
+    assert model.pipelines["inventory-feed"].description == "files in, low stock out"
+
+    assert [spec.id for spec in config.bots] == ["reader", "low-stock", "big-orders"]
+    reader, low, big = config.bots
+    assert (reader.pipeline, reader.cls, reader.kind) == ("inventory-feed", FileReader, "source")
+    assert (reader.in_queue, reader.out_queue) == (None, "inventory.raw")
+    assert reader.schedule == Schedule("watch", text="watch")
+    assert reader.settings.path == "data/inventory"
+    assert reader.path == ("pipelines", "inventory-feed", "bots", 0)
+
+    assert (low.cls, low.kind, low.in_queue, low.out_queue) == (Filter, "processor", "inventory.raw", "inventory.low_stock")
+    assert low.schedule is None
+    assert low.config.start == "latest"
+    assert low.limits == RunLimits(records=50, bytes=1000, seconds=2.0)
+    assert isinstance(low.settings.query, Query)
+    assert low.settings.query.matches({"quantity": 4}) and not low.settings.query.matches({"quantity": 5})
+    assert reader.limits == RunLimits()  # defaults
+
+    assert big.pipeline == "orders" and big.in_queue == "order.changes"
+    assert big.settings.query.matches({"total": 1500, "status": "open"})
+    assert not big.settings.query.matches({"total": 1500, "status": "closed"})
+
+    assert [spec.id for spec in config.bots_of("orders")] == ["big-orders"]
+    assert config.pipeline_data("orders")["bots"][0]["id"] == "big-orders"
+
+
+def test_defaults_of_a_minimal_file(tmp_path: Path) -> None:
+    config = Pipelines(tmp_path, "version: 1\n").load()
+    model = config.model
+    assert config.bots == [] and config.warnings == []
+    assert model.store == "sqlite:///leo.db"
+    assert (model.server.host, model.server.port, model.server.public_url) == ("127.0.0.1", 8765, None)
+    assert model.server.base_url == "http://127.0.0.1:8765"
+    assert model.server.get_object_rate == 10
+    assert model.server.allow_private_callbacks is False
+    assert model.retention == 7 * 86400
+    assert model.webhooks.timeout == 15
+    assert model.webhooks.retry_schedule == [5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+def test_display_name_is_the_file_named_in_problems(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, "version: 1\nsevrer: {}\n")
+    problem = case.error(display_name="pipelines.yaml")
+    assert str(problem).startswith("pipelines.yaml:2:1: unknown field 'sevrer' (did you mean 'server'?)")
+
+
+# --------------------------------------------------------------------------------------------
+# Unknown fields, wrong types, missing fields
+# --------------------------------------------------------------------------------------------
+
+
+def test_unknown_top_level_field_suggests_the_known_one(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipeline:
+          feed:
+            bots: []
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("pipeline:")
+    assert problem.message.startswith("unknown field 'pipeline' (did you mean 'pipelines'?)")
+    assert "known fields: version, store, server, retention, webhooks, object_types, pipelines" in problem.message
+    assert str(problem) == f"{case.path}:2:1: {problem.message}"
+
+
+def test_unknown_field_in_a_nested_section(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        server:
+          host: 127.0.0.1
+          prot: 9000
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("prot:")
+    assert problem.message.startswith("unknown field 'prot' in 'server' (did you mean 'port'?)")
+
+
+def test_unknown_bot_field_names_the_bot_and_suggests_out(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                with: {path: data}
+                ot: raw
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("ot: raw")
+    assert problem.message.startswith(
+        "bot 'reader': unknown field 'ot' (did you mean 'out'?); known fields: id, use, with, in, out"
+    )
+
+
+def test_unknown_field_inside_a_bots_batch(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                with: {path: data}
+                out: raw
+                batch: {recrods: 10}
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("recrods")
+    assert problem.message.startswith("bot 'reader': unknown field 'recrods' in 'batch' (did you mean 'records'?)")
+
+
+def test_port_that_is_not_a_number(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        server:
+          port: abc
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("abc")
+    assert problem.message.startswith("server.port: input should be a valid integer")
+    assert problem.message.endswith("(got 'abc')")
+
+
+def test_port_out_of_range(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, "version: 1\nserver: {port: 70000}\n")
+    problem = case.error()
+    assert where(problem) == case.at("70000")
+    assert problem.message == "server.port: input should be less than or equal to 65535 (got 70000)"
+
+
+def test_negative_batch_records(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                in: raw
+                with: {query: {a: 1}}
+                batch:
+                  records: -1
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("-1")
+    assert problem.message == "bot 'low': batch.records: input should be greater than or equal to 1 (got -1)"
+
+
+def test_bad_durations_are_located_at_the_value(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        retention: forever
+        webhooks:
+          timeout: 0
+          retry_schedule: [5, soon]
+        """,
+    )
+    problems = case.problems()
+    assert [where(p) for p in problems] == [case.at("forever"), case.at("0"), case.at("soon")]
+    assert problems[0].message.startswith("retention: invalid duration 'forever': expected seconds")
+    assert problems[1].message.startswith("webhooks.timeout: must be more than zero")
+    assert problems[2].message.startswith("webhooks.retry_schedule[1]: invalid duration 'soon'")
+
+
+def test_missing_use_points_at_the_bot(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                with: {path: data}
+                out: raw
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("id: reader")
+    assert problem.message == "bot 'reader': missing required field 'use'"
+
+
+def test_missing_id_names_the_pipeline_and_position(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                with: {path: data}
+                out: raw
+              - use: filter
+                in: raw
+                with: {query: {a: 1}}
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("use: filter")
+    assert problem.message == "pipeline 'feed', bot #2: missing required field 'id'"
+
+
+def test_missing_version_points_at_the_start(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, "pipelines: {}\n")
+    problem = case.error()
+    assert where(problem) == (1, 1)
+    assert problem.message == "missing required field 'version'"
+
+
+@pytest.mark.parametrize("value", ["2", "0", "'1'", "true"])
+def test_unsupported_version(tmp_path: Path, value: str) -> None:
+    case = Pipelines(tmp_path, f"version: {value}\n")
+    problem = case.error()
+    assert where(problem) == case.at(value)
+    assert problem.message.startswith("version: ")
+    assert "version: 1" in problem.message
+
+
+def test_version_2_says_which_version_is_supported(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, "version: 2\npipelines: {}\n")
+    problem = case.error()
+    assert where(problem) == (1, 10)
+    assert problem.message == "version: unsupported version 2: this leo-runtime reads 'version: 1'"
+
+
+def test_invalid_names_point_at_the_key(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {}
+          "bad type": {key: sku}
+        pipelines:
+          "bad name":
+            bots: []
+          feed:
+            bots:
+              - id: "-bad id"
+                use: filter
+                in: raw
+                with: {query: {}}
+        """,
+    )
+    problems = case.problems()
+    assert [where(p) for p in problems] == [
+        case.at("inventory:"),
+        case.at('"bad type"'),
+        case.at('"bad name"'),
+        case.at("[]"),
+        case.at('"-bad id"'),
+    ]
+    assert problems[0].message == "missing required field 'object_types.inventory.key'"
+    assert problems[1].message.startswith("object_types: a name holds only letters, digits")
+    assert problems[1].message.endswith("(got 'bad type')")
+    assert problems[2].message.startswith("pipelines: a name holds only letters")
+    assert problems[3].message.startswith("pipelines.bad name.bots: list should have at least 1 item")
+    assert problems[4].message.startswith("bot '-bad id': id: a name holds only letters")
+
+
+def test_a_bot_that_is_not_a_mapping(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - just a string
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("just")
+    assert problem.message == "pipeline 'feed', bot #1: input should be a mapping (got 'just a string')"
+
+
+# --------------------------------------------------------------------------------------------
+# `use:` and the bot's own settings (`with:`)
+# --------------------------------------------------------------------------------------------
+
+
+def test_unknown_bot_suggests_the_close_built_in(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: low-stock
+                use: filtr
+                in: raw
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("filtr")
+    assert problem.message.startswith("bot 'low-stock': unknown bot 'filtr' (did you mean 'filter'?)")
+    assert "file_reader, filter" in problem.message
+
+
+def test_unknown_query_operator_points_at_the_operator(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          inventory-feed:
+            bots:
+              - id: low-stock
+                use: filter
+                in: inventory.changes
+                with:
+                  query:
+                    warehouse: NYC
+                    quantity:
+                      less: 5
+                out: inventory.low_stock
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("less:")
+    assert problem.message.startswith("bot 'low-stock': ")
+    assert "'quantity" in problem.message  # the field is named
+    assert problem.message.endswith("unknown operator 'less' (did you mean 'lt'?)")
+    assert str(problem).startswith(f"{case.path}:{problem.line}:{problem.column}: bot 'low-stock': ")
+
+
+def test_unknown_query_operator_in_flow_style(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: low-stock
+                use: filter
+                in: inventory.changes
+                with: {query: {warehouse: NYC, quantity: {less: 5}}}
+        """,
+    )
+    problem = [p for p in case.problems() if p.severity == "error"]
+    assert len(problem) == 1
+    assert where(problem[0]) == case.at("less")
+    assert "unknown operator 'less' (did you mean 'lt'?)" in problem[0].message
+
+
+def test_wrong_operand_type_points_at_the_operator(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po}
+        pipelines:
+          feed:
+            bots:
+              - id: open-orders
+                use: filter
+                in: order.changes
+                with:
+                  query: {status: {in: active}}
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("{in: active}", shift=1)
+    assert problem.message.startswith("bot 'open-orders': ")
+    assert "'status" in problem.message
+    assert "operator 'in' needs a list" in problem.message
+
+
+def test_query_that_is_not_a_mapping(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po}
+        pipelines:
+          feed:
+            bots:
+              - id: f
+                use: filter
+                in: order.changes
+                with:
+                  query: [status, open]
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("[status")
+    assert problem.message.startswith("bot 'f': a query must be a mapping")
+
+
+def test_empty_operator_mapping_is_located(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po}
+        pipelines:
+          feed:
+            bots:
+              - id: f
+                use: filter
+                in: order.changes
+                with:
+                  query:
+                    status: {}
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("status:")
+    assert problem.message.startswith("bot 'f': ")
+    assert "no operators given" in problem.message
+
+
+def test_unknown_setting_in_with(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po}
+        pipelines:
+          feed:
+            bots:
+              - id: f
+                use: filter
+                in: order.changes
+                with: {query: {status: open}, qurey: {status: closed}}
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("qurey")
+    assert problem.message == "bot 'f': unknown field 'qurey' in 'with' (did you mean 'query'?); known fields: query"
+
+
+def test_missing_required_setting(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po}
+        pipelines:
+          feed:
+            bots:
+              - id: f
+                use: filter
+                in: order.changes
+                with: {}
+              - id: g
+                use: filter
+                in: order.changes
+        """,
+    )
+    problems = case.problems()
+    assert [(where(p), p.message) for p in problems] == [
+        (case.at("with: {}"), "bot 'f': missing required field 'query'"),
+        (case.at("id: g"), "bot 'g': missing required field 'query'"),  # no `with` at all: the bot
+    ]
+
+
+def test_with_that_is_not_a_mapping(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po}
+        pipelines:
+          feed:
+            bots:
+              - id: f
+                use: filter
+                in: order.changes
+                with: nope
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("nope")
+    assert problem.message == "bot 'f': with: input should be a mapping (got 'nope')"
+
+
+def test_bot_field_errors_and_settings_errors_are_reported_together(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          feed:
+            bots:
+              - id: low-stock
+                use: filter
+                in: inventory.changes
+                with:
+                  query: {quantity: {less: 5}}
+                ot: inventory.low
+        """,
+    )
+    problems = case.problems()
+    assert [where(p) for p in problems] == [case.at("less"), case.at("ot:")]
+    assert "unknown operator 'less'" in problems[0].message
+    assert problems[1].message.startswith("bot 'low-stock': unknown field 'ot' (did you mean 'out'?)")
+
+
+# --------------------------------------------------------------------------------------------
+# The graph: duplicate ids, cycles, queues nobody writes
+# --------------------------------------------------------------------------------------------
+
+
+def test_duplicate_bot_id_across_pipelines(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po}
+        pipelines:
+          one:
+            bots:
+              - id: picker
+                use: filter
+                in: order.changes
+                with: {query: {a: 1}}
+                out: one.out
+          two:
+            bots:
+              - id: picker
+                use: filter
+                in: order.changes
+                with: {query: {a: 2}}
+                out: two.out
+        """,
+    )
+    problem = case.error()
+    first_line = case.at("id: picker")[0]
+    assert where(problem) == case.at("picker", nth=2)
+    assert problem.message == f"duplicate bot id 'picker' (first used at line {first_line})"
+
+
+def test_duplicate_bot_id_is_reported_even_when_the_bot_has_other_errors(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po}
+        pipelines:
+          one:
+            bots:
+              - id: picker
+                use: filter
+                in: order.changes
+                with: {query: {a: 1}}
+              - id: picker
+                use: filtr
+                in: order.changes
+        """,
+    )
+    problems = case.problems()
+    assert [where(p) for p in problems] == [case.at("picker", nth=2), case.at("filtr")]
+    assert problems[0].message == f"duplicate bot id 'picker' (first used at line {case.at('id: picker')[0]})"
+
+
+def test_a_cycle_between_two_bots_is_an_error(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          loop:
+            bots:
+              - id: ping
+                use: filter
+                in: q1
+                with: {query: {}}
+                out: q2
+              - id: pong
+                use: filter
+                in: q2
+                with: {query: {}}
+                out: q1
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("in: q1")
+    assert problem.message == "pipeline cycle: ping (q2) -> pong (q1) -> ping; a bot would feed itself"
+
+
+def test_a_cycle_across_pipelines_is_an_error(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po}
+        pipelines:
+          one:
+            bots:
+              - id: entry
+                use: filter
+                in: order.changes
+                with: {query: {}}
+                out: a
+              - id: first
+                use: filter
+                in: a
+                with: {query: {}}
+                out: b
+          two:
+            bots:
+              - id: second
+                use: filter
+                in: b
+                with: {query: {}}
+                out: a
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("in: a")
+    assert problem.message == "pipeline cycle: first (b) -> second (a) -> first; a bot would feed itself"
+
+
+def test_a_bot_reading_its_own_output_is_a_cycle(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          loop:
+            bots:
+              - id: echo
+                use: filter
+                in: q
+                with: {query: {}}
+                out: q
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("out: q")
+    assert problem.message == "bot 'echo': reads and writes the same queue 'q' (a cycle)"
+
+
+def test_a_queue_nobody_writes_is_a_warning_with_a_suggestion(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                with: {path: data}
+                out: inventory.raw
+              - id: low
+                use: filter
+                in: inventory.rwa
+                with: {query: {quantity: {lt: 5}}}
+                out: inventory.low
+        """,
+    )
+    config = case.load()  # a warning is not an error
+    assert [spec.id for spec in config.bots] == ["reader", "low"]
+    assert len(config.warnings) == 1
+    warning = config.warnings[0]
+    assert warning.severity == "warning"
+    assert where(warning) == case.at("in: inventory.rwa")
+    assert warning.message.startswith("bot 'low': no bot writes queue 'inventory.rwa' (did you mean 'inventory.raw'?)")
+    assert str(warning).startswith(f"{case.path}:{warning.line}:{warning.column}: warning: bot 'low'")
+
+
+def test_a_queue_nobody_writes_without_a_close_name(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                in: manual
+                with: {query: {}}
+                out: filtered
+        """,
+    )
+    (warning,) = case.load().warnings
+    assert where(warning) == case.at("in: manual")
+    assert warning.message == ("bot 'low': no bot writes queue 'manual'; it gets events only from `leo queues put` or the API")
+
+
+def test_change_queues_of_declared_object_types_need_no_writer(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+          order: {key: po_number}
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                in: inventory.changes
+                with: {query: {quantity: {lt: 5}}}
+                out: inventory.low
+              - id: big
+                use: filter
+                in: order.changes
+                with: {query: {total: {gt: 1000}}}
+                out: orders.big
+        """,
+    )
+    assert case.load().warnings == []
+
+
+def test_change_queue_of_an_undeclared_object_type_is_a_warning(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          order: {key: po_number}
+        pipelines:
+          feed:
+            bots:
+              - id: big
+                use: filter
+                in: orders.changes
+                with: {query: {}}
+                out: orders.big
+              - id: stock
+                use: filter
+                in: inventory.changes
+                with: {query: {}}
+                out: stock.all
+        """,
+    )
+    first, second = case.load().warnings
+    assert where(first) == case.at("in: orders.changes")
+    assert "no bot writes queue 'orders.changes' (did you mean 'order.changes'?)" in first.message
+    assert where(second) == case.at("in: inventory.changes")
+    assert "(object type 'inventory' is not declared under object_types)" in second.message
+
+
+def test_warnings_are_listed_with_errors_when_the_file_is_invalid_for_other_reasons(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        server: {port: abc}
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                in: manual
+                with: {query: {}}
+                out: filtered
+        """,
+    )
+    problems = case.problems()
+    # While the file has errors, a queue-without-writer warning could be caused by a broken
+    # writer bot, so it is not guessed; the error is reported alone.
+    assert [(where(p), p.severity) for p in problems] == [(case.at("abc"), "error")]
+
+
+# --------------------------------------------------------------------------------------------
+# Bot kinds: `in`, `out`, `schedule`, `start`
+# --------------------------------------------------------------------------------------------
+
+
+def test_source_bot_given_in(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                in: raw
+                with: {path: data}
+                out: inventory.raw
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("in: raw")
+    assert problem.message == "bot 'reader': 'file_reader' is a source bot and reads no queue; remove 'in'"
+
+
+def test_source_bot_without_out(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                with: {path: data}
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("id: reader")
+    assert problem.message == "bot 'reader': a source bot needs 'out' (the queue it writes)"
+
+
+def test_processor_without_in(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                with: {query: {a: 1}}
+                out: low
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("id: low")
+    assert problem.message == "bot 'low': a processor bot needs 'in' (the queue it reads)"
+
+
+def test_processor_with_schedule(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                in: inventory.changes
+                with: {query: {a: 1}}
+                out: low
+                schedule: 5s
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("schedule:")
+    assert problem.message == ("bot 'low': 'schedule' is for source bots; a processor runs as soon as its 'in' queue grows")
+
+
+@pytest.mark.parametrize("schedule", ["every minute", "0s", "-5s", "'* * *'", "'61 * * * *'"])
+def test_bad_schedule_is_located_at_the_value(tmp_path: Path, schedule: str) -> None:
+    case = Pipelines(
+        tmp_path,
+        f"""
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                with: {{path: data}}
+                out: raw
+                schedule: {schedule}
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at(schedule)
+    assert problem.message.startswith("bot 'reader': invalid schedule ")
+    assert "'watch'" in problem.message or "more than zero" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("watch", Schedule("watch", text="watch")),
+        ("5s", Schedule("interval", interval=5.0, text="5s")),
+        ("PT1M", Schedule("interval", interval=60.0, text="PT1M")),
+        ("60", Schedule("interval", interval=60.0, text="60")),
+        ("'*/5 * * * *'", Schedule("cron", cron="*/5 * * * *", text="*/5 * * * *")),
+        ("'0 3 * * mon-fri'", Schedule("cron", cron="0 3 * * mon-fri", text="0 3 * * mon-fri")),
+        (None, Schedule("watch", text="watch")),  # file_reader's default
+    ],
+)
+def test_good_schedules(tmp_path: Path, written: str | None, expected: Schedule) -> None:
+    line = f"schedule: {written}" if written is not None else "description: default schedule"
+    case = Pipelines(
+        tmp_path,
+        f"""
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                with: {{path: data}}
+                out: raw
+                {line}
+        """,
+    )
+    (spec,) = case.load().bots
+    assert spec.schedule == expected
+
+
+def test_schedule_parse_names_the_accepted_forms() -> None:
+    with pytest.raises(ValueError, match=r"use 'watch', an interval like '5s' or 'PT1M', or a cron line"):
+        Schedule.parse("hourly-ish")
+    with pytest.raises(ValueError, match="more than zero"):
+        Schedule.parse("PT0S")
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("latest", "latest"),
+        ("earliest", "earliest"),
+        ("2026-11-26T00:00:00Z", "2026-11-26T00:00:00Z"),  # YAML reads an unquoted timestamp as a datetime
+        ("'2026-11-26T00:00:00Z'", "2026-11-26T00:00:00Z"),
+        ("2026-11-26T19:10:33.123+02:00", "2026-11-26T19:10:33.123000+02:00"),
+        ("2026-11-26", "2026-11-26"),
+    ],
+)
+def test_good_start_values(tmp_path: Path, written: str, stored: str) -> None:
+    case = Pipelines(
+        tmp_path,
+        f"""
+        version: 1
+        object_types:
+          inventory: {{key: sku}}
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                in: inventory.changes
+                with: {{query: {{}}}}
+                out: low
+                start: {written}
+        """,
+    )
+    (spec,) = case.load().bots
+    assert spec.config.start == stored
+
+
+def test_unquoted_start_time_keeps_its_instant(tmp_path: Path) -> None:
+    from leo_runtime.timeutil import parse_time
+
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                in: inventory.changes
+                with: {query: {}}
+                out: low
+                start: 2026-11-26T19:10:33.5+02:00
+        """,
+    )
+    (spec,) = case.load().bots
+    expected = datetime.datetime(2026, 11, 26, 17, 10, 33, 500000, tzinfo=datetime.UTC)
+    assert parse_time(spec.config.start) == int(expected.timestamp() * 1000)
+
+
+@pytest.mark.parametrize("value", ["yesterday", "'2026-13-01T00:00:00Z'", "now"])
+def test_bad_start(tmp_path: Path, value: str) -> None:
+    case = Pipelines(
+        tmp_path,
+        f"""
+        version: 1
+        object_types:
+          inventory: {{key: sku}}
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                in: inventory.changes
+                with: {{query: {{}}}}
+                out: low
+                start: {value}
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at(value)
+    assert problem.message.startswith("bot 'low': start must be 'earliest', 'latest' or an RFC 3339 time, not ")
+
+
+def test_start_on_a_source_bot(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                with: {path: data}
+                out: raw
+                start: latest
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("start:")
+    assert problem.message == "bot 'reader': 'start' is for bots that read a queue"
+
+
+def test_sink_bot_given_out(tmp_path: Path) -> None:
+    write_module(tmp_path, "bots/custom.py")
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          feed:
+            bots:
+              - id: push
+                use: ./bots/custom.py:Post
+                in: inventory.changes
+                out: nowhere
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("out: nowhere")
+    assert problem.message == "bot 'push': a sink bot writes no queue; remove 'out'"
+
+
+def test_source_with_a_default_out_and_no_schedule(tmp_path: Path) -> None:
+    write_module(tmp_path, "bots/custom.py")
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: tick
+                use: ./bots/custom.py:Ticker
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("id: tick")
+    assert problem.message.startswith("bot 'tick': a source bot needs 'schedule'")
+
+
+def test_source_default_out_is_used(tmp_path: Path) -> None:
+    write_module(tmp_path, "bots/custom.py")
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: tick
+                use: ./bots/custom.py:Ticker
+                schedule: 10s
+        """,
+    )
+    (spec,) = case.load().bots
+    assert (spec.kind, spec.out_queue, spec.schedule.interval) == ("source", "ticks", 10.0)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML itself
+# --------------------------------------------------------------------------------------------
+
+
+def test_broken_yaml_is_located_by_the_parser(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: low
+                use: filter
+                 in: raw
+        """,
+    )
+    problem = case.error()
+    # PyYAML stops at the ':' after the over-indented 'in': a plain scalar cannot hold "key: value".
+    assert where(problem) == case.at(" in: raw", shift=3)
+    assert problem.message.startswith("invalid YAML: mapping values are not allowed here")
+
+
+def test_unclosed_flow_mapping(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        server: {port: 1
+        store: x
+        """,
+    )
+    problem = case.error()
+    assert problem.message.startswith("invalid YAML: ")
+    # The parser notices at the next key, and names where the mapping started.
+    assert where(problem) == case.at("store", shift=5)
+    assert "line 2, column 9" in problem.message
+
+
+def test_tab_indentation(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, "version: 1\nserver:\n\tport: 1\n")
+    problem = case.error()
+    assert where(problem) == (3, 1)
+    assert problem.message == "invalid YAML: a tab cannot indent YAML; use spaces"
+
+
+def test_duplicate_yaml_key(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        server:
+          port: 8000
+          host: 0.0.0.0
+          port: 9000
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("port:", nth=2)
+    assert problem.message == "duplicate key 'port' (first at line 3)"
+
+
+def test_duplicate_pipeline_name(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots: [{id: a, use: filter, in: x, with: {query: {}}}]
+          feed:
+            bots: [{id: b, use: filter, in: x, with: {query: {}}}]
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("feed:", nth=2)
+    assert problem.message == "duplicate key 'feed' (first at line 3)"
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
+def test_empty_file(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    (problem,) = info.value.problems
+    assert where(problem) == (1, 1)
+    assert problem.message == "the file is empty: start with 'version: 1'"
+    assert str(info.value) == f"{path}:1:1: the file is empty: start with 'version: 1'"
+
+
+@pytest.mark.parametrize("text", ["- version: 1\n", "version 1\n", "42\n"])
+def test_a_file_that_is_not_a_mapping(tmp_path: Path, text: str) -> None:
+    case = Pipelines(tmp_path, text)
+    problem = case.error()
+    assert where(problem) == (1, 1)
+    assert problem.message == "the file must be a mapping (start with 'version: 1')"
+
+
+def test_file_not_found_suggests_leo_init(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "pipelines.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert info.value.problems == []
+    message = str(info.value)
+    assert message.startswith(f"{missing}: file not found")
+    assert "leo init" in message and "-f FILE" in message
+
+
+def test_display_name_in_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^pipelines\.yaml: file not found"):
+        load_config(tmp_path / "pipelines.yaml", display_name="pipelines.yaml")
+
+
+def test_a_directory_or_undecodable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path)
+    binary = tmp_path / "pipelines.yaml"
+    binary.write_bytes(b"version: 1\nstore: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(binary)
+
+
+# --------------------------------------------------------------------------------------------
+# Environment interpolation
+# --------------------------------------------------------------------------------------------
+
+ENV_FILE = """
+version: 1
+store: ${LEO_TEST_STORE:-sqlite:///leo.db}
+server:
+  port: ${LEO_TEST_PORT:-8765}
+  public_url: "https://leo.example.com/$$x"
+  allow_private_callbacks: ${LEO_TEST_PRIVATE:-false}
+object_types:
+  inventory: {key: sku}
+pipelines:
+  feed:
+    bots:
+      - id: low
+        use: filter
+        in: inventory.changes
+        with:
+          query: {warehouse: "${LEO_TEST_WAREHOUSE:-NYC}", price: {prefix: "$$"}}
+        out: low
+"""
+
+
+def test_interpolation_defaults_are_typed_like_the_yaml_they_replace(tmp_path: Path) -> None:
+    config = Pipelines(tmp_path, ENV_FILE).load(env={})
+    server = config.model.server
+    assert server.port == 8765 and isinstance(server.port, int)
+    assert server.allow_private_callbacks is False
+    assert server.public_url == "https://leo.example.com/$x"
+    assert config.model.store == "sqlite:///leo.db"
+    query = config.bots[0].settings.query
+    assert query.spec == {"warehouse": "NYC", "price": {"prefix": "$"}}
+    assert query.matches({"warehouse": "NYC", "price": "$12"})
+
+
+def test_interpolation_from_a_given_environment(tmp_path: Path) -> None:
+    env = {"LEO_TEST_PORT": "9999", "LEO_TEST_PRIVATE": "true", "LEO_TEST_WAREHOUSE": "007"}
+    config = Pipelines(tmp_path, ENV_FILE).load(env=env)
+    assert config.model.server.port == 9999
+    assert config.model.server.allow_private_callbacks is True
+    # Quoted in the YAML, so it stays the string "007" (not the number 7).
+    assert config.bots[0].settings.query.spec["warehouse"] == "007"
+
+
+def test_interpolation_from_the_process_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEO_TEST_PORT", "7001")
+    config = load_config(Pipelines(tmp_path, ENV_FILE).path)
+    assert config.model.server.port == 7001
+
+
+def test_interpolated_value_is_validated_at_its_place(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, ENV_FILE)
+    problem = case.error(env={"LEO_TEST_PORT": "eighty"})
+    assert where(problem) == case.at("${LEO_TEST_PORT")
+    assert problem.message == "server.port: input should be a valid integer, unable to parse string as an integer (got 'eighty')"
+
+
+def test_unset_variable_is_located_at_its_dollar(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        server:
+          host: 127.0.0.1
+          public_url: https://${MISSING_HOST}/leo
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("${MISSING_HOST}")
+    assert "'MISSING_HOST'" in problem.message and "not set" in problem.message
+
+
+def test_required_variable_message_and_several_interpolation_errors(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        store: ${MISSING}
+        server:
+          host: ${LEO_HOST:?set LEO_HOST to the interface to bind}
+        """,
+    )
+    problems = case.problems()
+    assert [where(p) for p in problems] == [case.at("${MISSING}"), case.at("${LEO_HOST")]
+    assert "'MISSING'" in problems[0].message
+    assert problems[1].message == "environment variable 'LEO_HOST' is required: set LEO_HOST to the interface to bind"
+
+
+def test_double_dollar_is_a_literal_dollar(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, 'version: 1\nstore: "sqlite:///$${NOT_A_VAR}.db"\n')
+    assert case.load().model.store == "sqlite:///${NOT_A_VAR}.db"
+
+
+# --------------------------------------------------------------------------------------------
+# Several problems at once
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_problem_is_reported_sorted_by_line(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        sever:
+          port: 1
+        server:
+          port: abc
+        pipelines:
+          feed:
+            bots:
+              - id: reader
+                use: file_reader
+                with: {path: data, patern: "*.json"}
+                out: raw
+              - id: low-stock
+                use: filter
+                in: raw
+                with:
+                  query: {quantity: {less: 5}}
+                out: low
+              - id: f
+                use: filtr
+                in: raw
+              - id: tagger
+                use: filter
+                in: low
+                with: {query: {}}
+                schedule: 5s
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        case.load()
+    problems = info.value.problems
+    assert [where(p) for p in problems] == [
+        case.at("sever:"),
+        case.at("abc"),
+        case.at("patern"),
+        case.at("less"),
+        case.at("filtr"),
+        case.at("schedule:"),
+    ]
+    assert [p.line for p in problems] == sorted(p.line for p in problems)
+    assert all(p.severity == "error" for p in problems)
+    assert "did you mean 'server'" in problems[0].message
+    assert "did you mean 'pattern'" in problems[2].message
+    assert str(info.value) == f"{problems[0]} (and 5 more problems)"
+
+
+# --------------------------------------------------------------------------------------------
+# store_url
+# --------------------------------------------------------------------------------------------
+
+
+def test_store_url_honours_env_leo_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    case = Pipelines(tmp_path, "version: 1\nstore: sqlite:///from-file.db\n")
+    monkeypatch.delenv("LEO_STORE", raising=False)
+    config = load_config(case.path)
+    assert config.store_url == "sqlite:///from-file.db"
+    monkeypatch.setenv("LEO_STORE", "sqlite:///from-env.db")
+    assert config.store_url == "sqlite:///from-env.db"
+    monkeypatch.setenv("LEO_STORE", "")  # set but empty: as if unset
+    assert config.store_url == "sqlite:///from-file.db"
+
+
+def test_store_url_uses_the_environment_the_file_was_read_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEO_STORE", "sqlite:///from-process.db")
+    case = Pipelines(tmp_path, "version: 1\n")
+    assert case.load(env={"LEO_STORE": "sqlite:///given.db"}).store_url == "sqlite:///given.db"
+    assert case.load(env={"OTHER": "1"}).store_url == "sqlite:///leo.db"
+
+
+# --------------------------------------------------------------------------------------------
+# Custom bots: ./file.py:Class and module:attr
+# --------------------------------------------------------------------------------------------
+
+
+def test_custom_bot_from_a_file_with_its_own_settings(tmp_path: Path) -> None:
+    write_module(tmp_path, "bots/custom.py")
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          feed:
+            bots:
+              - id: upper
+                use: ./bots/custom.py:Upper
+                in: inventory.changes
+                with: {field: name, times: 3}
+                out: upper
+        """,
+    )
+    (spec,) = case.load().bots
+    assert spec.cls.__name__ == "Upper" and issubclass(spec.cls, Bot)
+    assert isinstance(spec.settings, spec.cls.Settings)
+    assert (spec.settings.field, spec.settings.times) == ("name", 3)
+
+
+def test_custom_bot_settings_errors_are_located_under_with(tmp_path: Path) -> None:
+    write_module(tmp_path, "bots/custom.py")
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          feed:
+            bots:
+              - id: upper
+                use: ./bots/custom.py:Upper
+                in: inventory.changes
+                with:
+                  field: name
+                  times: 0
+                  feild: other
+                out: upper
+              - id: upper2
+                use: ./bots/custom.py:Upper
+                in: inventory.changes
+                with: {times: two}
+                out: upper2
+        """,
+    )
+    problems = case.problems()
+    assert [(where(p), p.message) for p in problems] == [
+        (case.at("0"), "bot 'upper': times: input should be greater than or equal to 1 (got 0)"),
+        (
+            case.at("feild"),
+            "bot 'upper': unknown field 'feild' in 'with' (did you mean 'field'?); known fields: field, times",
+        ),
+        (case.at("with: {times"), "bot 'upper2': missing required field 'field'"),
+        (
+            case.at("two"),
+            "bot 'upper2': times: input should be a valid integer, unable to parse string as an integer (got 'two')",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("use", "fragment"),
+    [
+        ("./bots/custom.py:Uper", "./bots/custom.py has no attribute 'Uper' (did you mean 'Upper'?)"),
+        ("./bots/custom.py:NOT_A_BOT", "42 is not a bot"),
+        ("./bots/custom.py:Plain", "is not a bot: a bot class subclasses leo_runtime.Bot"),
+        ("./bots/missing.py:Upper", "does not exist"),
+        ("./bots/custom.py", "name the class after the file, like './bots/custom.py:MyBot'"),
+    ],
+)
+def test_custom_bot_file_problems_point_at_use(tmp_path: Path, use: str, fragment: str) -> None:
+    write_module(tmp_path, "bots/custom.py")
+    case = Pipelines(
+        tmp_path,
+        f"""
+        version: 1
+        object_types:
+          inventory: {{key: sku}}
+        pipelines:
+          feed:
+            bots:
+              - id: custom
+                use: {use}
+                in: inventory.changes
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at(use)
+    assert problem.message.startswith("bot 'custom': ")
+    assert fragment in problem.message
+    assert "bot 'custom': bot '" not in problem.message  # the bot is named once
+
+
+def test_custom_bot_file_is_relative_to_the_pipelines_file_not_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    write_module(project, "bots/custom.py")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    case = Pipelines(
+        project,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: upper
+                use: ./bots/custom.py:Upper
+                in: manual
+                with: {field: name}
+                out: upper
+        """,
+    )
+    (spec,) = case.load().bots
+    assert spec.cls.__name__ == "Upper"
+
+
+def test_custom_bot_file_that_fails_to_import(tmp_path: Path) -> None:
+    write_module(tmp_path, "bots/broken.py", "import leo_runtime\n\nraise RuntimeError('boom')\n")
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: broken
+                use: ./bots/broken.py:Broken
+                in: manual
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("./bots/broken.py")
+    path = (tmp_path / "bots" / "broken.py").resolve()
+    assert problem.message.startswith(f"bot 'broken': loading {path} (line 3) failed: RuntimeError('boom')")
+
+
+def test_module_attr_resolution_adds_the_pipelines_folder_to_sys_path(tmp_path: Path) -> None:
+    write_module(tmp_path, "leo_cfg_company/__init__.py", "")
+    write_module(tmp_path, "leo_cfg_company/bots.py")
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          feed:
+            bots:
+              - id: erp-push
+                use: leo_cfg_company.bots:Post
+                in: inventory.changes
+              - id: upper
+                use: leo_cfg_company.bots:Upper
+                in: inventory.changes
+                with: {field: sku}
+                out: upper
+        """,
+    )
+    config = case.load()
+    push, upper = config.bots
+    assert (push.cls.__module__, push.cls.__name__, push.kind) == ("leo_cfg_company.bots", "Post", "sink")
+    assert upper.settings.field == "sku"
+    assert str(tmp_path.resolve()) in sys.path
+
+
+@pytest.mark.parametrize(
+    ("use", "fragment"),
+    [
+        ("leo_cfg_mod:Plain", "the class leo_cfg_mod.Plain is not a bot: a bot class subclasses leo_runtime.Bot"),
+        ("leo_cfg_mod:NOT_A_BOT", "42 is not a bot"),
+        ("leo_cfg_mod:Uper", "leo_cfg_mod has no attribute 'Uper' (did you mean 'Upper'?)"),
+        ("leo_cfg_mod:", "name the class after ':'"),
+        ("leo_cfg_nowhere:Bot", "cannot import module 'leo_cfg_nowhere'"),
+        ("leo_cfg_mod.Upper", "for a class in a module write 'leo_cfg_mod:Upper'"),
+    ],
+)
+def test_module_attr_problems_point_at_use(tmp_path: Path, use: str, fragment: str) -> None:
+    write_module(tmp_path, "leo_cfg_mod.py")
+    case = Pipelines(
+        tmp_path,
+        f"""
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: custom
+                use: "{use}"
+                in: manual
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at(f'"{use}"')
+    assert problem.message.startswith("bot 'custom': ")
+    assert fragment in problem.message
+
+
+def test_module_that_fails_to_import(tmp_path: Path) -> None:
+    write_module(tmp_path, "leo_cfg_bad.py", "x = 1 / 0\n")
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: bad
+                use: leo_cfg_bad:Bot
+                in: manual
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("leo_cfg_bad:Bot")
+    assert problem.message.startswith("bot 'bad': importing 'leo_cfg_bad' failed: ZeroDivisionError")
+
+
+def test_a_registry_can_be_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bot_module, "_REGISTERED", dict(bot_module._REGISTERED))
+
+    @register_bot("leo_cfg_echo")
+    class Echo(Bot):
+        def process(self, events, ctx):  # type: ignore[no-untyped-def]
+            yield from events
+
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: echo
+                use: leo_cfg_echo
+                in: manual
+                out: echoed
+        """,
+    )
+    (spec,) = case.load(registry=BotRegistry()).bots
+    assert spec.cls is Echo
+
+
+# --------------------------------------------------------------------------------------------
+# JSON Schema
+# --------------------------------------------------------------------------------------------
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def test_json_schema_shape() -> None:
+    schema = json_schema()
+    json.dumps(schema)  # serialisable as is
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["type"] == "object"
+    assert schema["additionalProperties"] is False
+    assert schema["required"] == ["version"]
+    properties = schema["properties"]
+    for name in ("version", "store", "server", "retention", "webhooks", "object_types", "pipelines"):
+        assert name in properties
+    assert properties["version"]["const"] == 1
+    for ref in _refs(schema):
+        assert ref.startswith("#/$defs/"), ref
+        assert ref[len("#/$defs/") :] in schema["$defs"], ref
+
+
+def test_json_schema_bot_config_has_a_branch_per_bot() -> None:
+    schema = json_schema()
+    bot = schema["$defs"]["BotConfig"]
+    assert {"id", "use", "with", "in", "out", "schedule", "start", "batch"} <= set(bot["properties"])
+    assert "with_" not in bot["properties"] and "in_" not in bot["properties"]
+    assert bot["required"] == ["id", "use"]
+    branches = {branch["if"]["properties"]["use"]["const"]: branch["then"]["properties"]["with"] for branch in bot["allOf"]}
+    assert {"filter", "file_reader"} <= set(branches)
+    assert set(bot["properties"]["use"]["examples"]) >= {"filter", "file_reader"}
+
+    filter_settings = branches["filter"]
+    assert filter_settings["required"] == ["query"]
+    assert filter_settings["additionalProperties"] is False
+    query = filter_settings["properties"]["query"]
+    assert query["type"] == "object"
+    operators = query["additionalProperties"]["anyOf"][1]["properties"]
+    assert set(operators) == {"eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "exists", "prefix"}
+    assert branches["file_reader"]["required"] == ["path"]
+
+
+class Target(BaseModel):
+    url: str
+
+
+def test_json_schema_includes_nested_settings_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bot_module, "_REGISTERED", dict(bot_module._REGISTERED))
+
+    @register_bot("leo_cfg_poster")
+    class Poster(Bot):
+        class Settings(BotSettings):
+            targets: list[Target]
+
+    schema = json_schema(BotRegistry())
+    assert "leo_cfg_poster.Target" in schema["$defs"]
+    for ref in _refs(schema):
+        assert ref[len("#/$defs/") :] in schema["$defs"], ref
+    json.dumps(schema)
+
+
+# --------------------------------------------------------------------------------------------
+# The same checks through the CLI (`leo validate`, `leo schema`)
+# --------------------------------------------------------------------------------------------
+
+
+def test_leo_validate_prints_the_located_problems(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          inventory-feed:
+            bots:
+              - id: low-stock
+                use: filter
+                in: inventory.changes
+                with:
+                  query:
+                    quantity: {less: 5}
+                out: inventory.low_stock
+        """,
+    )
+    result = CliRunner().invoke(app, ["validate", "--json", "-f", str(case.path)])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    (problem,) = report["problems"]
+    assert (problem["line"], problem["column"]) == case.at("less")
+    assert problem["severity"] == "error"
+    assert problem["message"].startswith("bot 'low-stock': ")
+    assert problem["message"].endswith("unknown operator 'less' (did you mean 'lt'?)")
+
+
+def test_leo_schema_prints_the_json_schema() -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json_schema()
+
+
+def test_a_custom_settings_validator_that_crashes_is_reported_not_raised(tmp_path: Path) -> None:
+    write_module(
+        tmp_path,
+        "bots/fragile.py",
+        """
+        from pydantic import field_validator
+
+        from leo_runtime import Bot, BotSettings
+
+
+        class Fragile(Bot):
+            class Settings(BotSettings):
+                limit: int = 1
+
+                @field_validator("limit")
+                @classmethod
+                def check(cls, value):
+                    raise TypeError("validator bug")
+        """,
+    )
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        pipelines:
+          feed:
+            bots:
+              - id: fragile
+                use: ./bots/fragile.py:Fragile
+                in: manual
+                with: {limit: 3}
+        """,
+    )
+    problem = case.error()
+    assert where(problem) == case.at("{limit: 3}")
+    assert problem.message == (
+        "bot 'fragile': checking the settings of './bots/fragile.py:Fragile' failed: TypeError('validator bug')"
+    )
+
+
+def test_json_schema_accepts_what_the_loader_accepts_for_schedule() -> None:
+    schedule = json_schema()["$defs"]["BotConfig"]["properties"]["schedule"]
+    types = json.dumps(schedule)
+    assert '"type": "string"' in types and '"type": "number"' in types and '"type": "null"' in types

@@ -1,0 +1,498 @@
+"""BotRegistry: built-ins, plugins (entry points), module:attr and ./file.py:Class, all for real.
+
+Plugins are real distributions: a ``*.dist-info`` folder with an ``entry_points.txt`` in tmp_path,
+put on sys.path before the registry is built. Nothing is mocked; what the tests do to the
+interpreter (sys.path, sys.modules, the bot name table) is undone after each test.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import bots
+from bots.file_reader import FileReader
+from bots.filter import Filter
+from leo_runtime import bot as bot_module
+from leo_runtime.bot import Bot, SinkBot, register_bot, registered_bots
+from leo_runtime.errors import BotError
+from leo_runtime.registry import ENTRY_POINT_GROUP, BotEntry, BotRegistry
+
+
+@pytest.fixture(autouse=True)
+def isolated_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Undo sys.path changes and forget modules loaded from tmp_path; keep the bot names table."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(bot_module, "_REGISTERED", dict(bot_module._REGISTERED))
+    yield
+    roots = (str(tmp_path), str(tmp_path.resolve()))
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and file.startswith(roots):
+            del sys.modules[name]
+
+
+def write(root: Path, relative: str, source: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+BOT_FILE = """
+from leo_runtime import Bot, BotSettings
+
+VERSION = {version}
+
+
+class Shout(Bot):
+    class Settings(BotSettings):
+        field: str
+
+    def process(self, events, ctx):
+        yield from events
+
+
+class NotABot:
+    pass
+"""
+
+
+def bot_file(root: Path, relative: str = "bots/shout.py", version: int = 1) -> Path:
+    return write(root, relative, BOT_FILE.format(version=version))
+
+
+def fake_distribution(root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """A real installed distribution: ``NAME-1.0.dist-info`` (METADATA, entry_points.txt) + modules."""
+    info = root / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n", encoding="utf-8")
+    lines = [f"[{ENTRY_POINT_GROUP}]", *(f"{ep} = {target}" for ep, target in entry_points.items())]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for module, source in modules.items():
+        write(root, f"{module}.py", source)
+
+
+PLUGIN_MODULE = """
+from leo_runtime import SinkBot, BotSettings
+
+
+class Shout(SinkBot):
+    description = "shouts"
+
+    class Settings(BotSettings):
+        volume: int = 11
+
+    def process(self, events, ctx):
+        return None
+
+
+class Other(SinkBot):
+    pass
+
+
+NOT_A_BOT = "just text"
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Built-ins and unknown names
+# --------------------------------------------------------------------------------------------
+
+
+def test_built_ins_resolve_by_name() -> None:
+    registry = BotRegistry()
+    assert registry.resolve("filter") is Filter
+    assert registry.resolve("file_reader") is FileReader
+    assert registry.resolve("  filter  ") is Filter  # surrounding blanks do not matter
+    assert {"filter", "file_reader"} <= set(registry.names())
+    entries = {entry.name: entry for entry in registry.entries()}
+    assert entries["filter"] == BotEntry("filter", "built-in", Filter)
+    assert entries["file_reader"] == BotEntry("file_reader", "built-in", FileReader)
+    assert [entry.name for entry in registry.entries()] == sorted(entries)
+
+
+def test_unknown_name_suggests_the_closest_one() -> None:
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve("filtr")
+    message = str(info.value)
+    assert message.startswith("unknown bot 'filtr' (did you mean 'filter'?); use a built-in (")
+    assert "file_reader, filter" in message
+    assert "module:Class or ./file.py:Class" in message
+
+
+def test_unknown_name_without_a_close_one() -> None:
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve("zzzzzz")
+    assert "did you mean" not in str(info.value)
+    assert str(info.value).startswith("unknown bot 'zzzzzz'; use a built-in")
+
+
+def test_dotted_class_path_suggests_module_colon_attr() -> None:
+    with pytest.raises(BotError, match=r"for a class in a module write 'my_company\.bots:ErpPush'"):
+        BotRegistry().resolve("my_company.bots.ErpPush")
+
+
+def test_file_without_class_asks_for_the_class(tmp_path: Path) -> None:
+    bot_file(tmp_path)
+    with pytest.raises(BotError, match=r"name the class after the file, like './bots/shout\.py:MyBot'"):
+        BotRegistry().resolve("./bots/shout.py", tmp_path)
+
+
+def test_a_name_registered_later_is_known_to_registries_built_after(tmp_path: Path) -> None:
+    @register_bot("leo_reg_late")
+    class Late(Bot):
+        pass
+
+    assert BotRegistry().resolve("leo_reg_late") is Late
+
+
+# --------------------------------------------------------------------------------------------
+# module:attr
+# --------------------------------------------------------------------------------------------
+
+
+def test_module_attr_from_the_base_dir(tmp_path: Path) -> None:
+    write(tmp_path, "leo_reg_company/__init__.py", "")
+    write(tmp_path, "leo_reg_company/bots.py", BOT_FILE.format(version=1))
+    cls = BotRegistry().resolve("leo_reg_company.bots:Shout", tmp_path)
+    assert cls.__module__ == "leo_reg_company.bots" and cls.__name__ == "Shout"
+    assert issubclass(cls, Bot)
+    assert str(tmp_path) in sys.path
+    # Importing again gives the same class (the module is imported once).
+    assert BotRegistry().resolve("leo_reg_company.bots:Shout", tmp_path) is cls
+
+
+def test_module_attr_from_an_installed_module() -> None:
+    assert BotRegistry().resolve("bots.filter:Filter") is Filter
+
+
+@pytest.mark.parametrize(
+    ("use", "message"),
+    [
+        ("leo_reg_mod:Shuot", "bot 'leo_reg_mod:Shuot': leo_reg_mod has no attribute 'Shuot' (did you mean 'Shout'?)"),
+        ("leo_reg_mod:VERSION", "bot 'leo_reg_mod:VERSION': 1 is not a bot: a bot class subclasses leo_runtime.Bot"),
+        (
+            "leo_reg_mod:NotABot",
+            "bot 'leo_reg_mod:NotABot': the class leo_reg_mod.NotABot is not a bot: a bot class subclasses leo_runtime.Bot",
+        ),
+        ("leo_reg_mod:", "bot 'leo_reg_mod:': name the class after ':' (like module:MyBot)"),
+    ],
+)
+def test_module_attr_errors(tmp_path: Path, use: str, message: str) -> None:
+    write(tmp_path, "leo_reg_mod.py", BOT_FILE.format(version=1))
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve(use, tmp_path)
+    assert str(info.value) == message
+
+
+def test_module_that_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve("leo_reg_nowhere:Bot", tmp_path)
+    assert str(info.value).startswith("bot 'leo_reg_nowhere:Bot': cannot import module 'leo_reg_nowhere'")
+
+
+def test_module_that_raises_on_import(tmp_path: Path) -> None:
+    write(tmp_path, "leo_reg_boom.py", "raise RuntimeError('no config')\n")
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve("leo_reg_boom:Bot", tmp_path)
+    assert str(info.value) == "bot 'leo_reg_boom:Bot': importing 'leo_reg_boom' failed: RuntimeError('no config')"
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+# --------------------------------------------------------------------------------------------
+# ./file.py:Class
+# --------------------------------------------------------------------------------------------
+
+
+def test_file_relative_to_base_dir(tmp_path: Path) -> None:
+    bot_file(tmp_path)
+    cls = BotRegistry().resolve("./bots/shout.py:Shout", tmp_path)
+    assert cls.__name__ == "Shout" and issubclass(cls, Bot)
+    assert sys.modules[cls.__module__].VERSION == 1
+    assert sys.modules[cls.__module__].__file__ == str((tmp_path / "bots" / "shout.py").resolve())
+
+
+def test_file_forms_relative_nested_and_absolute(tmp_path: Path) -> None:
+    path = bot_file(tmp_path, "deep/er/shout.py")
+    registry = BotRegistry()
+    first = registry.resolve("deep/er/shout.py:Shout", tmp_path)
+    assert registry.resolve("./deep/er/../er/shout.py:Shout", tmp_path) is first
+    assert registry.resolve(f"{path}:Shout", Path("/nonexistent")) is first  # absolute: base_dir unused
+
+
+def test_file_defaults_to_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bot_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert BotRegistry().resolve("./bots/shout.py:Shout").__name__ == "Shout"
+
+
+def test_same_file_twice_gives_the_same_class_until_it_changes(tmp_path: Path) -> None:
+    path = bot_file(tmp_path, version=1)
+    stat = path.stat()
+    registry = BotRegistry()
+    first = registry.resolve("./bots/shout.py:Shout", tmp_path)
+    assert registry.resolve("./bots/shout.py:Shout", tmp_path) is first
+    # A new registry (a reload of pipelines.yaml) does not execute an unchanged file again.
+    assert BotRegistry().resolve("./bots/shout.py:Shout", tmp_path) is first
+
+    # Touched (new mtime, same content): loaded again, a new class.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    touched = registry.resolve("./bots/shout.py:Shout", tmp_path)
+    assert touched is not first
+    assert registry.resolve("./bots/shout.py:Shout", tmp_path) is touched
+
+    # Edited: the new code runs.
+    bot_file(tmp_path, version=2)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    edited = registry.resolve("./bots/shout.py:Shout", tmp_path)
+    assert edited is not touched
+    assert sys.modules[edited.__module__].VERSION == 2
+
+
+def test_an_edit_within_the_same_mtime_is_still_seen(tmp_path: Path) -> None:
+    # Coarse file-system clocks can give two quick writes the same mtime: the size tells them apart.
+    path = bot_file(tmp_path, version=1)
+    stat = path.stat()
+    registry = BotRegistry()
+    first = registry.resolve("./bots/shout.py:Shout", tmp_path)
+    bot_file(tmp_path, version=12345)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    edited = registry.resolve("./bots/shout.py:Shout", tmp_path)
+    assert edited is not first
+    assert sys.modules[edited.__module__].VERSION == 12345
+
+
+def test_file_that_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve("./bots/nope.py:Shout", tmp_path)
+    expected = (tmp_path / "bots" / "nope.py").resolve()
+    assert str(info.value) == f"bot './bots/nope.py:Shout': file {expected} does not exist"
+
+
+def test_file_that_raises_on_import_names_the_file_and_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "bots/broken.py",
+        """
+        from leo_runtime import Bot
+
+        SETTINGS = {}
+        TIMEOUT = SETTINGS["timeout"]
+        """,
+    )
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve("./bots/broken.py:Broken", tmp_path)
+    message = str(info.value)
+    assert message == f"bot './bots/broken.py:Broken': loading {path.resolve()} (line 4) failed: KeyError('timeout')"
+    assert isinstance(info.value.__cause__, KeyError)
+    assert not [name for name in sys.modules if name.startswith("leo_user_bots.broken_")]
+
+
+def test_file_with_a_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "bots/typo.py", "from leo_runtime import Bot\n\nclass Typo(Bot)\n    pass\n")
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve("./bots/typo.py:Typo", tmp_path)
+    assert str(info.value).startswith(f"bot './bots/typo.py:Typo': loading {path.resolve()} (line 3) failed: SyntaxError")
+
+
+def test_a_broken_edit_is_not_cached_and_a_fix_loads(tmp_path: Path) -> None:
+    path = bot_file(tmp_path, version=1)
+    stat = path.stat()
+    registry = BotRegistry()
+    good = registry.resolve("./bots/shout.py:Shout", tmp_path)
+    module_name = good.__module__
+
+    path.write_text("raise ValueError('half-written')\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(BotError, match="half-written"):
+        registry.resolve("./bots/shout.py:Shout", tmp_path)
+    assert sys.modules[module_name].VERSION == 1  # the previous module stays importable
+
+    bot_file(tmp_path, version=3)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    fixed = registry.resolve("./bots/shout.py:Shout", tmp_path)
+    assert sys.modules[fixed.__module__].VERSION == 3
+
+
+def test_file_attr_errors(tmp_path: Path) -> None:
+    bot_file(tmp_path)
+    registry = BotRegistry()
+    with pytest.raises(BotError) as info:
+        registry.resolve("./bots/shout.py:Shuot", tmp_path)
+    assert str(info.value) == "bot './bots/shout.py:Shuot': ./bots/shout.py has no attribute 'Shuot' (did you mean 'Shout'?)"
+    with pytest.raises(BotError, match=r"the class .*NotABot is not a bot"):
+        registry.resolve("./bots/shout.py:NotABot", tmp_path)
+
+
+def test_two_files_with_the_same_name_in_different_folders(tmp_path: Path) -> None:
+    bot_file(tmp_path, "a/shout.py", version=1)
+    bot_file(tmp_path, "b/shout.py", version=2)
+    registry = BotRegistry()
+    first = registry.resolve("./a/shout.py:Shout", tmp_path)
+    second = registry.resolve("./b/shout.py:Shout", tmp_path)
+    assert first is not second
+    assert sys.modules[first.__module__].VERSION == 1
+    assert sys.modules[second.__module__].VERSION == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Entry-point plugins
+# --------------------------------------------------------------------------------------------
+
+
+def test_entry_point_plugin_resolves_and_is_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_distribution(
+        tmp_path,
+        "fake-leo-plugin",
+        {"shout": "fake_leo_plugin:Shout"},
+        {"fake_leo_plugin": PLUGIN_MODULE},
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = BotRegistry()
+    assert "shout" in registry.names()
+    cls = registry.resolve("shout")
+    assert cls.__module__ == "fake_leo_plugin" and cls.__name__ == "Shout"
+    assert issubclass(cls, SinkBot)
+    entries = {entry.name: entry for entry in registry.entries()}
+    assert entries["shout"] == BotEntry("shout", "plugin fake-leo-plugin", cls)
+    assert entries["filter"].origin == "built-in"
+    assert [entry.name for entry in registry.entries()] == sorted(entries)
+
+
+def test_unknown_name_suggests_a_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_distribution(tmp_path, "fake-leo-plugin", {"shout": "fake_leo_plugin:Shout"}, {"fake_leo_plugin": PLUGIN_MODULE})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BotError, match=r"unknown bot 'shuot' \(did you mean 'shout'\?\)"):
+        BotRegistry().resolve("shuot")
+
+
+def test_plugin_named_like_a_built_in_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_distribution(tmp_path, "fake-leo-clash", {"filter": "fake_leo_clash:Other"}, {"fake_leo_clash": PLUGIN_MODULE})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = BotRegistry()
+    with pytest.raises(BotError) as info:
+        registry.resolve("filter")
+    assert str(info.value) == "bot 'filter' is both a built-in and a plugin (fake_leo_clash:Other); uninstall one"
+    origins = sorted(entry.origin for entry in registry.entries() if entry.name == "filter")
+    assert origins == ["built-in", "plugin fake-leo-clash"]
+
+
+def test_plugin_that_fails_to_load_names_the_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_distribution(
+        tmp_path,
+        "fake-leo-broken",
+        {"broken": "fake_leo_broken:Broken", "missing": "fake_leo_broken_nowhere:Bot"},
+        {"fake_leo_broken": "raise ImportError('needs libfoo')\n"},
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = BotRegistry()
+    with pytest.raises(BotError) as info:
+        registry.resolve("broken")
+    assert str(info.value) == "bot 'broken': plugin fake_leo_broken:Broken failed to load: needs libfoo"
+    with pytest.raises(BotError, match=r"^bot 'missing': plugin fake_leo_broken_nowhere:Bot failed to load: "):
+        registry.resolve("missing")
+    # `leo bots list` still shows them, without a class.
+    entries = {entry.name: entry for entry in registry.entries()}
+    assert entries["broken"] == BotEntry("broken", "plugin fake-leo-broken", None)
+
+
+def test_plugin_that_is_not_a_bot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_distribution(tmp_path, "fake-leo-text", {"text": "fake_leo_text:NOT_A_BOT"}, {"fake_leo_text": PLUGIN_MODULE})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve("text")
+    assert str(info.value) == "bot 'text': 'just text' is not a bot: a bot class subclasses leo_runtime.Bot"
+
+
+# --------------------------------------------------------------------------------------------
+# register_bot
+# --------------------------------------------------------------------------------------------
+
+
+def test_register_bot_sets_the_name_and_rejects_a_second_class() -> None:
+    @register_bot("leo_reg_unique")
+    class First(Bot):
+        pass
+
+    assert First.name == "leo_reg_unique"
+    assert registered_bots()["leo_reg_unique"] is First
+
+    class Second(Bot):
+        pass
+
+    with pytest.raises(BotError) as info:
+        register_bot("leo_reg_unique")(Second)
+    message = str(info.value)
+    assert message.startswith("bot name 'leo_reg_unique' is registered twice: by ")
+    assert "First" in message and "Second" in message
+    assert registered_bots()["leo_reg_unique"] is First
+
+
+def test_register_bot_again_for_the_same_class_is_harmless() -> None:
+    class Again(Bot):
+        pass
+
+    register_bot("leo_reg_again")(Again)
+    assert register_bot("leo_reg_again")(Again) is Again
+
+
+def test_register_bot_cannot_take_a_built_in_name() -> None:
+    class MyFilter(Bot):
+        pass
+
+    with pytest.raises(BotError, match="bot name 'filter' is registered twice"):
+        register_bot("filter")(MyFilter)
+    assert BotRegistry().resolve("filter") is Filter
+
+
+def test_register_bot_checks_the_class() -> None:
+    with pytest.raises(BotError, match=r"is not a subclass of leo_runtime\.Bot"):
+        register_bot("leo_reg_plain")(object)  # type: ignore[arg-type]
+
+    class Odd(Bot):
+        kind = "transformer"
+
+    with pytest.raises(BotError, match="kind must be one of source, processor, sink, not 'transformer'"):
+        register_bot("leo_reg_odd")(Odd)
+
+
+# --------------------------------------------------------------------------------------------
+# A project's own `bots` folder
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_local_bots_package_hiding_the_built_ins_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = types.ModuleType("bots")
+    local.__file__ = str(tmp_path / "bots" / "__init__.py")
+    local.__path__ = [str(tmp_path / "bots")]
+    monkeypatch.setitem(sys.modules, "bots", local)
+    with pytest.raises(BotError) as info:
+        BotRegistry()
+    message = str(info.value)
+    assert message.startswith(f"a local 'bots' package ({local.__file__}) hides leo-runtime's built-in bots")
+    assert "rename that package" in message and "./bots/file.py:Class" in message
+
+
+def test_a_plain_bots_folder_on_sys_path_does_not_hide_the_built_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `leo init` scaffolds: a project folder with bots/priority.py and no __init__.py. When
+    # that folder comes first on sys.path (`python -m ...` from the project), Python imports
+    # `bots` as a namespace package unless the registry looks past it.
+    bot_file(tmp_path, "bots/shout.py")
+    monkeypatch.delitem(sys.modules, "bots")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = BotRegistry()
+    assert sys.modules["bots"].LEO_BUILTINS is True
+    assert registry.resolve("filter").__module__ == "bots.filter"
+    assert registry.resolve("./bots/shout.py:Shout", tmp_path).__name__ == "Shout"
+    assert str(tmp_path) in sys.path  # sys.path is as it was
+
+
+def test_the_real_bots_package_is_marked() -> None:
+    assert bots.LEO_BUILTINS is True
