@@ -23,27 +23,65 @@ REPO = Path(__file__).resolve().parents[1]
 LEO = str(Path(sys.executable).with_name("leo"))
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+# The pipeline most tests run: one filter bot from inventory.in to inventory.low.
+FILTER_PIPELINE = """
+version: 1
+pipelines:
+  feed:
+    bots:
+      - id: low-stock
+        use: filter
+        in: inventory.in
+        with: {query: {quantity: {lt: 5}}}
+        out: inventory.low
+"""
+
+
+def _attempts(predicate: Callable[[], Any], timeout: float, what: str) -> Iterator[Any]:
+    """Yield None while `predicate` is falsy; stop with its value; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
-            return value
+            yield value
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        yield None
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    for value in _attempts(predicate, timeout, what):
+        if value:
+            return value
         time.sleep(interval)
+    return None
 
 
 async def async_wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
+    """`wait_until` for coroutines: the event loop keeps running between checks."""
+    for value in _attempts(predicate, timeout, what):
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         await asyncio.sleep(0.01)
+    return None
+
+
+@pytest.fixture
+def isolated_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Undo what custom bots do to the interpreter: sys.path entries, modules loaded from
+    tmp_path and names added to the bot table."""
+    from leo_runtime import bot as bot_module
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(bot_module, "_REGISTERED", dict(bot_module._REGISTERED))
+    yield
+    roots = (str(tmp_path), str(tmp_path.resolve()))
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and file.startswith(roots):
+            del sys.modules[name]
 
 
 class Project:

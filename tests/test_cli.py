@@ -11,21 +11,10 @@ from typer.testing import CliRunner
 from cli import app
 from leo_runtime.timeutil import format_time, now_ms
 
-from .conftest import Project, ndjson
+from .conftest import FILTER_PIPELINE, Project, ndjson
 
 runner = CliRunner()
 
-PIPELINE = """
-version: 1
-pipelines:
-  feed:
-    bots:
-      - id: low-stock
-        use: filter
-        in: inventory.in
-        with: {query: {quantity: {lt: 5}}}
-        out: inventory.low
-"""
 
 
 def invoke(project: Project, *args: str, input: str | None = None):
@@ -44,7 +33,7 @@ def test_init_creates_a_valid_project_and_refuses_to_overwrite(tmp_path: Path) -
 
 
 def test_validate_prints_located_problems_and_exits_1(project: Project) -> None:
-    text = PIPELINE.replace("lt: 5", "less: 5").replace("out: inventory.low", "ot: inventory.low")
+    text = FILTER_PIPELINE.replace("lt: 5", "less: 5").replace("out: inventory.low", "ot: inventory.low")
     project.write(text)
     lines = project.file.read_text().splitlines()
 
@@ -62,7 +51,7 @@ def test_validate_prints_located_problems_and_exits_1(project: Project) -> None:
 
 
 def test_validate_ok_shows_warnings_and_counts(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     result = invoke(project, "validate")
     assert result.exit_code == 0
     assert "valid (1 pipeline(s), 1 bot(s), 1 warning(s))" in result.stdout
@@ -77,14 +66,14 @@ def test_missing_file_is_exit_1_with_a_hint(tmp_path: Path) -> None:
 
 
 def test_bad_usage_is_exit_2(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     assert runner.invoke(app, ["status", "--bogus"]).exit_code == 2
     assert runner.invoke(app, ["queues", "tail"]).exit_code == 2
     assert runner.invoke(app, ["queues", "tail", "q", "-n", "-3"]).exit_code == 2
 
 
 def test_schema_is_json_with_bot_settings(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     schema = json.loads(invoke(project, "schema").stdout)
     assert schema["$schema"].startswith("https://json-schema.org/")
     branches = schema["$defs"]["BotConfig"]["allOf"]
@@ -93,7 +82,7 @@ def test_schema_is_json_with_bot_settings(project: Project) -> None:
 
 
 def test_bots_list_shows_built_ins_with_settings(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     bots = {b["name"]: b for b in json.loads(invoke(project, "bots", "list", "--json").stdout)}
     assert bots["filter"]["kind"] == "processor" and bots["filter"]["origin"] == "built-in"
     assert [s["name"] for s in bots["filter"]["settings"]] == ["query"]
@@ -102,7 +91,7 @@ def test_bots_list_shows_built_ins_with_settings(project: Project) -> None:
 
 
 def test_queues_put_tail_list(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     put = invoke(project, "queues", "put", "inventory.in", "--json", input=ndjson([{"n": n} for n in range(25)]) + "\n\n")
     assert put.exit_code == 0, put.output
     assert json.loads(put.stdout) == {"queue": "inventory.in", "count": 25, "first": 1, "last": 25}
@@ -117,7 +106,7 @@ def test_queues_put_tail_list(project: Project) -> None:
 
 
 def test_tail_finds_the_newest_events_of_a_sparse_queue(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     store = project.store()
     store.append("rare", [{"n": 1}])
     for _ in range(5):
@@ -128,7 +117,7 @@ def test_tail_finds_the_newest_events_of_a_sparse_queue(project: Project) -> Non
 
 
 def test_put_with_a_bad_line_writes_nothing_and_names_the_line(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     source = project.root / "in.ndjson"
     source.write_text('{"a": 1}\n{"a": 2\n{"a": 3}\n')
     result = invoke(project, "queues", "put", "inventory.in", str(source))
@@ -141,7 +130,7 @@ def test_put_with_a_bad_line_writes_nothing_and_names_the_line(project: Project)
 
 
 def test_status_and_checkpoints_reset_every_form(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     store = project.store()
     store.append("inventory.in", [{"quantity": n} for n in range(10)])
     store.init_checkpoint("low-stock", "inventory.in", 7)
@@ -175,7 +164,7 @@ def test_status_and_checkpoints_reset_every_form(project: Project) -> None:
 
 
 def test_pause_and_resume(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     assert invoke(project, "bots", "pause", "low-stock").exit_code == 0
     assert project.store().bot("low-stock").paused  # type: ignore[union-attr]
     status = json.loads(invoke(project, "status", "--json").stdout)
@@ -185,7 +174,7 @@ def test_pause_and_resume(project: Project) -> None:
 
 
 def test_store_option_and_env_override_the_file(project: Project, tmp_path: Path) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     other = tmp_path / "other.db"
     result = runner.invoke(app, ["queues", "put", "x", "-f", str(project.file), "--store", f"sqlite:///{other}"],
                            input='{"a": 1}\n')
@@ -196,7 +185,7 @@ def test_store_option_and_env_override_the_file(project: Project, tmp_path: Path
 
 
 def test_status_works_when_the_file_is_broken(project: Project) -> None:
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     project.store().append("inventory.in", [{"quantity": 1}])
     project.file.write_text(project.file.read_text().replace("use: filter", "use: filtr"))
     result = invoke(project, "status", "--json")
@@ -206,7 +195,7 @@ def test_status_works_when_the_file_is_broken(project: Project) -> None:
 
 @pytest.mark.parametrize("command", [["run"], ["status"], ["queues", "list"], ["checkpoints", "list"]])
 def test_a_store_url_error_is_one_line(project: Project, command: list[str]) -> None:
-    project.write(PIPELINE.replace("version: 1", "version: 1\nstore: postgres://nowhere/db"))
+    project.write(FILTER_PIPELINE.replace("version: 1", "version: 1\nstore: postgres://nowhere/db"))
     result = invoke(project, *command)
     assert result.exit_code == 1
     assert "unsupported scheme 'postgres'" in result.output and "Traceback" not in result.output
@@ -218,7 +207,7 @@ def test_schema_accepts_the_bundled_example_and_rejects_a_typo(project: Project)
 
     from .conftest import REPO
 
-    project.write(PIPELINE)
+    project.write(FILTER_PIPELINE)
     schema = json.loads(invoke(project, "schema").stdout)
     text = (REPO / "leo_runtime" / "scaffold" / "pipelines.yaml").read_text()
     example = yaml.safe_load(text.replace("${LEO_PORT:-8765}", "8765"))

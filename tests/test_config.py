@@ -76,17 +76,8 @@ def where(problem: Problem) -> tuple[int, int]:
     return problem.line, problem.column
 
 
-@pytest.fixture(autouse=True)
-def isolated_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Undo what custom bots do to the interpreter: sys.path entries and modules from tmp_path."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    yield
-    roots = (str(tmp_path), str(tmp_path.resolve()))
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if isinstance(file, str) and file.startswith(roots):
-            del sys.modules[name]
 
+pytestmark = pytest.mark.usefixtures("isolated_imports")
 
 BOT_SOURCE = '''
 from pydantic import Field

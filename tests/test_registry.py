@@ -11,7 +11,6 @@ import os
 import sys
 import textwrap
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,24 +18,11 @@ import pytest
 import bots
 from bots.file_reader import FileReader
 from bots.filter import Filter
-from leo_runtime import bot as bot_module
 from leo_runtime.bot import Bot, SinkBot, register_bot, registered_bots
 from leo_runtime.errors import BotError
 from leo_runtime.registry import ENTRY_POINT_GROUP, BotEntry, BotRegistry
 
-
-@pytest.fixture(autouse=True)
-def isolated_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Undo sys.path changes and forget modules loaded from tmp_path; keep the bot names table."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.setattr(bot_module, "_REGISTERED", dict(bot_module._REGISTERED))
-    yield
-    roots = (str(tmp_path), str(tmp_path.resolve()))
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if isinstance(file, str) and file.startswith(roots):
-            del sys.modules[name]
-
+pytestmark = pytest.mark.usefixtures("isolated_imports")
 
 def write(root: Path, relative: str, source: str) -> Path:
     path = root / relative

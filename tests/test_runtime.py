@@ -15,19 +15,7 @@ from leo_runtime.events import RawJSON
 from leo_runtime.runtime import Runtime
 from leo_runtime.store import open_store
 
-from .conftest import Project, async_wait_until, payloads_of
-
-FILTER_PIPELINE = """
-version: 1
-pipelines:
-  feed:
-    bots:
-      - id: low-stock
-        use: filter
-        in: inventory.in
-        with: {query: {quantity: {lt: 5}}}
-        out: inventory.low
-"""
+from .conftest import FILTER_PIPELINE, Project, async_wait_until, payloads_of
 
 
 @pytest.fixture(autouse=True)

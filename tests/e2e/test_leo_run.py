@@ -12,7 +12,7 @@ import pytest
 
 from leo_runtime.events import RawJSON
 
-from ..conftest import REPO, Project, leo, ndjson, payloads_of, wait_until
+from ..conftest import FILTER_PIPELINE, REPO, Project, leo, ndjson, payloads_of, wait_until
 
 SLOW_BOT = '''
 import time
@@ -101,18 +101,7 @@ def test_sigint_also_drains_and_exits_zero(project: Project, leo_run) -> None:
 
 
 def test_broken_edit_keeps_the_old_pipelines_running_and_healthy(project: Project, leo_run) -> None:
-    good = """
-    version: 1
-    pipelines:
-      p:
-        bots:
-          - id: low-stock
-            use: filter
-            in: inventory.in
-            with: {query: {quantity: {lt: 5}}}
-            out: inventory.low
-    """
-    project.write(good)
+    project.write(FILTER_PIPELINE)
     store = project.store()
     run = leo_run(project, "--port", "0")
     run.wait_ready()
