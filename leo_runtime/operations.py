@@ -9,10 +9,9 @@ from typing import Any
 from .config import Config
 from .errors import UsageError
 from .events import make_eid, position_of
+from .runner import FAILING_AFTER
 from .store import Store
 from .timeutil import format_time, now_ms, parse_duration, parse_time
-
-FAILING_AFTER = 5
 
 
 @dataclass(frozen=True)

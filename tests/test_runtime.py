@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from leo_runtime import runtime as runtime_module
+from leo_runtime import runner as runner_module
 from leo_runtime.config import load_config
 from leo_runtime.events import RawJSON
 from leo_runtime.runtime import Runtime
@@ -20,8 +20,8 @@ from .conftest import FILTER_PIPELINE, Project, async_wait_until, payloads_of
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime_module, "BACKOFF_BASE_SECONDS", 0.02)
-    monkeypatch.setattr(runtime_module, "BACKOFF_MAX_SECONDS", 0.2)
+    monkeypatch.setattr(runner_module, "BACKOFF_BASE_SECONDS", 0.02)
+    monkeypatch.setattr(runner_module, "BACKOFF_MAX_SECONDS", 0.2)
 
 
 def run_with(project: Project, body: Callable[[Runtime], Awaitable[Any]]) -> Any:
