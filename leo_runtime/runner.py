@@ -61,6 +61,8 @@ class BotRunner:
         self.checkpoint: int | None = None
         self._committed_state = "{}"
         self._watch_handles: list[Any] = []
+        self._due = 0.0  # sources: when the next scheduled run is due (time.monotonic())
+        self._file_event = False
         self.ctx = BotContext(
             bot_id=spec.id,
             pipeline=spec.pipeline,
@@ -110,12 +112,18 @@ class BotRunner:
                         await self._failed(exc, during="setup")
                         continue
                     ready = True
-                    if await self._first_cron_tick():
-                        continue
+                    if self.spec.schedule is not None and self.spec.schedule.kind == "cron":
+                        self._due = time.monotonic() + self._until_next_source_run()  # cron waits for its tick
                 if self.runtime.wakeups.paused(self.id):
                     self.state = "paused"
                     await self.runtime.wakeups.wait(None, 0, IDLE_RECHECK_SECONDS, key=self.id)
                     continue
+                if self.spec.kind == "source" and not self._file_event and time.monotonic() < self._due:
+                    # Kicks (a lease change, a resume) do not make a source run early; file events do.
+                    self.state = "idle"
+                    await self.runtime.wakeups.wait(None, 0, self._due - time.monotonic(), key=self.id)
+                    continue
+                self._file_event = False
                 await self._step()
         except asyncio.CancelledError:
             # Abandoned by a drain that timed out: its run still occupies a worker thread, so
@@ -181,18 +189,9 @@ class BotRunner:
             return
         self.state = "idle"
         if self.spec.kind == "source":
-            await self.runtime.wakeups.wait(None, 0, self._until_next_source_run(), key=self.id)
+            self._due = time.monotonic() + self._until_next_source_run()
         else:
             await self.runtime.wakeups.wait(self.spec.in_queue, result.checkpoint, IDLE_RECHECK_SECONDS, key=self.id)
-
-    async def _first_cron_tick(self) -> bool:
-        """A cron source waits for its first tick (an interval or watch source runs at once)."""
-        schedule = self.spec.schedule
-        if self.spec.kind != "source" or schedule is None or schedule.kind != "cron":
-            return False
-        self.state = "idle"
-        await self.runtime.wakeups.wait(None, 0, self._until_next_source_run(), key=self.id)
-        return self.stopping
 
     async def _failed(self, exc: Exception, during: str = "run") -> None:
         self.failures += 1
@@ -347,10 +346,12 @@ class BotRunner:
         source_paths = self.bot.watch_paths(self.ctx)  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         for path in source_paths:
-            handle = self.runtime.watcher.watch(
-                Path(path), lambda: loop.call_soon_threadsafe(self.runtime.wakeups.kick, self.id)
-            )
+            handle = self.runtime.watcher.watch(Path(path), lambda: loop.call_soon_threadsafe(self._on_file_event))
             self._watch_handles.append(handle)
+
+    def _on_file_event(self) -> None:
+        self._file_event = True
+        self.runtime.wakeups.kick(self.id)
 
 
 def _count_through(events: list[Event], seq: int) -> int:

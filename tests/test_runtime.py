@@ -150,6 +150,12 @@ class Counter(SourceBot):
             yield {"count": count + 1}
 
 
+class Tick(SourceBot):
+    def produce(self, ctx):
+        ctx.state["ticks"] = ctx.state.get("ticks", 0) + 1
+        yield {"tick": ctx.state["ticks"]}
+
+
 class Collect(SinkBot):
     received = []
 
@@ -416,3 +422,33 @@ def test_healthz_is_served_with_bot_states(project: Project) -> None:
     assert health["status"] == "ok"
     assert health["bots"]["low-stock"]["state"] in ("idle", "running", "starting")
     assert json.dumps(health)
+
+
+def test_kicks_do_not_make_a_scheduled_source_run_early(project: Project) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: hourly, use: ./bots/custom.py:Tick, out: counts, schedule: 1h}
+              - {id: yearly, use: ./bots/custom.py:Tick, out: yearly, schedule: "0 0 1 1 *"}
+        """
+    )
+    store = project.store()
+
+    def waiting_again(bot: str, runtime: Runtime) -> bool:
+        return any(not future.done() for future in runtime.wakeups._key_waiters.get(bot, ()))
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: len(payloads_of(store, "counts")) == 1)
+        for _ in range(3):  # an operator's resume, a lease change, ... each wakes the runner
+            runtime.wakeups.kick("hourly")
+            runtime.wakeups.kick("yearly")
+            await async_wait_until(lambda: waiting_again("hourly", runtime) and waiting_again("yearly", runtime))
+        assert runtime.runners["yearly"].state == "idle"
+
+    run_with(project, body)
+    assert len(payloads_of(store, "counts")) == 1
+    assert payloads_of(store, "yearly") == []  # a cron source waits for its first tick
