@@ -249,3 +249,32 @@ def test_a_taken_port_is_one_clear_error(project: Project, leo_run) -> None:
         assert run.proc.wait(30) == 1
     assert f"cannot serve HTTP on 127.0.0.1:{port}" in run.log() and "Traceback" not in run.log()
     assert project.store().bot("f") is None  # no bot started
+
+
+def test_tail_follow_prints_new_events_as_they_arrive(project: Project) -> None:
+    import subprocess
+
+    from ..conftest import LEO
+
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+    store.append("inventory.in", [{"n": 0}])
+    follow = subprocess.Popen([LEO, "queues", "tail", "inventory.in", "--follow", "--json", "-n", "1"],
+                              cwd=project.root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(follow.stdout.readline())["payload"] == {"n": 0}
+        store.append("inventory.in", [{"n": 1}, {"n": 2}])
+        assert [json.loads(follow.stdout.readline())["payload"]["n"] for _ in range(2)] == [1, 2]
+    finally:
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(10) == 0
+
+
+def test_a_long_put_shows_a_progress_bar_on_a_terminal(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    source = project.root / "many.ndjson"
+    source.write_text(ndjson([{"n": n} for n in range(20_000)]))
+    result = leo("queues", "put", "inventory.in", str(source), cwd=project.root, env={"TTY_COMPATIBLE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "20000/20000" in result.stderr
+    assert "put 20000 event(s)" in result.stdout
