@@ -2,6 +2,8 @@
 
 Each error test derives the expected ``(line, column)`` from the YAML text itself (`Pipelines.at`
 finds a marker substring), so the assertion says exactly which character the problem points at.
+Most files are the usual document around a few bots: `feed` writes that document, so a test
+shows only the bots (and object types) that matter to it.
 """
 
 from __future__ import annotations
@@ -71,10 +73,62 @@ class Pipelines:
         assert problems[0].severity == "error"
         return problems[0]
 
+    def error_at(self, marker: str, nth: int = 1, shift: int = 0) -> str:
+        """The message of the file's one error, once checked that it points at `marker`."""
+        problem = self.error()
+        assert where(problem) == self.at(marker, nth, shift)
+        return problem.message
+
 
 def where(problem: Problem) -> tuple[int, int]:
     return problem.line, problem.column
 
+
+def _nested(snippet: str, depth: int) -> str:
+    """`snippet` (indented as it reads in a test) dedented, then indented `depth` spaces."""
+    return textwrap.indent(textwrap.dedent(snippet).strip("\n") + "\n", " " * depth)
+
+
+def document(pipelines: dict[str, str], object_types: str = "") -> str:
+    """`version: 1`, the `object_types` lines if any, then `pipelines:` with each name's `bots:` list."""
+    text = "version: 1\n"
+    if object_types:
+        text += "object_types:\n" + _nested(object_types, 2)
+    text += "pipelines:\n"
+    for name, bots_snippet in pipelines.items():
+        text += f"  {name}:\n    bots:\n" + _nested(bots_snippet, 6)
+    return text
+
+
+def feed(bots_snippet: str, object_types: str = "", pipeline: str = "feed") -> str:
+    """The usual document: one pipeline, `feed` unless named, whose `bots:` list is `bots_snippet`."""
+    return document({pipeline: bots_snippet}, object_types)
+
+
+def reader_with(line: str) -> str:
+    """One file_reader bot, `reader` (data -> raw), with `line` added to it."""
+    return feed(f"""
+        - id: reader
+          use: file_reader
+          with: {{path: data}}
+          out: raw
+          {line}
+        """)
+
+
+def low_with(line: str) -> str:
+    """One filter bot, `low` (inventory.changes -> low), with `line` added to it."""
+    return feed(
+        f"""
+        - id: low
+          use: filter
+          in: inventory.changes
+          with: {{query: {{}}}}
+          out: low
+          {line}
+        """,
+        object_types="inventory: {key: sku}",
+    )
 
 
 pytestmark = pytest.mark.usefixtures("isolated_imports")
@@ -262,103 +316,117 @@ def test_unknown_top_level_field_suggests_the_known_one(tmp_path: Path) -> None:
     assert str(problem) == f"{case.path}:2:1: {problem.message}"
 
 
-def test_unknown_field_in_a_nested_section(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        server:
-          host: 127.0.0.1
-          prot: 9000
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("prot:")
-    assert problem.message.startswith("unknown field 'prot' in 'server' (did you mean 'port'?)")
-
-
-def test_unknown_bot_field_names_the_bot_and_suggests_out(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                use: file_reader
-                with: {path: data}
-                ot: raw
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("ot: raw")
-    assert problem.message.startswith(
-        "bot 'reader': unknown field 'ot' (did you mean 'out'?); known fields: id, use, with, in, out"
-    )
-
-
-def test_unknown_field_inside_a_bots_batch(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                use: file_reader
-                with: {path: data}
-                out: raw
-                batch: {recrods: 10}
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("recrods")
-    assert problem.message.startswith("bot 'reader': unknown field 'recrods' in 'batch' (did you mean 'records'?)")
+@pytest.mark.parametrize(
+    ("text", "marker", "start"),
+    [
+        pytest.param(
+            """
+            version: 1
+            server:
+              host: 127.0.0.1
+              prot: 9000
+            """,
+            "prot:",
+            "unknown field 'prot' in 'server' (did you mean 'port'?)",
+            id="in-a-nested-section",
+        ),
+        pytest.param(
+            feed("""
+                - id: reader
+                  use: file_reader
+                  with: {path: data}
+                  ot: raw
+                """),
+            "ot: raw",
+            "bot 'reader': unknown field 'ot' (did you mean 'out'?); known fields: id, use, with, in, out",
+            id="of-a-bot-names-the-bot-and-suggests-out",
+        ),
+        pytest.param(
+            reader_with("batch: {recrods: 10}"),
+            "recrods",
+            "bot 'reader': unknown field 'recrods' in 'batch' (did you mean 'records'?)",
+            id="inside-a-bots-batch",
+        ),
+    ],
+)
+def test_unknown_field_suggests_the_known_one(tmp_path: Path, text: str, marker: str, start: str) -> None:
+    assert Pipelines(tmp_path, text).error_at(marker).startswith(start)
 
 
 def test_port_that_is_not_a_number(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        server:
-          port: abc
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("abc")
-    assert problem.message.startswith("server.port: input should be a valid integer")
-    assert problem.message.endswith("(got 'abc')")
+    case = Pipelines(tmp_path, "version: 1\nserver:\n  port: abc\n")
+    message = case.error_at("abc")
+    assert message.startswith("server.port: input should be a valid integer")
+    assert message.endswith("(got 'abc')")
 
 
-def test_port_out_of_range(tmp_path: Path) -> None:
-    case = Pipelines(tmp_path, "version: 1\nserver: {port: 70000}\n")
-    problem = case.error()
-    assert where(problem) == case.at("70000")
-    assert problem.message == "server.port: input should be less than or equal to 65535 (got 70000)"
-
-
-def test_negative_batch_records(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                in: raw
-                with: {query: {a: 1}}
-                batch:
-                  records: -1
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("-1")
-    assert problem.message == "bot 'low': batch.records: input should be greater than or equal to 1 (got -1)"
+# One error each: the file, the marker it points at, its exact message
+# (checked by `test_the_only_error_is_located_at_its_marker`, after the bot kinds).
+FIELD_ERRORS = [
+    pytest.param(
+        "version: 1\nserver: {port: 70000}\n",
+        "70000",
+        "server.port: input should be less than or equal to 65535 (got 70000)",
+        id="port-out-of-range",
+    ),
+    pytest.param(
+        feed("""
+            - id: low
+              use: filter
+              in: raw
+              with: {query: {a: 1}}
+              batch:
+                records: -1
+            """),
+        "-1",
+        "bot 'low': batch.records: input should be greater than or equal to 1 (got -1)",
+        id="negative-batch-records",
+    ),
+    pytest.param(
+        feed("""
+            - id: reader
+              with: {path: data}
+              out: raw
+            """),
+        "id: reader",
+        "bot 'reader': missing required field 'use'",
+        id="missing-use-points-at-the-bot",
+    ),
+    pytest.param(
+        feed("""
+            - id: reader
+              use: file_reader
+              with: {path: data}
+              out: raw
+            - use: filter
+              in: raw
+              with: {query: {a: 1}}
+            """),
+        "use: filter",
+        "pipeline 'feed', bot #2: missing required field 'id'",
+        id="missing-id-names-the-pipeline-and-position",
+    ),
+    pytest.param(
+        "pipelines: {}\n",
+        "pipelines",  # (1, 1): the start of the file
+        "missing required field 'version'",
+        id="missing-version-points-at-the-start",
+    ),
+    pytest.param(
+        "version: 2\npipelines: {}\n",
+        "2",  # (1, 10)
+        "version: unsupported version 2: this leo-runtime reads 'version: 1'",
+        id="version-2-says-which-version-is-supported",
+    ),
+    pytest.param(
+        feed("""
+            - just a string
+            """),
+        "just",
+        "pipeline 'feed', bot #1: input should be a mapping (got 'just a string')",
+        id="a-bot-that-is-not-a-mapping",
+    ),
+]
 
 
 def test_bad_durations_are_located_at_the_value(tmp_path: Path) -> None:
@@ -379,67 +447,11 @@ def test_bad_durations_are_located_at_the_value(tmp_path: Path) -> None:
     assert problems[2].message.startswith("webhooks.retry_schedule[1]: invalid duration 'soon'")
 
 
-def test_missing_use_points_at_the_bot(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                with: {path: data}
-                out: raw
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("id: reader")
-    assert problem.message == "bot 'reader': missing required field 'use'"
-
-
-def test_missing_id_names_the_pipeline_and_position(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                use: file_reader
-                with: {path: data}
-                out: raw
-              - use: filter
-                in: raw
-                with: {query: {a: 1}}
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("use: filter")
-    assert problem.message == "pipeline 'feed', bot #2: missing required field 'id'"
-
-
-def test_missing_version_points_at_the_start(tmp_path: Path) -> None:
-    case = Pipelines(tmp_path, "pipelines: {}\n")
-    problem = case.error()
-    assert where(problem) == (1, 1)
-    assert problem.message == "missing required field 'version'"
-
-
 @pytest.mark.parametrize("value", ["2", "0", "'1'", "true"])
 def test_unsupported_version(tmp_path: Path, value: str) -> None:
-    case = Pipelines(tmp_path, f"version: {value}\n")
-    problem = case.error()
-    assert where(problem) == case.at(value)
-    assert problem.message.startswith("version: ")
-    assert "version: 1" in problem.message
-
-
-def test_version_2_says_which_version_is_supported(tmp_path: Path) -> None:
-    case = Pipelines(tmp_path, "version: 2\npipelines: {}\n")
-    problem = case.error()
-    assert where(problem) == (1, 10)
-    assert problem.message == "version: unsupported version 2: this leo-runtime reads 'version: 1'"
+    message = Pipelines(tmp_path, f"version: {value}\n").error_at(value)
+    assert message.startswith("version: ")
+    assert "version: 1" in message
 
 
 def test_invalid_names_point_at_the_key(tmp_path: Path) -> None:
@@ -477,67 +489,43 @@ def test_invalid_names_point_at_the_key(tmp_path: Path) -> None:
     assert problems[4].message.startswith("bot '-bad id': id: a name holds only letters")
 
 
-def test_a_bot_that_is_not_a_mapping(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - just a string
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("just")
-    assert problem.message == "pipeline 'feed', bot #1: input should be a mapping (got 'just a string')"
-
-
 # --------------------------------------------------------------------------------------------
 # `use:` and the bot's own settings (`with:`)
 # --------------------------------------------------------------------------------------------
 
 
 def test_unknown_bot_suggests_the_close_built_in(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: low-stock
-                use: filtr
-                in: raw
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("filtr")
-    assert problem.message.startswith("bot 'low-stock': unknown bot 'filtr' (did you mean 'filter'?)")
-    assert "file_reader, filter" in problem.message
+    text = feed("""
+        - id: low-stock
+          use: filtr
+          in: raw
+        """)
+    case = Pipelines(tmp_path, text)
+    message = case.error_at("filtr")
+    assert message.startswith("bot 'low-stock': unknown bot 'filtr' (did you mean 'filter'?)")
+    assert "file_reader, filter" in message
+
+
+# Also read by `leo validate` in test_leo_validate_prints_the_located_problems.
+MISTYPED_OPERATOR = feed(
+    """
+    - id: low-stock
+      use: filter
+      in: inventory.changes
+      with:
+        query:
+          warehouse: NYC
+          quantity:
+            less: 5
+      out: inventory.low_stock
+    """,
+    object_types="inventory: {key: sku}",
+    pipeline="inventory-feed",
+)
 
 
 def test_unknown_query_operator_points_at_the_operator(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-        pipelines:
-          inventory-feed:
-            bots:
-              - id: low-stock
-                use: filter
-                in: inventory.changes
-                with:
-                  query:
-                    warehouse: NYC
-                    quantity:
-                      less: 5
-                out: inventory.low_stock
-        """,
-    )
+    case = Pipelines(tmp_path, MISTYPED_OPERATOR)
     problem = case.error()
     assert where(problem) == case.at("less:")
     assert problem.message.startswith("bot 'low-stock': ")
@@ -547,135 +535,105 @@ def test_unknown_query_operator_points_at_the_operator(tmp_path: Path) -> None:
 
 
 def test_unknown_query_operator_in_flow_style(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: low-stock
-                use: filter
-                in: inventory.changes
-                with: {query: {warehouse: NYC, quantity: {less: 5}}}
-        """,
-    )
+    text = feed("""
+        - id: low-stock
+          use: filter
+          in: inventory.changes
+          with: {query: {warehouse: NYC, quantity: {less: 5}}}
+        """)
+    case = Pipelines(tmp_path, text)
     problem = [p for p in case.problems() if p.severity == "error"]
     assert len(problem) == 1
     assert where(problem[0]) == case.at("less")
     assert "unknown operator 'less' (did you mean 'lt'?)" in problem[0].message
 
 
-def test_wrong_operand_type_points_at_the_operator(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          order: {key: po}
-        pipelines:
-          feed:
-            bots:
-              - id: open-orders
-                use: filter
-                in: order.changes
-                with:
-                  query: {status: {in: active}}
+def order_filter(with_: str) -> str:
+    """One filter bot, `f` (order.changes -> nowhere), with the YAML `with_` nested under its `with:`."""
+    bot = textwrap.dedent("""
+        - id: f
+          use: filter
+          in: order.changes
+          with:
+        """)
+    return feed(bot + _nested(with_, 4), object_types="order: {key: po}")
+
+
+@pytest.mark.parametrize(
+    ("text", "marker", "shift", "fragments"),
+    [
+        pytest.param(
+            order_filter("query: {status: {in: active}}"),
+            "{in: active}",
+            1,
+            ["'status", "operator 'in' needs a list"],
+            id="wrong-operand-type-points-at-the-operator",
+        ),
+        pytest.param(
+            order_filter("query: [status, open]"),
+            "[status",
+            0,
+            ["a query must be a mapping"],
+            id="query-that-is-not-a-mapping",
+        ),
+        pytest.param(
+            order_filter("""
+                query:
+                  status: {}
+                """),
+            "status:",
+            0,
+            ["no operators given"],
+            id="empty-operator-mapping-is-located",
+        ),
+    ],
+)
+def test_bad_query(tmp_path: Path, text: str, marker: str, shift: int, fragments: list[str]) -> None:
+    message = Pipelines(tmp_path, text).error_at(marker, shift=shift)
+    assert message.startswith("bot 'f': ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("with_", "marker", "message"),
+    [
+        pytest.param(
+            "{query: {status: open}, qurey: {status: closed}}",
+            "qurey",
+            "bot 'f': unknown field 'qurey' in 'with' (did you mean 'query'?); known fields: query",
+            id="unknown-setting",
+        ),
+        pytest.param("nope", "nope", "bot 'f': with: input should be a mapping (got 'nope')", id="not-a-mapping"),
+    ],
+)
+def test_bad_with(tmp_path: Path, with_: str, marker: str, message: str) -> None:
+    text = feed(
+        f"""
+        - id: f
+          use: filter
+          in: order.changes
+          with: {with_}
         """,
+        object_types="order: {key: po}",
     )
-    problem = case.error()
-    assert where(problem) == case.at("{in: active}", shift=1)
-    assert problem.message.startswith("bot 'open-orders': ")
-    assert "'status" in problem.message
-    assert "operator 'in' needs a list" in problem.message
-
-
-def test_query_that_is_not_a_mapping(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          order: {key: po}
-        pipelines:
-          feed:
-            bots:
-              - id: f
-                use: filter
-                in: order.changes
-                with:
-                  query: [status, open]
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("[status")
-    assert problem.message.startswith("bot 'f': a query must be a mapping")
-
-
-def test_empty_operator_mapping_is_located(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          order: {key: po}
-        pipelines:
-          feed:
-            bots:
-              - id: f
-                use: filter
-                in: order.changes
-                with:
-                  query:
-                    status: {}
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("status:")
-    assert problem.message.startswith("bot 'f': ")
-    assert "no operators given" in problem.message
-
-
-def test_unknown_setting_in_with(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          order: {key: po}
-        pipelines:
-          feed:
-            bots:
-              - id: f
-                use: filter
-                in: order.changes
-                with: {query: {status: open}, qurey: {status: closed}}
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("qurey")
-    assert problem.message == "bot 'f': unknown field 'qurey' in 'with' (did you mean 'query'?); known fields: query"
+    assert Pipelines(tmp_path, text).error_at(marker) == message
 
 
 def test_missing_required_setting(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
+    text = feed(
         """
-        version: 1
-        object_types:
-          order: {key: po}
-        pipelines:
-          feed:
-            bots:
-              - id: f
-                use: filter
-                in: order.changes
-                with: {}
-              - id: g
-                use: filter
-                in: order.changes
+        - id: f
+          use: filter
+          in: order.changes
+          with: {}
+        - id: g
+          use: filter
+          in: order.changes
         """,
+        object_types="order: {key: po}",
     )
+    case = Pipelines(tmp_path, text)
     problems = case.problems()
     assert [(where(p), p.message) for p in problems] == [
         (case.at("with: {}"), "bot 'f': missing required field 'query'"),
@@ -683,45 +641,19 @@ def test_missing_required_setting(tmp_path: Path) -> None:
     ]
 
 
-def test_with_that_is_not_a_mapping(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          order: {key: po}
-        pipelines:
-          feed:
-            bots:
-              - id: f
-                use: filter
-                in: order.changes
-                with: nope
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("nope")
-    assert problem.message == "bot 'f': with: input should be a mapping (got 'nope')"
-
-
 def test_bot_field_errors_and_settings_errors_are_reported_together(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
+    text = feed(
         """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-        pipelines:
-          feed:
-            bots:
-              - id: low-stock
-                use: filter
-                in: inventory.changes
-                with:
-                  query: {quantity: {less: 5}}
-                ot: inventory.low
+        - id: low-stock
+          use: filter
+          in: inventory.changes
+          with:
+            query: {quantity: {less: 5}}
+          ot: inventory.low
         """,
+        object_types="inventory: {key: sku}",
     )
+    case = Pipelines(tmp_path, text)
     problems = case.problems()
     assert [where(p) for p in problems] == [case.at("less"), case.at("ot:")]
     assert "unknown operator 'less'" in problems[0].message
@@ -734,157 +666,132 @@ def test_bot_field_errors_and_settings_errors_are_reported_together(tmp_path: Pa
 
 
 def test_duplicate_bot_id_across_pipelines(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          order: {key: po}
-        pipelines:
-          one:
-            bots:
-              - id: picker
-                use: filter
-                in: order.changes
-                with: {query: {a: 1}}
-                out: one.out
-          two:
-            bots:
-              - id: picker
-                use: filter
-                in: order.changes
-                with: {query: {a: 2}}
-                out: two.out
-        """,
+    text = document(
+        {
+            "one": """
+                - id: picker
+                  use: filter
+                  in: order.changes
+                  with: {query: {a: 1}}
+                  out: one.out
+                """,
+            "two": """
+                - id: picker
+                  use: filter
+                  in: order.changes
+                  with: {query: {a: 2}}
+                  out: two.out
+                """,
+        },
+        object_types="order: {key: po}",
     )
-    problem = case.error()
+    case = Pipelines(tmp_path, text)
     first_line = case.at("id: picker")[0]
-    assert where(problem) == case.at("picker", nth=2)
-    assert problem.message == f"duplicate bot id 'picker' (first used at line {first_line})"
+    assert case.error_at("picker", nth=2) == f"duplicate bot id 'picker' (first used at line {first_line})"
 
 
 def test_duplicate_bot_id_is_reported_even_when_the_bot_has_other_errors(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
+    text = feed(
         """
-        version: 1
-        object_types:
-          order: {key: po}
-        pipelines:
-          one:
-            bots:
-              - id: picker
-                use: filter
-                in: order.changes
-                with: {query: {a: 1}}
-              - id: picker
-                use: filtr
-                in: order.changes
+        - id: picker
+          use: filter
+          in: order.changes
+          with: {query: {a: 1}}
+        - id: picker
+          use: filtr
+          in: order.changes
         """,
+        object_types="order: {key: po}",
+        pipeline="one",
     )
+    case = Pipelines(tmp_path, text)
     problems = case.problems()
     assert [where(p) for p in problems] == [case.at("picker", nth=2), case.at("filtr")]
     assert problems[0].message == f"duplicate bot id 'picker' (first used at line {case.at('id: picker')[0]})"
 
 
-def test_a_cycle_between_two_bots_is_an_error(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          loop:
-            bots:
-              - id: ping
-                use: filter
-                in: q1
-                with: {query: {}}
-                out: q2
-              - id: pong
-                use: filter
-                in: q2
-                with: {query: {}}
-                out: q1
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("in: q1")
-    assert problem.message == "pipeline cycle: ping (q2) -> pong (q1) -> ping; a bot would feed itself"
-
-
-def test_a_cycle_across_pipelines_is_an_error(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          order: {key: po}
-        pipelines:
-          one:
-            bots:
-              - id: entry
-                use: filter
-                in: order.changes
-                with: {query: {}}
-                out: a
-              - id: first
-                use: filter
-                in: a
-                with: {query: {}}
-                out: b
-          two:
-            bots:
-              - id: second
-                use: filter
-                in: b
-                with: {query: {}}
-                out: a
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("in: a")
-    assert problem.message == "pipeline cycle: first (b) -> second (a) -> first; a bot would feed itself"
-
-
-def test_a_bot_reading_its_own_output_is_a_cycle(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          loop:
-            bots:
-              - id: echo
-                use: filter
-                in: q
-                with: {query: {}}
-                out: q
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("out: q")
-    assert problem.message == "bot 'echo': reads and writes the same queue 'q' (a cycle)"
+# One error each, like FIELD_ERRORS.
+CYCLES = [
+    pytest.param(
+        feed(
+            """
+            - id: ping
+              use: filter
+              in: q1
+              with: {query: {}}
+              out: q2
+            - id: pong
+              use: filter
+              in: q2
+              with: {query: {}}
+              out: q1
+            """,
+            pipeline="loop",
+        ),
+        "in: q1",
+        "pipeline cycle: ping (q2) -> pong (q1) -> ping; a bot would feed itself",
+        id="a-cycle-between-two-bots",
+    ),
+    pytest.param(
+        document(
+            {
+                "one": """
+                    - id: entry
+                      use: filter
+                      in: order.changes
+                      with: {query: {}}
+                      out: a
+                    - id: first
+                      use: filter
+                      in: a
+                      with: {query: {}}
+                      out: b
+                    """,
+                "two": """
+                    - id: second
+                      use: filter
+                      in: b
+                      with: {query: {}}
+                      out: a
+                    """,
+            },
+            object_types="order: {key: po}",
+        ),
+        "in: a",
+        "pipeline cycle: first (b) -> second (a) -> first; a bot would feed itself",
+        id="a-cycle-across-pipelines",
+    ),
+    pytest.param(
+        feed(
+            """
+            - id: echo
+              use: filter
+              in: q
+              with: {query: {}}
+              out: q
+            """,
+            pipeline="loop",
+        ),
+        "out: q",
+        "bot 'echo': reads and writes the same queue 'q' (a cycle)",
+        id="a-bot-reading-its-own-output",
+    ),
+]
 
 
 def test_a_queue_nobody_writes_is_a_warning_with_a_suggestion(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                use: file_reader
-                with: {path: data}
-                out: inventory.raw
-              - id: low
-                use: filter
-                in: inventory.rwa
-                with: {query: {quantity: {lt: 5}}}
-                out: inventory.low
-        """,
-    )
+    text = feed("""
+        - id: reader
+          use: file_reader
+          with: {path: data}
+          out: inventory.raw
+        - id: low
+          use: filter
+          in: inventory.rwa
+          with: {query: {quantity: {lt: 5}}}
+          out: inventory.low
+        """)
+    case = Pipelines(tmp_path, text)
     config = case.load()  # a warning is not an error
     assert [spec.id for spec in config.bots] == ["reader", "low"]
     assert len(config.warnings) == 1
@@ -895,74 +802,62 @@ def test_a_queue_nobody_writes_is_a_warning_with_a_suggestion(tmp_path: Path) ->
     assert str(warning).startswith(f"{case.path}:{warning.line}:{warning.column}: warning: bot 'low'")
 
 
+UNWRITTEN_QUEUE = feed("""
+    - id: low
+      use: filter
+      in: manual
+      with: {query: {}}
+      out: filtered
+    """)
+
+
 def test_a_queue_nobody_writes_without_a_close_name(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                in: manual
-                with: {query: {}}
-                out: filtered
-        """,
-    )
+    case = Pipelines(tmp_path, UNWRITTEN_QUEUE)
     (warning,) = case.load().warnings
     assert where(warning) == case.at("in: manual")
     assert warning.message == ("bot 'low': no bot writes queue 'manual'; it gets events only from `leo queues put` or the API")
 
 
 def test_change_queues_of_declared_object_types_need_no_writer(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
+    text = feed(
         """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-          order: {key: po_number}
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                in: inventory.changes
-                with: {query: {quantity: {lt: 5}}}
-                out: inventory.low
-              - id: big
-                use: filter
-                in: order.changes
-                with: {query: {total: {gt: 1000}}}
-                out: orders.big
+        - id: low
+          use: filter
+          in: inventory.changes
+          with: {query: {quantity: {lt: 5}}}
+          out: inventory.low
+        - id: big
+          use: filter
+          in: order.changes
+          with: {query: {total: {gt: 1000}}}
+          out: orders.big
         """,
+        object_types="""
+            inventory: {key: sku}
+            order: {key: po_number}
+            """,
     )
+    case = Pipelines(tmp_path, text)
     assert case.load().warnings == []
 
 
 def test_change_queue_of_an_undeclared_object_type_is_a_warning(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
+    text = feed(
         """
-        version: 1
-        object_types:
-          order: {key: po_number}
-        pipelines:
-          feed:
-            bots:
-              - id: big
-                use: filter
-                in: orders.changes
-                with: {query: {}}
-                out: orders.big
-              - id: stock
-                use: filter
-                in: inventory.changes
-                with: {query: {}}
-                out: stock.all
+        - id: big
+          use: filter
+          in: orders.changes
+          with: {query: {}}
+          out: orders.big
+        - id: stock
+          use: filter
+          in: inventory.changes
+          with: {query: {}}
+          out: stock.all
         """,
+        object_types="order: {key: po_number}",
     )
+    case = Pipelines(tmp_path, text)
     first, second = case.load().warnings
     assert where(first) == case.at("in: orders.changes")
     assert "no bot writes queue 'orders.changes' (did you mean 'order.changes'?)" in first.message
@@ -971,21 +866,9 @@ def test_change_queue_of_an_undeclared_object_type_is_a_warning(tmp_path: Path) 
 
 
 def test_warnings_are_listed_with_errors_when_the_file_is_invalid_for_other_reasons(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        server: {port: abc}
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                in: manual
-                with: {query: {}}
-                out: filtered
-        """,
-    )
+    # The file of the test above, with an error in another section.
+    text = UNWRITTEN_QUEUE.replace("version: 1\n", "version: 1\nserver: {port: abc}\n")
+    case = Pipelines(tmp_path, text)
     problems = case.problems()
     # While the file has errors, a queue-without-writer warning could be caused by a broken
     # writer bot, so it is not guessed; the error is reported alone.
@@ -997,106 +880,82 @@ def test_warnings_are_listed_with_errors_when_the_file_is_invalid_for_other_reas
 # --------------------------------------------------------------------------------------------
 
 
-def test_source_bot_given_in(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                use: file_reader
-                in: raw
-                with: {path: data}
-                out: inventory.raw
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("in: raw")
-    assert problem.message == "bot 'reader': 'file_reader' is a source bot and reads no queue; remove 'in'"
+# One error each, like FIELD_ERRORS.
+BOT_KIND_ERRORS = [
+    pytest.param(
+        feed("""
+            - id: reader
+              use: file_reader
+              in: raw
+              with: {path: data}
+              out: inventory.raw
+            """),
+        "in: raw",
+        "bot 'reader': 'file_reader' is a source bot and reads no queue; remove 'in'",
+        id="source-bot-given-in",
+    ),
+    pytest.param(
+        feed("""
+            - id: reader
+              use: file_reader
+              with: {path: data}
+            """),
+        "id: reader",
+        "bot 'reader': a source bot needs 'out' (the queue it writes)",
+        id="source-bot-without-out",
+    ),
+    pytest.param(
+        feed("""
+            - id: low
+              use: filter
+              with: {query: {a: 1}}
+              out: low
+            """),
+        "id: low",
+        "bot 'low': a processor bot needs 'in' (the queue it reads)",
+        id="processor-without-in",
+    ),
+    pytest.param(
+        low_with("schedule: 5s"),
+        "schedule:",
+        "bot 'low': 'schedule' is for source bots; a processor runs as soon as its 'in' queue grows",
+        id="processor-with-schedule",
+    ),
+    pytest.param(
+        reader_with("start: latest"),
+        "start:",
+        "bot 'reader': 'start' is for bots that read a queue",
+        id="start-on-a-source-bot",
+    ),
+    pytest.param(
+        feed(
+            """
+            - id: push
+              use: ./bots/custom.py:Post
+              in: inventory.changes
+              out: nowhere
+            """,
+            object_types="inventory: {key: sku}",
+        ),
+        "out: nowhere",
+        "bot 'push': a sink bot writes no queue; remove 'out'",
+        id="sink-bot-given-out",
+    ),
+]
 
 
-def test_source_bot_without_out(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                use: file_reader
-                with: {path: data}
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("id: reader")
-    assert problem.message == "bot 'reader': a source bot needs 'out' (the queue it writes)"
-
-
-def test_processor_without_in(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                with: {query: {a: 1}}
-                out: low
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("id: low")
-    assert problem.message == "bot 'low': a processor bot needs 'in' (the queue it reads)"
-
-
-def test_processor_with_schedule(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                in: inventory.changes
-                with: {query: {a: 1}}
-                out: low
-                schedule: 5s
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("schedule:")
-    assert problem.message == ("bot 'low': 'schedule' is for source bots; a processor runs as soon as its 'in' queue grows")
+# The files above with one error: it points at the marker and says exactly the message.
+@pytest.mark.parametrize(("text", "marker", "message"), FIELD_ERRORS + CYCLES + BOT_KIND_ERRORS)
+def test_the_only_error_is_located_at_its_marker(tmp_path: Path, text: str, marker: str, message: str) -> None:
+    write_module(tmp_path, "bots/custom.py")  # the sink bot Post, for `sink-bot-given-out`
+    assert Pipelines(tmp_path, text).error_at(marker) == message
 
 
 @pytest.mark.parametrize("schedule", ["every minute", "0s", "-5s", "'* * *'", "'61 * * * *'"])
 def test_bad_schedule_is_located_at_the_value(tmp_path: Path, schedule: str) -> None:
-    case = Pipelines(
-        tmp_path,
-        f"""
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                use: file_reader
-                with: {{path: data}}
-                out: raw
-                schedule: {schedule}
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at(schedule)
-    assert problem.message.startswith("bot 'reader': invalid schedule ")
-    assert "'watch'" in problem.message or "more than zero" in problem.message
+    message = Pipelines(tmp_path, reader_with(f"schedule: {schedule}")).error_at(schedule)
+    assert message.startswith("bot 'reader': invalid schedule ")
+    assert "'watch'" in message or "more than zero" in message
 
 
 @pytest.mark.parametrize(
@@ -1113,21 +972,7 @@ def test_bad_schedule_is_located_at_the_value(tmp_path: Path, schedule: str) -> 
 )
 def test_good_schedules(tmp_path: Path, written: str | None, expected: Schedule) -> None:
     line = f"schedule: {written}" if written is not None else "description: default schedule"
-    case = Pipelines(
-        tmp_path,
-        f"""
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                use: file_reader
-                with: {{path: data}}
-                out: raw
-                {line}
-        """,
-    )
-    (spec,) = case.load().bots
+    (spec,) = Pipelines(tmp_path, reader_with(line)).load().bots
     assert spec.schedule == expected
 
 
@@ -1150,150 +995,42 @@ def test_schedule_parse_names_the_accepted_forms() -> None:
     ],
 )
 def test_good_start_values(tmp_path: Path, written: str, stored: str) -> None:
-    case = Pipelines(
-        tmp_path,
-        f"""
-        version: 1
-        object_types:
-          inventory: {{key: sku}}
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                in: inventory.changes
-                with: {{query: {{}}}}
-                out: low
-                start: {written}
-        """,
-    )
-    (spec,) = case.load().bots
+    (spec,) = Pipelines(tmp_path, low_with(f"start: {written}")).load().bots
     assert spec.config.start == stored
 
 
 def test_unquoted_start_time_keeps_its_instant(tmp_path: Path) -> None:
     from leo_runtime.timeutil import parse_time
 
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                in: inventory.changes
-                with: {query: {}}
-                out: low
-                start: 2026-11-26T19:10:33.5+02:00
-        """,
-    )
-    (spec,) = case.load().bots
+    (spec,) = Pipelines(tmp_path, low_with("start: 2026-11-26T19:10:33.5+02:00")).load().bots
     expected = datetime.datetime(2026, 11, 26, 17, 10, 33, 500000, tzinfo=datetime.UTC)
     assert parse_time(spec.config.start) == int(expected.timestamp() * 1000)
 
 
 @pytest.mark.parametrize("value", ["yesterday", "'2026-13-01T00:00:00Z'", "now"])
 def test_bad_start(tmp_path: Path, value: str) -> None:
-    case = Pipelines(
-        tmp_path,
-        f"""
-        version: 1
-        object_types:
-          inventory: {{key: sku}}
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                in: inventory.changes
-                with: {{query: {{}}}}
-                out: low
-                start: {value}
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at(value)
-    assert problem.message.startswith("bot 'low': start must be 'earliest', 'latest' or an RFC 3339 time, not ")
-
-
-def test_start_on_a_source_bot(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: reader
-                use: file_reader
-                with: {path: data}
-                out: raw
-                start: latest
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("start:")
-    assert problem.message == "bot 'reader': 'start' is for bots that read a queue"
-
-
-def test_sink_bot_given_out(tmp_path: Path) -> None:
-    write_module(tmp_path, "bots/custom.py")
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-        pipelines:
-          feed:
-            bots:
-              - id: push
-                use: ./bots/custom.py:Post
-                in: inventory.changes
-                out: nowhere
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("out: nowhere")
-    assert problem.message == "bot 'push': a sink bot writes no queue; remove 'out'"
+    message = Pipelines(tmp_path, low_with(f"start: {value}")).error_at(value)
+    assert message.startswith("bot 'low': start must be 'earliest', 'latest' or an RFC 3339 time, not ")
 
 
 def test_source_with_a_default_out_and_no_schedule(tmp_path: Path) -> None:
     write_module(tmp_path, "bots/custom.py")
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: tick
-                use: ./bots/custom.py:Ticker
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("id: tick")
-    assert problem.message.startswith("bot 'tick': a source bot needs 'schedule'")
+    text = feed("""
+        - id: tick
+          use: ./bots/custom.py:Ticker
+        """)
+    case = Pipelines(tmp_path, text)
+    assert case.error_at("id: tick").startswith("bot 'tick': a source bot needs 'schedule'")
 
 
 def test_source_default_out_is_used(tmp_path: Path) -> None:
     write_module(tmp_path, "bots/custom.py")
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: tick
-                use: ./bots/custom.py:Ticker
-                schedule: 10s
-        """,
-    )
+    text = feed("""
+        - id: tick
+          use: ./bots/custom.py:Ticker
+          schedule: 10s
+        """)
+    case = Pipelines(tmp_path, text)
     (spec,) = case.load().bots
     assert (spec.kind, spec.out_queue, spec.schedule.interval) == ("source", "ticks", 10.0)
 
@@ -1304,78 +1041,66 @@ def test_source_default_out_is_used(tmp_path: Path) -> None:
 
 
 def test_broken_yaml_is_located_by_the_parser(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: low
-                use: filter
-                 in: raw
-        """,
-    )
-    problem = case.error()
+    text = feed("""
+        - id: low
+          use: filter
+           in: raw
+        """)
+    case = Pipelines(tmp_path, text)
     # PyYAML stops at the ':' after the over-indented 'in': a plain scalar cannot hold "key: value".
-    assert where(problem) == case.at(" in: raw", shift=3)
-    assert problem.message.startswith("invalid YAML: mapping values are not allowed here")
+    message = case.error_at(" in: raw", shift=3)
+    assert message.startswith("invalid YAML: mapping values are not allowed here")
 
 
 def test_unclosed_flow_mapping(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        server: {port: 1
-        store: x
-        """,
-    )
-    problem = case.error()
-    assert problem.message.startswith("invalid YAML: ")
+    case = Pipelines(tmp_path, "version: 1\nserver: {port: 1\nstore: x\n")
     # The parser notices at the next key, and names where the mapping started.
-    assert where(problem) == case.at("store", shift=5)
-    assert "line 2, column 9" in problem.message
+    message = case.error_at("store", shift=5)
+    assert message.startswith("invalid YAML: ")
+    assert "line 2, column 9" in message
 
 
-def test_tab_indentation(tmp_path: Path) -> None:
-    case = Pipelines(tmp_path, "version: 1\nserver:\n\tport: 1\n")
-    problem = case.error()
-    assert where(problem) == (3, 1)
-    assert problem.message == "invalid YAML: a tab cannot indent YAML; use spaces"
-
-
-def test_duplicate_yaml_key(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        server:
-          port: 8000
-          host: 0.0.0.0
-          port: 9000
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("port:", nth=2)
-    assert problem.message == "duplicate key 'port' (first at line 3)"
-
-
-def test_duplicate_pipeline_name(tmp_path: Path) -> None:
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots: [{id: a, use: filter, in: x, with: {query: {}}}]
-          feed:
-            bots: [{id: b, use: filter, in: x, with: {query: {}}}]
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("feed:", nth=2)
-    assert problem.message == "duplicate key 'feed' (first at line 3)"
+@pytest.mark.parametrize(
+    ("text", "marker", "nth", "message"),
+    [
+        pytest.param(
+            "version: 1\nserver:\n\tport: 1\n",
+            "\tport",  # (3, 1)
+            1,
+            "invalid YAML: a tab cannot indent YAML; use spaces",
+            id="tab-indentation",
+        ),
+        pytest.param(
+            """
+            version: 1
+            server:
+              port: 8000
+              host: 0.0.0.0
+              port: 9000
+            """,
+            "port:",
+            2,
+            "duplicate key 'port' (first at line 3)",
+            id="duplicate-yaml-key",
+        ),
+        pytest.param(
+            """
+            version: 1
+            pipelines:
+              feed:
+                bots: [{id: a, use: filter, in: x, with: {query: {}}}]
+              feed:
+                bots: [{id: b, use: filter, in: x, with: {query: {}}}]
+            """,
+            "feed:",
+            2,
+            "duplicate key 'feed' (first at line 3)",
+            id="duplicate-pipeline-name",
+        ),
+    ],
+)
+def test_yaml_the_loader_refuses(tmp_path: Path, text: str, marker: str, nth: int, message: str) -> None:
+    assert Pipelines(tmp_path, text).error_at(marker, nth) == message
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
@@ -1491,9 +1216,8 @@ def test_unset_variable_is_located_at_its_dollar(tmp_path: Path) -> None:
           public_url: https://${MISSING_HOST}/leo
         """,
     )
-    problem = case.error()
-    assert where(problem) == case.at("${MISSING_HOST}")
-    assert "'MISSING_HOST'" in problem.message and "not set" in problem.message
+    message = case.error_at("${MISSING_HOST}")
+    assert "'MISSING_HOST'" in message and "not set" in message
 
 
 def test_required_variable_message_and_several_interpolation_errors(tmp_path: Path) -> None:
@@ -1602,22 +1326,17 @@ def test_store_url_uses_the_environment_the_file_was_read_with(tmp_path: Path, m
 
 def test_custom_bot_from_a_file_with_its_own_settings(tmp_path: Path) -> None:
     write_module(tmp_path, "bots/custom.py")
-    case = Pipelines(
-        tmp_path,
+    text = feed(
         """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-        pipelines:
-          feed:
-            bots:
-              - id: upper
-                use: ./bots/custom.py:Upper
-                in: inventory.changes
-                with: {field: name, times: 3}
-                out: upper
+        - id: upper
+          use: ./bots/custom.py:Upper
+          in: inventory.changes
+          with: {field: name, times: 3}
+          out: upper
         """,
+        object_types="inventory: {key: sku}",
     )
+    case = Pipelines(tmp_path, text)
     (spec,) = case.load().bots
     assert spec.cls.__name__ == "Upper" and issubclass(spec.cls, Bot)
     assert isinstance(spec.settings, spec.cls.Settings)
@@ -1626,30 +1345,25 @@ def test_custom_bot_from_a_file_with_its_own_settings(tmp_path: Path) -> None:
 
 def test_custom_bot_settings_errors_are_located_under_with(tmp_path: Path) -> None:
     write_module(tmp_path, "bots/custom.py")
-    case = Pipelines(
-        tmp_path,
+    text = feed(
         """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-        pipelines:
-          feed:
-            bots:
-              - id: upper
-                use: ./bots/custom.py:Upper
-                in: inventory.changes
-                with:
-                  field: name
-                  times: 0
-                  feild: other
-                out: upper
-              - id: upper2
-                use: ./bots/custom.py:Upper
-                in: inventory.changes
-                with: {times: two}
-                out: upper2
+        - id: upper
+          use: ./bots/custom.py:Upper
+          in: inventory.changes
+          with:
+            field: name
+            times: 0
+            feild: other
+          out: upper
+        - id: upper2
+          use: ./bots/custom.py:Upper
+          in: inventory.changes
+          with: {times: two}
+          out: upper2
         """,
+        object_types="inventory: {key: sku}",
     )
+    case = Pipelines(tmp_path, text)
     problems = case.problems()
     assert [(where(p), p.message) for p in problems] == [
         (case.at("0"), "bot 'upper': times: input should be greater than or equal to 1 (got 0)"),
@@ -1677,25 +1391,18 @@ def test_custom_bot_settings_errors_are_located_under_with(tmp_path: Path) -> No
 )
 def test_custom_bot_file_problems_point_at_use(tmp_path: Path, use: str, fragment: str) -> None:
     write_module(tmp_path, "bots/custom.py")
-    case = Pipelines(
-        tmp_path,
+    text = feed(
         f"""
-        version: 1
-        object_types:
-          inventory: {{key: sku}}
-        pipelines:
-          feed:
-            bots:
-              - id: custom
-                use: {use}
-                in: inventory.changes
+        - id: custom
+          use: {use}
+          in: inventory.changes
         """,
+        object_types="inventory: {key: sku}",
     )
-    problem = case.error()
-    assert where(problem) == case.at(use)
-    assert problem.message.startswith("bot 'custom': ")
-    assert fragment in problem.message
-    assert "bot 'custom': bot '" not in problem.message  # the bot is named once
+    message = Pipelines(tmp_path, text).error_at(use)
+    assert message.startswith("bot 'custom': ")
+    assert fragment in message
+    assert "bot 'custom': bot '" not in message  # the bot is named once
 
 
 def test_custom_bot_file_is_relative_to_the_pipelines_file_not_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1705,66 +1412,48 @@ def test_custom_bot_file_is_relative_to_the_pipelines_file_not_the_cwd(tmp_path:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    case = Pipelines(
-        project,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: upper
-                use: ./bots/custom.py:Upper
-                in: manual
-                with: {field: name}
-                out: upper
-        """,
-    )
+    text = feed("""
+        - id: upper
+          use: ./bots/custom.py:Upper
+          in: manual
+          with: {field: name}
+          out: upper
+        """)
+    case = Pipelines(project, text)
     (spec,) = case.load().bots
     assert spec.cls.__name__ == "Upper"
 
 
 def test_custom_bot_file_that_fails_to_import(tmp_path: Path) -> None:
     write_module(tmp_path, "bots/broken.py", "import leo_runtime\n\nraise RuntimeError('boom')\n")
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: broken
-                use: ./bots/broken.py:Broken
-                in: manual
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("./bots/broken.py")
+    text = feed("""
+        - id: broken
+          use: ./bots/broken.py:Broken
+          in: manual
+        """)
+    case = Pipelines(tmp_path, text)
     path = (tmp_path / "bots" / "broken.py").resolve()
-    assert problem.message.startswith(f"bot 'broken': loading {path} (line 3) failed: RuntimeError('boom')")
+    message = case.error_at("./bots/broken.py")
+    assert message.startswith(f"bot 'broken': loading {path} (line 3) failed: RuntimeError('boom')")
 
 
 def test_module_attr_resolution_adds_the_pipelines_folder_to_sys_path(tmp_path: Path) -> None:
     write_module(tmp_path, "leo_cfg_company/__init__.py", "")
     write_module(tmp_path, "leo_cfg_company/bots.py")
-    case = Pipelines(
-        tmp_path,
+    text = feed(
         """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-        pipelines:
-          feed:
-            bots:
-              - id: erp-push
-                use: leo_cfg_company.bots:Post
-                in: inventory.changes
-              - id: upper
-                use: leo_cfg_company.bots:Upper
-                in: inventory.changes
-                with: {field: sku}
-                out: upper
+        - id: erp-push
+          use: leo_cfg_company.bots:Post
+          in: inventory.changes
+        - id: upper
+          use: leo_cfg_company.bots:Upper
+          in: inventory.changes
+          with: {field: sku}
+          out: upper
         """,
+        object_types="inventory: {key: sku}",
     )
+    case = Pipelines(tmp_path, text)
     config = case.load()
     push, upper = config.bots
     assert (push.cls.__module__, push.cls.__name__, push.kind) == ("leo_cfg_company.bots", "Post", "sink")
@@ -1785,41 +1474,26 @@ def test_module_attr_resolution_adds_the_pipelines_folder_to_sys_path(tmp_path: 
 )
 def test_module_attr_problems_point_at_use(tmp_path: Path, use: str, fragment: str) -> None:
     write_module(tmp_path, "leo_cfg_mod.py")
-    case = Pipelines(
-        tmp_path,
-        f"""
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: custom
-                use: "{use}"
-                in: manual
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at(f'"{use}"')
-    assert problem.message.startswith("bot 'custom': ")
-    assert fragment in problem.message
+    text = feed(f"""
+        - id: custom
+          use: "{use}"
+          in: manual
+        """)
+    message = Pipelines(tmp_path, text).error_at(f'"{use}"')
+    assert message.startswith("bot 'custom': ")
+    assert fragment in message
 
 
 def test_module_that_fails_to_import(tmp_path: Path) -> None:
     write_module(tmp_path, "leo_cfg_bad.py", "x = 1 / 0\n")
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: bad
-                use: leo_cfg_bad:Bot
-                in: manual
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("leo_cfg_bad:Bot")
-    assert problem.message.startswith("bot 'bad': importing 'leo_cfg_bad' failed: ZeroDivisionError")
+    text = feed("""
+        - id: bad
+          use: leo_cfg_bad:Bot
+          in: manual
+        """)
+    case = Pipelines(tmp_path, text)
+    message = case.error_at("leo_cfg_bad:Bot")
+    assert message.startswith("bot 'bad': importing 'leo_cfg_bad' failed: ZeroDivisionError")
 
 
 def test_a_registry_can_be_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1830,19 +1504,13 @@ def test_a_registry_can_be_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         def process(self, events, ctx):  # type: ignore[no-untyped-def]
             yield from events
 
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: echo
-                use: leo_cfg_echo
-                in: manual
-                out: echoed
-        """,
-    )
+    text = feed("""
+        - id: echo
+          use: leo_cfg_echo
+          in: manual
+          out: echoed
+        """)
+    case = Pipelines(tmp_path, text)
     (spec,) = case.load(registry=BotRegistry()).bots
     assert spec.cls is Echo
 
@@ -1929,24 +1597,7 @@ def test_leo_validate_prints_the_located_problems(tmp_path: Path) -> None:
 
     from cli import app
 
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        object_types:
-          inventory: {key: sku}
-        pipelines:
-          inventory-feed:
-            bots:
-              - id: low-stock
-                use: filter
-                in: inventory.changes
-                with:
-                  query:
-                    quantity: {less: 5}
-                out: inventory.low_stock
-        """,
-    )
+    case = Pipelines(tmp_path, MISTYPED_OPERATOR)
     result = CliRunner().invoke(app, ["validate", "--json", "-f", str(case.path)])
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
@@ -1988,22 +1639,14 @@ def test_a_custom_settings_validator_that_crashes_is_reported_not_raised(tmp_pat
                     raise TypeError("validator bug")
         """,
     )
-    case = Pipelines(
-        tmp_path,
-        """
-        version: 1
-        pipelines:
-          feed:
-            bots:
-              - id: fragile
-                use: ./bots/fragile.py:Fragile
-                in: manual
-                with: {limit: 3}
-        """,
-    )
-    problem = case.error()
-    assert where(problem) == case.at("{limit: 3}")
-    assert problem.message == (
+    text = feed("""
+        - id: fragile
+          use: ./bots/fragile.py:Fragile
+          in: manual
+          with: {limit: 3}
+        """)
+    case = Pipelines(tmp_path, text)
+    assert case.error_at("{limit: 3}") == (
         "bot 'fragile': checking the settings of './bots/fragile.py:Fragile' failed: TypeError('validator bug')"
     )
 
