@@ -452,3 +452,39 @@ def test_kicks_do_not_make_a_scheduled_source_run_early(project: Project) -> Non
     run_with(project, body)
     assert len(payloads_of(store, "counts")) == 1
     assert payloads_of(store, "yearly") == []  # a cron source waits for its first tick
+
+
+SLOWISH_BOT = '''
+import time
+from leo_runtime import Bot
+
+
+class Slowish(Bot):
+    def process(self, events, ctx):
+        for event in events:
+            time.sleep(0.001)
+            yield event
+'''
+
+
+def test_a_run_is_cut_by_its_time_bound_and_nothing_is_lost_or_repeated(project: Project) -> None:
+    project.write(SLOWISH_BOT, "bots/slowish.py")
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: slow, use: ./bots/slowish.py:Slowish, in: a, out: b, batch: {records: 1000, seconds: 0.01}}
+        """
+    )
+    store = project.store()
+    store.append("a", [{"n": n} for n in range(300)])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: checkpoint(runtime, "slow", "a") == store.queue_head("a"))
+
+    run_with(project, body)
+    assert [p["n"] for p in payloads_of(store, "b")] == list(range(300))
+    info = store.bot("slow")
+    assert info is not None and info.runs > 1 and info.events_in == 300
