@@ -23,7 +23,7 @@ import uvicorn
 from .config import BotSpec, Config, load_config
 from .errors import ConfigError, LeoError
 from .leases import LEASE_TTL_MS, make_owner
-from .runner import BotRunner
+from .runner import FAILING_AFTER, BotRunner
 from .store import Store
 from .timeutil import now_ms
 from .wakeups import Wakeups
@@ -206,7 +206,12 @@ class Runtime:
     def bot_states(self) -> dict[str, dict[str, Any]]:
         """The live state of every bot this process runs (for /healthz)."""
         return {
-            bot_id: {"state": runner.state, "failures": runner.failures, "last_error": runner.last_error}
+            bot_id: {
+                "state": runner.state,
+                "failures": runner.failures,
+                "failing": runner.failures >= FAILING_AFTER or runner.state == "crashed",
+                "last_error": runner.last_error,
+            }
             for bot_id, runner in sorted(self.runners.items())
         }
 

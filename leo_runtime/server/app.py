@@ -59,7 +59,7 @@ def create_app(store: Store, runtime: Runtime | None = None) -> FastAPI:
         answer: dict[str, Any] = {"status": "ok", "version": __version__}
         if runtime is not None:
             states = runtime.bot_states()
-            failing = sorted(bot for bot, info in states.items() if info["state"] in ("failing", "crashed"))
+            failing = sorted(bot for bot, info in states.items() if info["failing"])
             answer.update(
                 status="degraded" if failing else "ok",
                 pipelines=sorted(runtime.config.model.pipelines),

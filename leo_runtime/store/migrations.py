@@ -19,9 +19,16 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
             depth INTEGER NOT NULL DEFAULT 0,
             created_at INTEGER NOT NULL
         );
-        -- AUTOINCREMENT: a position is never handed out twice, even after the newest events are pruned.
+        -- Positions come from this counter (not the rowid): never handed out twice, even after
+        -- the newest events are pruned. last_time: write times never decrease along positions.
+        CREATE TABLE positions (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last INTEGER NOT NULL,
+            last_time INTEGER NOT NULL
+        );
+        INSERT INTO positions (id, last, last_time) VALUES (1, 0, 0);
         CREATE TABLE events (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            seq INTEGER PRIMARY KEY,
             queue_id INTEGER NOT NULL REFERENCES queues(id),
             payload TEXT NOT NULL,
             event_source_timestamp INTEGER,

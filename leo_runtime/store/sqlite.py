@@ -23,8 +23,8 @@ from .base import AppendListener, BotInfo, CheckpointInfo, PendingEvent, QueueIn
 from .migrations import SQLITE_MIGRATIONS
 
 _INSERT_EVENT = (
-    "INSERT INTO events(queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 _BOT_COLUMNS = (
     "bot_id, pipeline, paused, lease_owner, lease_expires_at, last_run_at, last_error, last_error_at, "
@@ -163,44 +163,44 @@ class SQLiteStore(Store):
         self._queue_names[row[0]] = name
         return row[0]
 
-    def _write_time(self, conn: sqlite3.Connection) -> int:
-        # Write times never decrease along the sequence, even if the wall clock steps back or
-        # another process's clock is behind: that keeps "the position at a time" exact.
-        row = conn.execute("SELECT timestamp FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    def _reserve(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """The next position to hand out and the write time, inside a write transaction.
+
+        Positions come from a counter row, not from the table's rowid: one is never handed out
+        twice, even after the newest events were pruned. Write times never decrease along the
+        sequence, even if the wall clock steps back or another process's clock is behind: that
+        keeps "the position at a time" exact.
+        """
+        last, last_time = conn.execute("SELECT last, last_time FROM positions").fetchone()
         now = now_ms()
-        return now if row is None or row[0] <= now else row[0]
+        return last + 1, now if now >= last_time else last_time
+
+    def _advance(
+        self, conn: sqlite3.Connection, last: int, timestamp: int, per_queue: Mapping[int, tuple[int, int]]
+    ) -> dict[str, int]:
+        """Record the positions handed out and each queue's new head and depth; return the heads."""
+        conn.execute("UPDATE positions SET last = ?, last_time = ?", (last, timestamp))
+        conn.executemany(
+            "UPDATE queues SET head = ?, depth = depth + ? WHERE id = ?",
+            [(head, count, queue_id) for queue_id, (count, head) in per_queue.items()],
+        )
+        return {self._queue_names[queue_id]: head for queue_id, (_, head) in per_queue.items()}
 
     def _insert(self, conn: sqlite3.Connection, events: Iterable[PendingEvent]) -> tuple[int, int, dict[str, int]]:
-        timestamp = self._write_time(conn)
+        first, timestamp = self._reserve(conn)
+        seq = first - 1
         rows = []
-        counts: dict[int, int] = {}
+        per_queue: dict[int, tuple[int, int]] = {}
         for event in events:
+            seq += 1
             queue_id = self._queue_ids.get(event.queue) or self._queue_id(conn, event.queue, create=True)
             source_time = timestamp if event.event_source_timestamp is None else event.event_source_timestamp
-            rows.append((queue_id, event.payload_json, source_time, timestamp, event.correlation_json))
-            counts[queue_id] = counts.get(queue_id, 0) + 1
-        return self._insert_rows(conn, rows, counts)
-
-    def _insert_rows(
-        self, conn: sqlite3.Connection, rows: list[tuple], counts: Mapping[int, int]
-    ) -> tuple[int, int, dict[str, int]]:
+            rows.append((seq, queue_id, event.payload_json, source_time, timestamp, event.correlation_json))
+            per_queue[queue_id] = (per_queue.get(queue_id, (0, 0))[0] + 1, seq)
         if not rows:
             return 0, 0, {}
-        before = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         conn.executemany(_INSERT_EVENT, rows)
-        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()[0]
-        first = (before[0] if before else 0) + 1
-        heads: dict[str, int] = {}
-        if len(counts) == 1:
-            (queue_id, count), = counts.items()
-            conn.execute("UPDATE queues SET head = ?, depth = depth + ? WHERE id = ?", (last, count, queue_id))
-            heads[self._queue_names[queue_id]] = last
-        else:
-            for queue_id, count in counts.items():
-                head = conn.execute("SELECT MAX(seq) FROM events WHERE queue_id = ?", (queue_id,)).fetchone()[0]
-                conn.execute("UPDATE queues SET head = ?, depth = depth + ? WHERE id = ?", (head, count, queue_id))
-                heads[self._queue_names[queue_id]] = head
-        return first, last, heads
+        return first, seq, self._advance(conn, seq, timestamp, per_queue)
 
     def _notify(self, heads: Mapping[str, int]) -> None:
         if heads:
@@ -220,10 +220,12 @@ class SQLiteStore(Store):
             return 0, 0
         with self._write() as conn:
             queue_id = self._queue_id(conn, queue, create=True)
-            timestamp = self._write_time(conn)
+            first, timestamp = self._reserve(conn)
             source_time = timestamp if event_source_timestamp is None else event_source_timestamp
-            rows = [(queue_id, text, source_time, timestamp, correlation_json) for text in texts]
-            first, last, heads = self._insert_rows(conn, rows, {queue_id: len(rows)})
+            rows = [(first + i, queue_id, text, source_time, timestamp, correlation_json) for i, text in enumerate(texts)]
+            conn.executemany(_INSERT_EVENT, rows)
+            last = first + len(rows) - 1
+            heads = self._advance(conn, last, timestamp, {queue_id: (len(rows), last)})
         self._notify(heads)
         return first, last
 
@@ -245,7 +247,8 @@ class SQLiteStore(Store):
             "WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (queue_id, after, limit),
         ).fetchall()
-        if max_bytes is not None and len(rows) > 1:
+        # A character is at most 4 UTF-8 bytes: only a page that might pass the bound is measured.
+        if max_bytes is not None and len(rows) > 1 and 4 * sum(len(row[1]) for row in rows) >= max_bytes:
             size = 0
             for index, row in enumerate(rows):
                 size += _utf8_len(row[1])
@@ -316,7 +319,7 @@ class SQLiteStore(Store):
         return row[0] - 1 if row[0] is not None else self.last_position()
 
     def last_position(self) -> int:
-        row = self._conn().execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        row = self._conn().execute("SELECT last FROM positions").fetchone()
         return row[0] if row else 0
 
     def prune(self, before_ms: int, limit: int = 10_000) -> int:
