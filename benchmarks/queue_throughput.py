@@ -128,7 +128,7 @@ async def leo(payloads: list[str], folder: Path) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved trials; the best of each side counts")
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved trials; the best of each side counts")
     args = parser.parse_args()
     payloads = make_payloads(args.events)
     size = sum(len(text) for text in payloads) / len(payloads)

@@ -35,5 +35,9 @@ class Filter(Bot):
     def process(self, events: Iterator[Event], ctx: BotContext) -> Iterator[Event]:
         matches = self.settings.query.predicate
         for event in events:
-            if matches(match_target(event.payload)):
+            payload = event.payload
+            # match_target(), inlined: this loop runs for every event of the pipeline.
+            if type(payload) is dict and "op" in payload and "object_type" in payload and "data" in payload:
+                payload = payload["data"]
+            if matches(payload):
                 yield event

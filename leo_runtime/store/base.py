@@ -109,6 +109,11 @@ class Store(ABC):
         """Close every connection. The store must not be used afterwards."""
 
     @abstractmethod
+    def close_thread(self) -> None:
+        """Release what the calling thread holds (its connection); a worker thread that is about
+        to end calls it. The store stays usable from every thread."""
+
+    @abstractmethod
     def schema_version(self) -> int:
         """The version of the newest migration applied."""
 

@@ -108,6 +108,17 @@ class SQLiteStore(Store):
                     raise StoreError(f"store {self.url}: write failed and was rolled back: {exc}") from exc
                 raise
 
+    def close_thread(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._connections_lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        with suppress(sqlite3.Error):
+            conn.close()
+
     def close(self) -> None:
         self._closed = True
         with self._connections_lock:
