@@ -107,9 +107,6 @@ class Runtime:
             for runner in stuck:
                 runner.task.cancel()  # type: ignore[union-attr]
             await asyncio.gather(*pending, return_exceptions=True)
-            # asyncio.run() would wait for the stuck worker thread at exit: give the loop a fresh
-            # default executor so only our own (abandoned) pool holds it.
-            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
         self.runners.clear()
         for task in self._tasks:
             task.cancel()
@@ -120,7 +117,7 @@ class Runtime:
             await asyncio.gather(self._server_task, return_exceptions=True)
         await self.wakeups.stop()
         self.watcher.stop()
-        self.executor.shutdown(wait=drained, cancel_futures=True)
+        self.executor.shutdown(wait=True, cancel_futures=True)
         if drained:
             log.info("stopped; every run committed")
         return drained
