@@ -23,6 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 LEO = str(Path(sys.executable).with_name("leo"))
 
 
+# The custom bots tests use, written into a project as ./bots/custom.py.
+CUSTOM_BOTS = (Path(__file__).parent / "sample_bots.py").read_text()
+
 # The pipeline most tests run: one filter bot from inventory.in to inventory.low.
 FILTER_PIPELINE = """
 version: 1

@@ -15,7 +15,7 @@ from leo_runtime.events import RawJSON
 from leo_runtime.runtime import Runtime
 from leo_runtime.store import open_store
 
-from .conftest import FILTER_PIPELINE, Project, async_wait_until, payloads_of
+from .conftest import CUSTOM_BOTS, FILTER_PIPELINE, Project, async_wait_until, payloads_of
 
 
 @pytest.fixture(autouse=True)
@@ -109,67 +109,6 @@ def test_new_bot_starts_at_the_beginning_latest_or_a_time(project: Project) -> N
     assert [p["n"] for p in payloads_of(store, "c")] == [3]
 
 
-CUSTOM_BOTS = '''
-from leo_runtime import Bot, Output, RawJSON, SinkBot, SourceBot
-
-
-class Enrich(Bot):
-    class Settings(Bot.Settings):
-        tag: str = "x"
-
-    def process(self, events, ctx):
-        for event in events:
-            payload = event.payload
-            if payload.get("skip"):
-                continue
-            ctx.state["seen"] = ctx.state.get("seen", 0) + 1
-            yield {**payload, "tag": self.settings.tag}
-            if payload.get("audit"):
-                yield Output({"audited": payload["id"]}, queue="audit")
-            if payload.get("raw"):
-                yield RawJSON('{"raw":true}')
-
-
-class Explode(Bot):
-    def process(self, events, ctx):
-        for event in events:
-            if event.payload.get("boom"):
-                raise RuntimeError("boom on " + str(event.payload["id"]))
-            yield event
-
-
-class Counter(SourceBot):
-    class Settings(SourceBot.Settings):
-        stop_at: int = 3
-
-    def produce(self, ctx):
-        count = ctx.state.get("count", 0)
-        if count < self.settings.stop_at:
-            ctx.state["count"] = count + 1
-            ctx.behind = count + 1 < self.settings.stop_at
-            yield {"count": count + 1}
-
-
-class Tick(SourceBot):
-    def produce(self, ctx):
-        ctx.state["ticks"] = ctx.state.get("ticks", 0) + 1
-        yield {"tick": ctx.state["ticks"]}
-
-
-class Collect(SinkBot):
-    received = []
-
-    def process(self, events, ctx):
-        for event in events:
-            Collect.received.append((event.idempotency_key, event.payload))
-        return None
-
-
-class BadSink(SinkBot):
-    def process(self, events, ctx):
-        for event in events:
-            yield event
-'''
 
 
 def test_custom_bots_outputs_other_queues_state_and_sources(project: Project) -> None:
@@ -454,28 +393,16 @@ def test_kicks_do_not_make_a_scheduled_source_run_early(project: Project) -> Non
     assert payloads_of(store, "yearly") == []  # a cron source waits for its first tick
 
 
-SLOWISH_BOT = '''
-import time
-from leo_runtime import Bot
-
-
-class Slowish(Bot):
-    def process(self, events, ctx):
-        for event in events:
-            time.sleep(0.001)
-            yield event
-'''
-
 
 def test_a_run_is_cut_by_its_time_bound_and_nothing_is_lost_or_repeated(project: Project) -> None:
-    project.write(SLOWISH_BOT, "bots/slowish.py")
+    project.write(CUSTOM_BOTS, "bots/custom.py")
     project.write(
         """
         version: 1
         pipelines:
           p:
             bots:
-              - {id: slow, use: ./bots/slowish.py:Slowish, in: a, out: b, batch: {records: 1000, seconds: 0.01}}
+              - {id: slow, use: ./bots/custom.py:Slowish, in: a, out: b, batch: {records: 1000, seconds: 0.01}}
         """
     )
     store = project.store()

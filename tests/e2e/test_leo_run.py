@@ -12,21 +12,7 @@ import pytest
 
 from leo_runtime.events import RawJSON
 
-from ..conftest import FILTER_PIPELINE, REPO, Project, leo, ndjson, payloads_of, wait_until
-
-SLOW_BOT = '''
-import time
-from leo_runtime import Bot
-
-
-class Stamp(Bot):
-    """Marks each event; a little slow so that a kill lands in the middle of the work."""
-
-    def process(self, events, ctx):
-        for event in events:
-            time.sleep(0.0002)
-            yield {**event.payload, "stamped": True}
-'''
+from ..conftest import CUSTOM_BOTS, FILTER_PIPELINE, REPO, Project, leo, ndjson, payloads_of, wait_until
 
 KILL_PIPELINE = """
 version: 1
@@ -40,7 +26,7 @@ pipelines:
         out: matched
         batch: {records: 50}
       - id: stamper
-        use: ./bots/stamp.py:Stamp
+        use: ./bots/custom.py:Stamp
         in: matched
         out: stamped
         batch: {records: 50}
@@ -52,7 +38,7 @@ def _counts(store, queue: str) -> list[int]:
 
 
 def test_sigkill_mid_run_and_restart_loses_and_duplicates_nothing(project: Project, leo_run) -> None:
-    project.write(SLOW_BOT, "bots/stamp.py")
+    project.write(CUSTOM_BOTS, "bots/custom.py")
     project.write(KILL_PIPELINE)
     store = project.store()
     items = [{"n": n, "kind": "abc"[n % 3]} for n in range(20_000)]
@@ -77,7 +63,7 @@ def test_sigkill_mid_run_and_restart_loses_and_duplicates_nothing(project: Proje
 
 
 def test_sigterm_drains_commits_and_exits_zero(project: Project, leo_run) -> None:
-    project.write(SLOW_BOT, "bots/stamp.py")
+    project.write(CUSTOM_BOTS, "bots/custom.py")
     project.write(KILL_PIPELINE)
     store = project.store()
     store.append("items", [{"n": n, "kind": "a"} for n in range(3000)])
@@ -211,22 +197,10 @@ def test_a_reader_of_raw_json_passes_text_untouched_end_to_end(project: Project,
     assert run.stop() == 0
 
 
-STUCK_BOT = '''
-import time
-from leo_runtime import Bot
-
-
-class Stuck(Bot):
-    def process(self, events, ctx):
-        for event in events:
-            time.sleep(3600)
-            yield event
-'''
-
 
 def test_a_stuck_bot_cannot_block_shutdown_forever(project: Project, leo_run) -> None:
-    project.write(STUCK_BOT, "bots/stuck.py")
-    project.write("version: 1\npipelines:\n  p:\n    bots:\n      - {id: stuck, use: ./bots/stuck.py:Stuck, in: a, out: b}\n")
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write("version: 1\npipelines:\n  p:\n    bots:\n      - {id: stuck, use: ./bots/custom.py:Stuck, in: a, out: b}\n")
     store = project.store()
     store.append("a", [{"n": 1}])
     run = leo_run(project, "--no-http", "--drain-timeout", "0.5")
