@@ -8,19 +8,11 @@ stored JSON is not re-encoded); the checkpoint advances over the others.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from pydantic import Field
 
 from leo_runtime.bot import Bot, BotContext, BotSettings, QuerySetting, register_bot
 from leo_runtime.events import Event
-
-
-def match_target(payload: Any) -> Any:
-    """What a query looks at: a change record's ``data``, or the payload itself."""
-    if type(payload) is dict and "op" in payload and "object_type" in payload and "data" in payload:
-        return payload["data"]
-    return payload
 
 
 @register_bot("filter")
@@ -36,7 +28,7 @@ class Filter(Bot):
         matches = self.settings.query.predicate
         for event in events:
             payload = event.payload
-            # match_target(), inlined: this loop runs for every event of the pipeline.
+            # A change record is matched on its data (inline: this loop runs for every event).
             if type(payload) is dict and "op" in payload and "object_type" in payload and "data" in payload:
                 payload = payload["data"]
             if matches(payload):

@@ -57,14 +57,6 @@ def parse_duration(value: str | float, *, what: str = "duration") -> float:
     )
 
 
-def is_duration(text: str) -> bool:
-    """True when `text` parses as a duration."""
-    try:
-        parse_duration(text)
-    except ValueError:
-        return False
-    return True
-
 
 def parse_time(value: str) -> int:
     """Parse an RFC 3339 time (``2026-11-26T19:10:33.123Z``) into epoch milliseconds.

@@ -81,9 +81,6 @@ class Wakeups:
             if not future.done():
                 future.set_result(True)
 
-    def kick_all(self) -> None:
-        for key in list(self._key_waiters):
-            self.kick(key)
 
     async def wait(self, queue: str | None, after: int, timeout: float, key: str | None = None) -> bool:
         """Wait until `queue` grows past `after`, `key` is kicked, or `timeout` seconds pass.
