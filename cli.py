@@ -29,7 +29,7 @@ from leo_runtime import __version__
 from leo_runtime.config import DEFAULT_FILE, Config, json_schema, load_config
 from leo_runtime.errors import ConfigError, LeoError, Problem, UsageError
 from leo_runtime.events import RawJSON
-from leo_runtime.operations import check_bot, reset_target, status_report
+from leo_runtime.operations import check_bot, checkpoint_report, queue_report, reset_target, status_report
 from leo_runtime.registry import BotRegistry
 from leo_runtime.store import Store, open_store
 from leo_runtime.timeutil import format_time
@@ -101,20 +101,16 @@ def _config(file: Path) -> Config:
 
 
 def _store_url_of(file: Path) -> tuple[str, Path]:
-    """The store a pipelines file names, even when the rest of the file is invalid."""
+    """The store an invalid pipelines file names: its `store:` read from the raw YAML."""
     try:
-        config = _config(file)
-        return config.store_url, config.base_dir
-    except ConfigError:
-        try:
-            data = load_yaml(file.read_text(encoding="utf-8"), str(file)).data
-        except (OSError, ConfigError):
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("store"), str):
-            return data["store"], file.resolve().parent
-        if isinstance(data, dict) and "store" not in data:
-            return "sqlite:///leo.db", file.resolve().parent
-        raise
+        data = load_yaml(file.read_text(encoding="utf-8"), str(file)).data  # a YAML error is reported as is
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror}; pass --store URL") from None
+    if isinstance(data, dict) and isinstance(data.get("store"), str):
+        return data["store"], file.resolve().parent
+    if isinstance(data, dict) and "store" not in data:
+        return "sqlite:///leo.db", file.resolve().parent
+    raise UsageError(f"{file}: 'store' is not a URL; pass --store URL")
 
 
 def _open(file: Path, store: str | None) -> tuple[Store, Config | None]:
@@ -433,9 +429,9 @@ def bots_resume(
 @handles_errors
 def queues_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every queue with its depth and head."""
-    the_store, config = _open(file, store)
+    the_store, _ = _open(file, store)
     try:
-        queues = status_report(the_store, config)["queues"]
+        queues = queue_report(the_store)
     finally:
         the_store.close()
     if as_json:
@@ -638,18 +634,12 @@ def checkpoints_list(
     """Every bot's checkpoint in each queue it reads, with the lag behind the head."""
     the_store, _ = _open(file, store)
     try:
-        rows = []
-        for checkpoint in the_store.checkpoints():
-            rows.append(
-                {
-                    "bot": checkpoint.bot_id,
-                    "queue": checkpoint.queue,
-                    "position": checkpoint.position,
-                    "head": the_store.queue_head(checkpoint.queue),
-                    "lag": the_store.count_after(checkpoint.queue, checkpoint.position),
-                    "updated_at": format_time(checkpoint.updated_at),
-                }
-            )
+        # This listing calls the checkpoint its position (what `reset --to POSITION` takes).
+        rows = [
+            {"bot": row["bot"], "queue": row["queue"], "position": row["checkpoint"], "head": row["head"],
+             "lag": row["lag"], "updated_at": row["updated_at"]}
+            for row in checkpoint_report(the_store)
+        ]
     finally:
         the_store.close()
     if as_json:

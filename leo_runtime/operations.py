@@ -46,7 +46,8 @@ def reset_target(store: Store, when: str) -> ResetTarget:
             raise UsageError(str(exc)) from None
     if moment is not None:
         position = store.position_at(moment)
-        clamped = position <= earliest and _oldest_time(store) is not None and moment < _oldest_time(store)
+        oldest = _oldest_time(store) if position <= earliest else None
+        clamped = oldest is not None and moment < oldest
         return ResetTarget(max(position, earliest), clamped, f"the first event at or after {format_time(moment)}")
     try:
         position = position_of(text)
@@ -104,25 +105,13 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
     """Bots (state, checkpoint, lag, last error) and queues (depth, head), as plain data."""
     now = now_ms()
     infos = {info.bot_id: info for info in store.bots()}
-    checkpoints: dict[str, list[Any]] = {}
-    for checkpoint in store.checkpoints():
-        checkpoints.setdefault(checkpoint.bot_id, []).append(checkpoint)
+    checkpoint_rows = checkpoint_report(store)
     specs = {spec.id: spec for spec in config.bots} if config is not None else {}
     bots = []
     for bot_id in sorted(set(infos) | set(specs)):
         info = infos.get(bot_id)
         spec = specs.get(bot_id)
-        reads = []
-        for checkpoint in checkpoints.get(bot_id, []):
-            head = store.queue_head(checkpoint.queue)
-            reads.append(
-                {
-                    "queue": checkpoint.queue,
-                    "checkpoint": checkpoint.position,
-                    "head": head,
-                    "lag": store.count_after(checkpoint.queue, checkpoint.position),
-                }
-            )
+        reads = [read for read in checkpoint_rows if read["bot"] == bot_id]
         bots.append(
             {
                 "id": bot_id,
@@ -143,7 +132,27 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
                 "lease_owner": info.lease_owner if info and (info.lease_expires_at or 0) > now else None,
             }
         )
-    queues = [
+    return {"store": store.url, "bots": bots, "queues": queue_report(store), "webhooks": [], "streams": []}
+
+
+def checkpoint_report(store: Store) -> list[dict[str, Any]]:
+    """Every checkpoint with its queue's head and the bot's lag behind it."""
+    return [
+        {
+            "bot": checkpoint.bot_id,
+            "queue": checkpoint.queue,
+            "checkpoint": checkpoint.position,
+            "head": store.queue_head(checkpoint.queue),
+            "lag": store.count_after(checkpoint.queue, checkpoint.position),
+            "updated_at": format_time(checkpoint.updated_at),
+        }
+        for checkpoint in store.checkpoints()
+    ]
+
+
+def queue_report(store: Store) -> list[dict[str, Any]]:
+    """Every queue with its depth, head and the times of its oldest and newest event."""
+    return [
         {
             "name": queue.name,
             "depth": queue.depth,
@@ -154,4 +163,3 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
         }
         for queue in store.queues()
     ]
-    return {"store": store.url, "bots": bots, "queues": queues, "webhooks": [], "streams": []}
