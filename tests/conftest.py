@@ -120,9 +120,9 @@ def payloads_of(store: Any, queue: str) -> list[Any]:
 class LeoRun:
     """`leo run` as a real process, its log in a file."""
 
-    def __init__(self, project: Project, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, project: Project, *args: str, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.project = project
-        self.log_path = project.root / f"leo-run-{time.monotonic_ns()}.log"
+        self.log_path = log_dir / f"leo-run-{time.monotonic_ns()}.log"  # never inside the project
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         full_env.pop("LEO_STORE", None)
@@ -163,11 +163,12 @@ class LeoRun:
 
 
 @pytest.fixture
-def leo_run() -> Iterator[Callable[..., LeoRun]]:
+def leo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LeoRun]]:
     started: list[LeoRun] = []
+    log_dir = tmp_path_factory.mktemp("leo-run-logs")
 
     def start(project: Project, *args: str, env: dict[str, str] | None = None) -> LeoRun:
-        run = LeoRun(project, *args, env=env)
+        run = LeoRun(project, *args, log_dir=log_dir, env=env)
         started.append(run)
         return run
 
