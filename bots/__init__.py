@@ -2,4 +2,4 @@
 
 from . import file_reader, filter  # noqa: F401
 
-LEO_BUILTINS = True  # lets the registry tell this package from a project's own bots/ folder
+

@@ -1,6 +1,6 @@
 """Finding bots by the name a pipeline's ``use:`` gives.
 
-Four ways, in this order: a built-in (the `bots` package), an installed plugin (the
+Four ways, in this order: a built-in (`leo_runtime.bots`), an installed plugin (the
 ``leo_runtime.bots`` entry-point group), ``module:attr`` (an importable module; the pipelines
 file's folder is importable too), or ``./path/file.py:Class`` (a file next to pipelines.yaml).
 """
@@ -154,30 +154,8 @@ def _line_in(path: Path, exc: BaseException) -> str:
 
 
 def _import_builtins() -> ModuleType:
-    """leo-runtime's `bots` package, even when a plain ``bots/`` folder (no ``__init__.py``, like
-    the one `leo init` scaffolds) comes earlier on sys.path and Python took it for a namespace."""
-    module = importlib.import_module("bots")
-    if getattr(module, "LEO_BUILTINS", False):
-        return module
-    if getattr(module, "__file__", None) is None:
-        folders = {Path(entry).resolve().parent for entry in getattr(module, "__path__", [])}
-        saved_path = list(sys.path)
-        sys.modules.pop("bots", None)
-        try:
-            sys.path[:] = [entry for entry in saved_path if Path(entry or ".").resolve() not in folders]
-            found = importlib.import_module("bots")
-        except ImportError:
-            found = None
-        finally:
-            sys.path[:] = saved_path
-        if found is not None and getattr(found, "LEO_BUILTINS", False):
-            return found
-        sys.modules["bots"] = module
-    where = getattr(module, "__file__", None) or ", ".join(str(entry) for entry in getattr(module, "__path__", []))
-    raise BotError(
-        f"a local 'bots' package ({where}) hides leo-runtime's built-in bots: run leo from another "
-        "folder or rename that package (custom bots load fine by path: use: ./bots/file.py:Class)"
-    )
+    """leo-runtime's built-in bots (the top-level bots/ folder, installed as `leo_runtime.bots`)."""
+    return importlib.import_module("leo_runtime.bots")
 
 
 def _attr(module: ModuleType, attr: str, use: str, *, shown: str | None = None) -> type[Bot]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bots.filter import Filter
 from leo_runtime.bot import BotContext
+from leo_runtime.bots.filter import Filter
 from leo_runtime.events import Event, dumps
 
 

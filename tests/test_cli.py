@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from leo_runtime.cli import app
 from leo_runtime.timeutil import format_time, now_ms
 
 from .conftest import FILTER_PIPELINE, Project, ndjson

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-import bots  # noqa: F401  (the built-ins, imported before any tmp folder reaches sys.path)
-from bots.file_reader import FileReader
-from bots.filter import Filter
+import leo_runtime.bots  # noqa: F401  (the built-ins)
 from leo_runtime import bot as bot_module
 from leo_runtime.bot import Bot, BotSettings, RunLimits, register_bot
+from leo_runtime.bots.file_reader import FileReader
+from leo_runtime.bots.filter import Filter
 from leo_runtime.config import Config, Schedule, json_schema, load_config
 from leo_runtime.errors import ConfigError, Problem
 from leo_runtime.query import Query
@@ -1595,7 +1595,7 @@ def test_json_schema_includes_nested_settings_models(monkeypatch: pytest.MonkeyP
 def test_leo_validate_prints_the_located_problems(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from cli import app
+    from leo_runtime.cli import app
 
     case = Pipelines(tmp_path, MISTYPED_OPERATOR)
     result = CliRunner().invoke(app, ["validate", "--json", "-f", str(case.path)])
@@ -1612,7 +1612,7 @@ def test_leo_validate_prints_the_located_problems(tmp_path: Path) -> None:
 def test_leo_schema_prints_the_json_schema() -> None:
     from typer.testing import CliRunner
 
-    from cli import app
+    from leo_runtime.cli import app
 
     result = CliRunner().invoke(app, ["schema"])
     assert result.exit_code == 0, result.output

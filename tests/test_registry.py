@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-import types
 from pathlib import Path
 
 import pytest
 
-import bots
-from bots.file_reader import FileReader
-from bots.filter import Filter
+import leo_runtime.bots as bots
 from leo_runtime.bot import Bot, SinkBot, register_bot, registered_bots
+from leo_runtime.bots.file_reader import FileReader
+from leo_runtime.bots.filter import Filter
 from leo_runtime.errors import BotError
 from leo_runtime.registry import ENTRY_POINT_GROUP, BotEntry, BotRegistry
 
@@ -156,7 +155,7 @@ def test_module_attr_from_the_base_dir(tmp_path: Path) -> None:
 
 
 def test_module_attr_from_an_installed_module() -> None:
-    assert BotRegistry().resolve("bots.filter:Filter") is Filter
+    assert BotRegistry().resolve("leo_runtime.bots.filter:Filter") is Filter
 
 
 @pytest.mark.parametrize(
@@ -454,31 +453,29 @@ def test_register_bot_checks_the_class() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_a_local_bots_package_hiding_the_built_ins_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    local = types.ModuleType("bots")
-    local.__file__ = str(tmp_path / "bots" / "__init__.py")
-    local.__path__ = [str(tmp_path / "bots")]
-    monkeypatch.setitem(sys.modules, "bots", local)
-    with pytest.raises(BotError) as info:
-        BotRegistry()
-    message = str(info.value)
-    assert message.startswith(f"a local 'bots' package ({local.__file__}) hides leo-runtime's built-in bots")
-    assert "rename that package" in message and "./bots/file.py:Class" in message
-
-
-def test_a_plain_bots_folder_on_sys_path_does_not_hide_the_built_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # What `leo init` scaffolds: a project folder with bots/priority.py and no __init__.py. When
-    # that folder comes first on sys.path (`python -m ...` from the project), Python imports
-    # `bots` as a namespace package unless the registry looks past it.
+def test_a_project_bots_package_never_hides_the_built_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `leo init` scaffolds: a project folder with bots/priority.py. Even as a real `bots`
+    # package first on sys.path, it cannot hide the built-ins: they live in `leo_runtime.bots`.
+    write(tmp_path, "bots/__init__.py", "")
     bot_file(tmp_path, "bots/shout.py")
-    monkeypatch.delitem(sys.modules, "bots")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bots", raising=False)
     registry = BotRegistry()
-    assert sys.modules["bots"].LEO_BUILTINS is True
-    assert registry.resolve("filter").__module__ == "bots.filter"
+    assert registry.resolve("filter").__module__ == "leo_runtime.bots.filter"
     assert registry.resolve("./bots/shout.py:Shout", tmp_path).__name__ == "Shout"
-    assert str(tmp_path) in sys.path  # sys.path is as it was
+    assert registry.resolve("bots.shout:Shout", tmp_path).__name__ == "Shout"
 
 
-def test_the_real_bots_package_is_marked() -> None:
-    assert bots.LEO_BUILTINS is True
+def test_no_top_level_bots_or_cli_module_is_installed() -> None:
+    import importlib.util
+
+    import leo_runtime
+
+    assert bots.__name__ == "leo_runtime.bots"
+    assert Path(bots.__file__).parent.name == "bots"
+    # Whatever `bots` / `cli` resolve to from here, it is never something leo-runtime installed.
+    for name in ("bots", "cli"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            assert "site-packages" not in spec.origin, spec.origin
+    assert Path(leo_runtime.__file__).parent.name == "leo_runtime"

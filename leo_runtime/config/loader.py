@@ -1,252 +1,30 @@
-"""pipelines.yaml: loading, validation into typed models, and located problems.
+"""Loading pipelines.yaml into a `Config`, every problem located as ``FILE:LINE:COL: message``.
 
-`load_config` reads the file with positions kept (`yaml_loader`), validates it with the pydantic
-models below (each bot's ``with:`` against that bot's own `Settings`), checks the graph (duplicate
-bot ids and cycles are errors, a queue that is read but never written is a warning) and raises
-one `ConfigError` holding every problem as ``FILE:LINE:COL: message``.
+`load_config` reads the file with positions kept (`yaml_loader`), validates it with the models
+(each bot's ``with:`` against that bot's own `Settings`), checks the graph (duplicate bot ids and
+cycles are errors, a queue that is read but never written is a warning) and raises one
+`ConfigError` holding every problem.
 """
 
 from __future__ import annotations
 
-import datetime
 import difflib
-import os
 import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from croniter import croniter
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ValidationError
 
-from .bot import Bot, BotSettings, RunLimits
-from .errors import BotError, ConfigError, Problem
-from .registry import BotRegistry
-from .timeutil import parse_duration, parse_time
-from .yaml_loader import YamlDocument, load_yaml
-
-NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
-DEFAULT_FILE = "pipelines.yaml"
-NAME_RULE = "a name holds only letters, digits, '_', '.' and '-', and does not start with '.' or '-'"
-
-Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
-
-
-def _seconds(value: Any) -> float:
-    return parse_duration(value)
-
-
-def _positive_seconds(value: Any) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"must be more than zero, got {value!r}")
-    return seconds
-
-
-_DURATION_SCHEMA = {
-    "anyOf": [
-        {"type": "number", "minimum": 0},
-        {"type": "string", "description": "ISO 8601 (P7D, PT1M) or short form (5s, 10m, 2h, 7d)"},
-    ]
-}
-Duration = Annotated[float, BeforeValidator(_positive_seconds), WithJsonSchema(_DURATION_SCHEMA)]
-OptionalDuration = Annotated[float, BeforeValidator(_seconds), WithJsonSchema(_DURATION_SCHEMA)]
-
-
-def _time_text(value: Any) -> Any:
-    # YAML turns an unquoted `2026-11-26T00:00:00Z` into a datetime: take it back as RFC 3339 text.
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.UTC)
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    return value
-
-
-def _schedule_text(value: Any) -> Any:
-    # `schedule: 60` means every 60 seconds, as a bare number does for every other duration.
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-def _supported_version(value: Any) -> Any:
-    if value != 1 or isinstance(value, bool):
-        raise ValueError(f"unsupported version {value!r}: this leo-runtime reads 'version: 1'")
-    return value
-
-
-TimeText = Annotated[str, BeforeValidator(_time_text)]
-ScheduleText = Annotated[
-    str,
-    BeforeValidator(_schedule_text),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0}]}),
-]
-
-
-class Model(BaseModel):
-    """Strict base: unknown keys are errors, aliases (``with``, ``in``) accepted by name too."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-class ServerConfig(Model):
-    """The HTTP API (`leo run` serves it beside the bots)."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8765, ge=0, le=65535)
-    public_url: str | None = Field(None, description="base of the URLs handed to partners")
-    get_object_rate: float = Field(10, gt=0, description="Get Object calls per second per partner")
-    allow_private_callbacks: bool = False
-
-    @property
-    def base_url(self) -> str:
-        """Where partners reach the API: `public_url`, or one derived from host and port."""
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
-
-
-class WebhooksConfig(Model):
-    """Delivery settings of partner webhooks."""
-
-    timeout: Duration = 15.0
-    retry_schedule: list[OptionalDuration] = Field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
-
-
-class ObjectTypeConfig(Model):
-    """An object type partners exchange; `key` is the field that identifies an object."""
-
-    key: str = Field(min_length=1)
-
-
-class BatchConfig(Model):
-    """Bounds of one bot run (it runs again at once while behind)."""
-
-    records: int = Field(1000, ge=1, le=1_000_000)
-    bytes: int = Field(4_000_000, ge=1)
-    seconds: Duration = 5.0
-
-
-class BotConfig(Model):
-    """One step of a pipeline."""
-
-    id: Name
-    use: str = Field(min_length=1, description="built-in name, plugin name, module:Class or ./file.py:Class")
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="the bot's settings")
-    in_: Name | None = Field(None, alias="in", description="queue the bot reads")
-    out: Name | None = Field(None, description="queue the bot writes")
-    schedule: ScheduleText | None = Field(None, description="sources: watch, an interval (5s, PT1M) or a cron line")
-    start: TimeText | None = Field(None, description="first run: earliest (default), latest or an RFC 3339 time")
-    batch: BatchConfig = Field(default_factory=BatchConfig)
-    description: str | None = None
-
-
-class PipelineConfig(Model):
-    """A named group of bots, reloaded as a unit."""
-
-    description: str | None = None
-    bots: list[BotConfig] = Field(min_length=1)
-
-
-class PipelinesFile(Model):
-    """The whole pipelines.yaml."""
-
-    version: Annotated[Literal[1], BeforeValidator(_supported_version)]
-    store: str = "sqlite:///leo.db"
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    retention: Duration = Field(7 * 86400.0, description="how long events stay readable")
-    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
-    object_types: dict[Name, ObjectTypeConfig] = Field(default_factory=dict)
-    pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """When a source runs: on file events (``watch``), every ``interval`` seconds, or by ``cron``."""
-
-    kind: Literal["watch", "interval", "cron"]
-    interval: float | None = None
-    cron: str | None = None
-    text: str = ""
-
-    @staticmethod
-    def parse(text: str) -> Schedule:
-        """Parse ``watch``, a duration or a cron line; ValueError names the accepted forms."""
-        value = str(text).strip()
-        if value == "watch":
-            return Schedule("watch", text=value)
-        try:
-            seconds = parse_duration(value, what="schedule")
-        except ValueError:
-            if len(value.split()) in (5, 6) and croniter.is_valid(value):
-                return Schedule("cron", cron=value, text=value)
-            raise ValueError(
-                f"invalid schedule {value!r}: use 'watch', an interval like '5s' or 'PT1M', "
-                "or a cron line like '*/5 * * * *'"
-            ) from None
-        if seconds <= 0:
-            raise ValueError(f"invalid schedule {value!r}: the interval must be more than zero")
-        return Schedule("interval", interval=seconds, text=value)
-
-
-@dataclass
-class BotSpec:
-    """A bot ready to run: its configuration, class, validated settings and resolved queues."""
-
-    pipeline: str
-    config: BotConfig
-    cls: type[Bot]
-    settings: BotSettings
-    in_queue: str | None
-    out_queue: str | None
-    schedule: Schedule | None
-    limits: RunLimits
-    path: tuple = ()  # where the bot sits in the file: ("pipelines", name, "bots", index)
-
-    @property
-    def id(self) -> str:
-        return self.config.id
-
-    @property
-    def kind(self) -> str:
-        return self.cls.kind
-
-
-@dataclass
-class Config:
-    """A validated pipelines.yaml."""
-
-    path: Path
-    model: PipelinesFile
-    bots: list[BotSpec]
-    document: YamlDocument
-    warnings: list[Problem] = field(default_factory=list)
-    env: Mapping[str, str] | None = None  # the environment the file was read with (None: os.environ)
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
-
-    @property
-    def store_url(self) -> str:
-        """The store to use: env ``LEO_STORE`` (when set and not empty) overrides the file."""
-        environ = os.environ if self.env is None else self.env
-        return environ.get("LEO_STORE") or self.model.store
-
-    def pipeline_data(self, name: str) -> Any:
-        """The pipeline's data as written (after interpolation): what a reload compares."""
-        return self.document.data["pipelines"][name]
-
-    def bots_of(self, pipeline: str) -> list[BotSpec]:
-        return [spec for spec in self.bots if spec.pipeline == pipeline]
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------------------------
+from ..bot import Bot, BotSettings, RunLimits
+from ..errors import BotError, ConfigError, Problem
+from ..registry import BotRegistry
+from ..timeutil import parse_time
+from ..yaml_loader import YamlDocument, load_yaml
+from .models import NAME_PATTERN, NAME_RULE, BotConfig, PipelinesFile
+from .specs import BotSpec, Config, Schedule
 
 
 def load_config(
@@ -646,42 +424,3 @@ def _unwrap(annotation: Any) -> Any:
             annotation = options[0]
         else:
             return annotation
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON Schema (for editors): the same models, with each bot's Settings under its `use` name
-# ---------------------------------------------------------------------------------------------
-
-
-def json_schema(registry: BotRegistry | None = None) -> dict[str, Any]:
-    """The JSON Schema of pipelines.yaml, built from the models above and every known bot's
-    `Settings` (``with:`` is checked against the settings of the bot ``use:`` names)."""
-    registry = registry or BotRegistry()
-    schema = PipelinesFile.model_json_schema(by_alias=True)
-    definitions = schema.setdefault("$defs", {})
-    bot_schema = definitions["BotConfig"]
-    branches = []
-    names = []
-    for entry in registry.entries():
-        if entry.cls is None:
-            continue
-        names.append(entry.name)
-        settings = entry.cls.Settings.model_json_schema(by_alias=True, ref_template=f"#/$defs/{entry.name}.{{model}}")
-        for key, value in settings.pop("$defs", {}).items():
-            definitions[f"{entry.name}.{key}"] = value
-        settings["title"] = f"{entry.name} settings"
-        branches.append(
-            {
-                "if": {"properties": {"use": {"const": entry.name}}, "required": ["use"]},
-                "then": {"properties": {"with": settings}},
-            }
-        )
-    bot_schema["properties"]["use"]["examples"] = names
-    if branches:
-        bot_schema["allOf"] = branches
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://leo-runtime.dev/schemas/pipelines-v1.json",
-        **schema,
-        "title": "leo-runtime pipelines.yaml",
-    }

@@ -1,0 +1,19 @@
+"""`leo`: the operator's command line (typer), one module per command group.
+
+Every command takes ``-f/--file`` (default ./pipelines.yaml, env LEO_PIPELINES), ``--store``
+(env LEO_STORE) and ``--json``. Exit 0 on success, 1 on a user or config error (one line, no
+traceback), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+from . import bots, checkpoints, project, queues, run, status  # noqa: F401  (registers the commands)
+from .app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

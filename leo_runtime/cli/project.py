@@ -1,0 +1,114 @@
+"""`leo init`, `leo validate`, `leo schema`, `leo version`: the project and its file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import __version__
+from ..config import DEFAULT_FILE, json_schema
+from ..errors import ConfigError, Problem, UsageError
+from .app import app
+from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, load, out, print_problems
+
+
+def _scaffold_dir() -> Path:
+    import leo_runtime
+
+    return Path(leo_runtime.__file__).resolve().parent / "scaffold"
+
+
+@app.command()
+@handles_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="where to create the project")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
+    file: FileOption = Path(DEFAULT_FILE),
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Scaffold a working project: pipelines.yaml, sample data, one custom bot."""
+    source = _scaffold_dir()
+    files = sorted(
+        path.relative_to(source)
+        for path in source.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    )
+    clashes = [rel for rel in files if (directory / rel).exists()]
+    if clashes and not force:
+        raise UsageError(
+            f"{directory / clashes[0]} already exists; use --force to overwrite, or pick an empty folder"
+        )
+    for rel in files:
+        target = directory / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, target)
+    if as_json:
+        emit_json({"directory": str(directory.resolve()), "files": [str(rel) for rel in files]})
+        return
+    out.print(f"created a leo-runtime project in {directory.resolve()}:", markup=False)
+    for rel in files:
+        out.print(f"  {rel}", markup=False)
+    where = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
+    out.print(f"next: {where}leo run    (then, in another terminal: leo status)", markup=False)
+
+
+@app.command()
+@handles_errors
+def validate(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Check the pipelines file; print FILE:LINE:COL: message per problem."""
+    try:
+        config = load(file)
+    except ConfigError as exc:
+        if as_json:
+            emit_json({"valid": False, "file": str(file), "problems": [_problem_dict(p) for p in exc.problems]
+                        or [{"severity": "error", "message": str(exc)}]})
+        else:
+            print_problems(exc)
+        raise typer.Exit(1) from None
+    if as_json:
+        emit_json(
+            {
+                "valid": True,
+                "file": str(file),
+                "pipelines": sorted(config.model.pipelines),
+                "bots": [spec.id for spec in config.bots],
+                "problems": [_problem_dict(p) for p in config.warnings],
+            }
+        )
+        return
+    for warning in config.warnings:
+        err.print(str(warning), markup=False)
+    out.print(
+        f"{file}: valid ({len(config.model.pipelines)} pipeline(s), {len(config.bots)} bot(s)"
+        f"{f', {len(config.warnings)} warning(s)' if config.warnings else ''})",
+        markup=False,
+    )
+
+
+def _problem_dict(problem: Problem) -> dict[str, Any]:
+    return {
+        "file": problem.file,
+        "line": problem.line,
+        "column": problem.column,
+        "severity": problem.severity,
+        "message": problem.message,
+    }
+
+
+@app.command()
+@handles_errors
+def schema(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Print the JSON Schema of pipelines.yaml (for editors)."""
+    emit_json(json_schema())
+
+
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"leo-runtime {__version__}", markup=False)

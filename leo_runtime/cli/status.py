@@ -1,0 +1,52 @@
+"""`leo status`: bots, queues, webhooks and streams at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from ..config import DEFAULT_FILE
+from ..operations import status_report
+from .app import app
+from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+
+
+@app.command()
+@handles_errors
+def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Bots (state, checkpoint, lag, last error), queues (depth, head), webhooks, streams."""
+    the_store, config = open_project(file, store)
+    try:
+        report = status_report(the_store, config)
+    finally:
+        the_store.close()
+    if as_json:
+        emit_json(report)
+        return
+    out.print(f"store: {report['store']}", markup=False)
+    bots = Table(title="bots", title_justify="left")
+    for column in ("bot", "pipeline", "state", "checkpoint", "lag", "runs", "in", "out", "last run", "last error"):
+        bots.add_column(column, overflow="fold")
+    for bot in report["bots"]:
+        where = ", ".join(f"{c['queue']}@{c['checkpoint']}" for c in bot["checkpoints"]) or "-"
+        bots.add_row(
+            bot["id"], bot["pipeline"] or "-", bot["state"], where, str(bot["lag"]), str(bot["runs"]),
+            str(bot["events_in"]), str(bot["events_out"]), bot["last_run_at"] or "-", bot["last_error"] or "",
+        )
+    out.print(bots)
+    print_queues(report["queues"])
+    out.print("webhooks: none    streams: none", markup=False)
+
+
+def print_queues(queues: list[dict[str, Any]]) -> None:
+    table = Table(title="queues", title_justify="left")
+    for column in ("queue", "depth", "head", "oldest", "newest"):
+        table.add_column(column)
+    for queue in queues:
+        table.add_row(queue["name"], str(queue["depth"]), str(queue["head"]), queue["oldest_at"] or "-",
+                      queue["newest_at"] or "-")
+    out.print(table)
+
+
