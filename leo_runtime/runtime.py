@@ -212,6 +212,23 @@ class Runtime:
             for bot_id, runner in sorted(self.runners.items())
         }
 
+    def health(self) -> dict[str, Any]:
+        """What /healthz adds for this runtime (handed to the HTTP API as its health snapshot)."""
+        states = self.bot_states()
+        failing = sorted(bot for bot, info in states.items() if info["failing"])
+        return {
+            "status": "degraded" if failing else "ok",
+            "pipelines": sorted(self.config.model.pipelines),
+            "bots": states,
+            "failing": failing,
+            "reloads": self.reloads,
+            "reload_error": self.reload_error,
+            "waiting_readers": self.wakeups.waiting(),
+        }
+
+    async def _wait_for_queue(self, queue: str, after: int, timeout: float) -> bool:
+        return await self.wakeups.wait(queue, after, timeout)
+
     # -- reload -----------------------------------------------------------------------------------
     def _schedule_reload(self) -> None:
         # Editors write in several steps (truncate, write, rename): wait for the burst to end.
@@ -273,7 +290,7 @@ class Runtime:
 
     # -- HTTP -------------------------------------------------------------------------------------
     async def _start_http(self) -> None:
-        from .server.app import create_app
+        from .server.app import ApiContext, create_app
 
         server_config = self.config.model.server
         # Bind here, not in uvicorn: a taken port becomes one clear error instead of uvicorn's exit.
@@ -288,7 +305,8 @@ class Runtime:
                 f"cannot serve HTTP on {server_config.host}:{server_config.port}: {exc.strerror or exc}; "
                 "pick another with --port (0 picks a free one) or run with --no-http"
             ) from None
-        app = create_app(self.store, runtime=self)
+        context = ApiContext(settings=self.config.model, health=self.health, wait=self._wait_for_queue)
+        app = create_app(self.store, context)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = _EmbeddedServer(config)
         self._server_task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]), name="leo-http")

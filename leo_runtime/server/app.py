@@ -1,74 +1,53 @@
 """The FastAPI application `leo run` serves.
 
-Errors are ``application/problem+json`` (RFC 9457: ``type``, ``title``, ``status``, ``detail``).
-Later routes (objects, webhooks, streams) are added here with `APIRouter`s.
+The app sees the store and an `ApiContext`: the settings it needs and what the runtime lends it
+(a health snapshot, a way to wait for a queue to grow). It never reaches into the runtime, so
+`create_app` also serves tests and tools without one. Routes live in one module per concern
+(objects, webhooks, streams, admin), each an `APIRouter` added here.
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from .. import __version__
-from ..errors import LeoError
+from ..config import PipelinesFile
 from ..store import Store
+from .problems import install_handlers
 
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+HealthSnapshot = Callable[[], dict[str, Any]]
+"""Returns the runtime's health as plain data: ``status`` (``ok`` or ``degraded``) and details."""
 
-PROBLEM = "application/problem+json"
-
-
-def problem(status: int, detail: str, *, title: str | None = None, type_: str = "about:blank",
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem answer."""
-    body = {"type": type_, "title": title or HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+QueueWaiter = Callable[[str, int, float], Awaitable[bool]]
+"""``await wait(queue, after, timeout)``: True as soon as `queue` grows past `after`, False on timeout."""
 
 
-def create_app(store: Store, runtime: Runtime | None = None) -> FastAPI:
-    """The API over `store`; `runtime` (when served by `leo run`) adds live bot states."""
+@dataclass
+class ApiContext:
+    """What the HTTP API is handed: settings from pipelines.yaml and the runtime's lent parts."""
+
+    settings: PipelinesFile = field(default_factory=lambda: PipelinesFile(version=1))
+    health: HealthSnapshot | None = None
+    wait: QueueWaiter | None = None
+
+
+def create_app(store: Store, context: ApiContext | None = None) -> FastAPI:
+    """The API over `store`."""
+    context = context or ApiContext()
     app = FastAPI(title="leo-runtime", version=__version__, description="Change-data delivery for trading partners.")
     app.state.store = store
-    app.state.runtime = runtime
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(error.get("loc", ())), "msg": error.get("msg", "")} for error in exc.errors()
-        ]
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(part) for part in first["loc"])
-        return problem(422, f"{where}: {first['msg']}" if where else first["msg"], errors=errors)
-
-    @app.exception_handler(LeoError)
-    async def leo_error(request: Request, exc: LeoError) -> JSONResponse:
-        return problem(400, str(exc))
+    app.state.context = context
+    install_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and bot states (no token needed)")
     async def healthz() -> dict[str, Any]:
         answer: dict[str, Any] = {"status": "ok", "version": __version__}
-        if runtime is not None:
-            states = runtime.bot_states()
-            failing = sorted(bot for bot, info in states.items() if info["failing"])
-            answer.update(
-                status="degraded" if failing else "ok",
-                pipelines=sorted(runtime.config.model.pipelines),
-                bots=states,
-                failing=failing,
-                reloads=runtime.reloads,
-                reload_error=runtime.reload_error,
-                waiting_readers=runtime.wakeups.waiting(),
-            )
+        if context.health is not None:
+            answer.update(context.health())
         return answer
 
     return app
