@@ -6,10 +6,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import StoreError
-from .base import BotInfo, CheckpointInfo, PendingEvent, QueueInfo, RunCommit, Store
+from .base import BotInfo, CheckpointInfo, ObjectRecord, PendingEvent, QueueInfo, RunCommit, Store
 from .sqlite import SQLiteStore
 
-__all__ = ["BotInfo", "CheckpointInfo", "PendingEvent", "QueueInfo", "RunCommit", "SQLiteStore", "Store",
+__all__ = ["BotInfo", "CheckpointInfo", "ObjectRecord", "PendingEvent", "QueueInfo", "RunCommit", "SQLiteStore", "Store",
            "open_store", "resolve_store_path"]
 
 

@@ -95,6 +95,21 @@ class BotInfo:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    """The latest state of one object: ``data_json`` is its JSON text (its last known state when
+    ``deleted``), ``version`` counts its changes from 1, ``seq`` is the position of its latest
+    change record in the queue ``{object_type}.changes``, ``changed_at`` that change's time."""
+
+    object_type: str
+    key: str
+    version: int
+    changed_at: int
+    deleted: bool
+    seq: int
+    data_json: str
+
+
 AppendListener = Callable[[Mapping[str, int]], None]
 
 
@@ -262,3 +277,8 @@ class Store(ABC):
     @abstractmethod
     def record_failure(self, bot_id: str, message: str) -> int:
         """Note a failed run (last error, time, error count + 1); return the new error count."""
+
+    # -- objects -------------------------------------------------------------------------------
+    @abstractmethod
+    def get_object(self, object_type: str, key: str) -> ObjectRecord | None:
+        """The latest state of one object (deleted ones included, flagged), or None if never seen."""

@@ -61,4 +61,24 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         )
         """,
     ),
+    (
+        2,
+        "objects: the latest state of every object",
+        """
+        -- One row per object type and key: its latest state (the last known one once deleted),
+        -- the content hash of its canonical JSON, its version (1, 2, 3 ... per key), and the
+        -- position of its latest change record in the queue T.changes.
+        CREATE TABLE objects (
+            object_type TEXT NOT NULL,
+            key TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            changed_at INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (object_type, key)
+        )
+        """,
+    ),
 ]

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import CheckpointMoved, LeaseLost, StoreError
 from ..events import Event, encode_payload
 from ..timeutil import now_ms
-from .base import AppendListener, BotInfo, CheckpointInfo, PendingEvent, QueueInfo, RunCommit, Store
+from .base import AppendListener, BotInfo, CheckpointInfo, ObjectRecord, PendingEvent, QueueInfo, RunCommit, Store
 from .migrations import SQLITE_MIGRATIONS
 
 _INSERT_EVENT = (
@@ -505,6 +505,17 @@ class SQLiteStore(Store):
                 "WHERE bot_id = ? RETURNING error_count",
                 (message, now_ms(), bot_id),
             ).fetchone()[0]
+
+    # -- objects ----------------------------------------------------------------------------------
+    def get_object(self, object_type: str, key: str) -> ObjectRecord | None:
+        row = self._conn().execute(
+            "SELECT version, changed_at, deleted, seq, data FROM objects WHERE object_type = ? AND key = ?",
+            (object_type, key),
+        ).fetchone()
+        if row is None:
+            return None
+        version, changed_at, deleted, seq, data = row
+        return ObjectRecord(object_type, key, version, changed_at, bool(deleted), seq, data)
 
 
 def _bot_info(row: tuple) -> BotInfo:
