@@ -25,7 +25,7 @@ from leo_runtime.bot import Bot, BotSettings, RunLimits, register_bot
 from leo_runtime.bots.file_reader import FileReader
 from leo_runtime.bots.filter import Filter
 from leo_runtime.config import Config, Schedule, json_schema, load_config
-from leo_runtime.errors import ConfigError, Problem
+from leo_runtime.errors import ConfigError, ConfigFileMissing, Problem
 from leo_runtime.query import Query
 from leo_runtime.registry import BotRegistry
 
@@ -1139,12 +1139,13 @@ def test_display_name_in_file_not_found(tmp_path: Path) -> None:
 
 
 def test_a_directory_or_undecodable_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigFileMissing, match="is a directory"):
         load_config(tmp_path)
     binary = tmp_path / "pipelines.yaml"
     binary.write_bytes(b"version: 1\nstore: \xff\xfe\n")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError) as info:
         load_config(binary)
+    assert str(info.value) == f"{binary}:2:8: not UTF-8 text (byte 0xff); save the file as UTF-8"
 
 
 # --------------------------------------------------------------------------------------------
@@ -1203,7 +1204,10 @@ def test_interpolated_value_is_validated_at_its_place(tmp_path: Path) -> None:
     case = Pipelines(tmp_path, ENV_FILE)
     problem = case.error(env={"LEO_TEST_PORT": "eighty"})
     assert where(problem) == case.at("${LEO_TEST_PORT")
-    assert problem.message == "server.port: input should be a valid integer, unable to parse string as an integer (got 'eighty')"
+    # The value came from the environment: the message names the variable, never the value.
+    assert problem.message == (
+        "server.port (from ${LEO_TEST_PORT:-8765}): input should be a valid integer, unable to parse string as an integer"
+    )
 
 
 def test_unset_variable_is_located_at_its_dollar(tmp_path: Path) -> None:
