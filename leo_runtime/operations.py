@@ -11,7 +11,7 @@ from .config import Config
 from .errors import UsageError
 from .events import make_eid, position_of
 from .runner import FAILING_AFTER
-from .safetext import shown
+from .safetext import redact_urls, shown
 from .store import Store
 from .timeutil import format_time, now_ms, parse_duration, parse_time
 
@@ -147,13 +147,13 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
                 "events_in": info.events_in if info else 0,
                 "events_out": info.events_out if info else 0,
                 "last_run_at": format_time(info.last_run_at) if info else None,
-                "last_error": info.last_error if info and info.error_count else None,
+                "last_error": redact_urls(info.last_error or "") if info and info.error_count else None,
                 "last_error_at": format_time(info.last_error_at) if info and info.error_count else None,
                 "error_count": info.error_count if info else 0,
                 "lease_owner": info.lease_owner if info and (info.lease_expires_at or 0) > now else None,
             }
         )
-    return {"store": store.url, "bots": bots, "queues": queue_report(store), "webhooks": [], "streams": []}
+    return {"store": redact_urls(store.url), "bots": bots, "queues": queue_report(store), "webhooks": [], "streams": []}
 
 
 def checkpoint_report(store: Store) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import Config, load_config
 from ..errors import ConfigError, LeoError, UsageError
+from ..jsonio import JSONInputError
 from ..safetext import bounded, redact_urls
 from ..store import Store, open_store
 from ..yaml_loader import load_yaml
@@ -44,14 +45,18 @@ def handles_errors(func: F) -> F:
     value that does not parse (``--to``, ``--log-level``), or that names nothing there is
     (an unknown bot, a queue the bot does not read, a ``-f`` that is no file).
     Exit 1: the command line is fine but what it points at is not: an invalid pipelines file
-    (every problem, located), a store that cannot be opened, a folder in the way, an OS error.
-    Passwords in URLs are never printed.
+    (every problem, located), input that is not strict JSON (a `JSONInputError` is a usage
+    error to the HTTP API, bad input to the CLI), a store that cannot be opened, a folder in the
+    way, an OS error. Passwords in URLs are never printed.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except JSONInputError as exc:
+            print_error(exc)
+            raise typer.Exit(1) from None
         except UsageError as exc:  # before ConfigError: a missing -f file is both
             print_error(exc)
             raise typer.Exit(2) from None
