@@ -1782,5 +1782,5 @@ def test_a_symlinked_file_keeps_its_project_folder(tmp_path: Path) -> None:
     assert config.path == link and config.base_dir == tmp_path / "project"
     dangling = tmp_path / "project" / "dangling.yaml"
     dangling.symlink_to("nowhere.yaml")
-    with pytest.raises(ConfigFileMissing, match="the symlink points to nowhere.yaml, which does not exist"):
+    with pytest.raises(ConfigFileMissing, match=r"the symlink points to nowhere\.yaml, which does not exist"):
         load_config(dangling)
