@@ -194,3 +194,11 @@ def test_init_on_a_file_or_through_a_dangling_symlink(tmp_path: Path) -> None:
         result = runner.invoke(app, args)
         assert result.exit_code == 1, result.output
         assert not (tmp_path / "elsewhere.yaml").exists()
+
+
+@pytest.mark.parametrize("command", [["validate"], ["status"], ["queues", "list"], ["checkpoints", "list"]])
+def test_an_endless_pipelines_file_is_read_bounded(command: list[str]) -> None:
+    # Read into memory whole before: -f /dev/zero ended in a MemoryError.
+    result = runner.invoke(app, [*command, "-f", "/dev/zero"], env={"LEO_STORE": ""})
+    assert result.exit_code == 1
+    assert result.output.strip() == "/dev/zero:1:1: the file is too big (more than 1,048,576 bytes)"

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..config import Config, load_config
+from ..config.loader import read_pipelines_text
 from ..errors import ConfigError, LeoError, UsageError
 from ..jsonio import JSONInputError
 from ..safetext import bounded, redact_urls
@@ -104,10 +105,8 @@ def load(file: Path) -> Config:
 
 def _store_url_of(file: Path) -> tuple[str, Path]:
     """The store an invalid pipelines file names: its `store:` read from the raw YAML."""
-    try:
-        data = load_yaml(file.read_text(encoding="utf-8"), str(file)).data  # a YAML error is reported as is
-    except OSError as exc:
-        raise UsageError(f"cannot read {file}: {exc.strerror}; pass --store URL") from None
+    text = read_pipelines_text(file, str(file))  # bounded (never -f /dev/zero into memory)
+    data = load_yaml(text, str(file)).data  # a YAML error is reported as is
     if isinstance(data, dict) and isinstance(data.get("store"), str):
         return data["store"], file.resolve().parent
     if isinstance(data, dict) and "store" not in data:

@@ -45,12 +45,14 @@ def load_config(
     """
     file_path = Path(os.path.abspath(path))
     shown_name = display_name or str(path)
-    text = _read_text(file_path, shown_name)
+    text = read_pipelines_text(file_path, shown_name)
     return parse_config(text, file_path, env=env, registry=registry, display_name=shown_name)
 
 
-def _read_text(path: Path, shown_name: str) -> str:
-    """The file's text: UTF-8 (a BOM is allowed), at most MAX_FILE_SIZE worth of bytes."""
+def read_pipelines_text(path: Path, shown_name: str) -> str:
+    """A pipelines file's text: UTF-8 (a BOM is allowed), at most MAX_FILE_SIZE bytes (read
+    bounded: ``-f /dev/zero`` is an error, not a hang). Raises `ConfigFileMissing` or
+    `ConfigError` naming `shown_name`."""
     try:
         with path.open("rb") as handle:
             # Read one byte past the limit: a device or a pipe (``-f /dev/zero``) is bounded too.
