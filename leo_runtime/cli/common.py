@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import Config, load_config
 from ..config.loader import read_pipelines_text
-from ..errors import ConfigError, LeoError, UsageError
+from ..errors import ConfigError, ConfigFileMissing, LeoError, UsageError
 from ..jsonio import JSONInputError
 from ..safetext import bounded, redact_urls
 from ..store import Store, open_store
@@ -105,7 +105,10 @@ def load(file: Path) -> Config:
 
 def _store_url_of(file: Path) -> tuple[str, Path]:
     """The store an invalid pipelines file names: its `store:` read from the raw YAML."""
-    text = read_pipelines_text(file, str(file))  # bounded (never -f /dev/zero into memory)
+    try:
+        text = read_pipelines_text(file, str(file))  # bounded (never -f /dev/zero into memory)
+    except ConfigFileMissing as exc:
+        raise ConfigFileMissing(f"{exc}; or pass --store URL") from None
     data = load_yaml(text, str(file)).data  # a YAML error is reported as is
     if isinstance(data, dict) and isinstance(data.get("store"), str):
         return data["store"], file.resolve().parent
