@@ -37,13 +37,15 @@ def redact_urls(text: str) -> str:
             parts.append(text[done : colon + 1])
             parts.append("***")
             done = at
-        found = text.find("://", max(authority_end, authority_start))
+        found = text.find("://", max(authority_start, done))
     parts.append(text[done:])
     return "".join(parts)
 
 
 def bounded(text: str, limit: int = MAX_LINE) -> str:
-    """`text` cut to at most about `limit` characters, saying how much was left out."""
+    """`text` cut to at most about `limit` characters, saying how much was left out.
+
+    Hide passwords (`redact_urls`) before cutting: a cut could split a URL from its '@'."""
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text) - limit} more characters)"
@@ -55,7 +57,7 @@ def shown(value: Any, limit: int = MAX_SHOWN) -> str:
     Containers are cut while they are written out, so a value shared a million times through
     YAML aliases never gets expanded into one huge string.
     """
-    text = redact_urls(_short_repr(value, limit + 1))
+    text = _short_repr(value, limit + 1)
     if len(text) <= limit:
         return text
     return text[:limit] + "..."
@@ -64,6 +66,8 @@ def shown(value: Any, limit: int = MAX_SHOWN) -> str:
 def _short_repr(value: Any, budget: int) -> str:
     """A repr of `value` that stops once it is longer than `budget` characters."""
     if isinstance(value, str):
+        return repr(redact_urls(value)[:budget])  # hide first: a cut could split a URL from its '@'
+    if isinstance(value, bytes):
         return repr(value[:budget])
     if isinstance(value, dict):
         opening, closing, items = "{", "}", (f"{_short_repr(k, budget)}: {_short_repr(v, budget)}" for k, v in value.items())

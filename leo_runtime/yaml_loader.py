@@ -48,7 +48,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from leo_runtime.errors import ConfigError, Problem
-from leo_runtime.safetext import bounded, shown
+from leo_runtime.safetext import bounded, redact_urls, shown
 
 __all__ = [
     "MAX_DEPTH",
@@ -170,11 +170,11 @@ class YamlDocument:
 
     def scrub(self, text: str) -> str:
         """`text` with every environment value interpolated into the document replaced by
-        ``${NAME}``, and cut to a readable length."""
+        ``${NAME}`` and URL passwords hidden, cut to a readable length."""
         for name, value in self._secrets:
             if value in text:
                 text = text.replace(value, f"${{{name}}}")
-        return bounded(text)
+        return bounded(redact_urls(text))
 
     def problem(
         self,

@@ -1731,9 +1731,9 @@ def test_a_short_environment_value_is_still_never_quoted(tmp_path: Path) -> None
     assert "'ab'" not in problems[0].message and "-1" not in problems[1].message
 
 
-def test_a_store_url_password_is_never_shown(tmp_path: Path) -> None:
-    case = Pipelines(tmp_path, "version: 1\nstore: [postgresql://leo:pa55w0rd@db/leo]\n")
-    assert "pa55w0rd" not in case.error().message
+def test_a_url_password_is_never_shown(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, "version: 1\nretention: postgresql://leo:pa55w0rd@db/leo\n")
+    assert case.error().message.startswith("retention: invalid duration 'postgresql://leo:***@db/leo': expected")
 
 
 def test_numbers_are_finite_and_bounded(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def handles_errors(func: F) -> F:
 
 def print_error(error: object) -> None:
     """``error: MESSAGE`` on stderr, verbatim but bounded and with URL passwords hidden."""
-    err.print(f"error: {redact_urls(bounded(str(error)))}")
+    err.print(f"error: {bounded(redact_urls(str(error)))}")
 
 
 def print_problems(exc: ConfigError) -> None:

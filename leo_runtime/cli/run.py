@@ -70,7 +70,7 @@ MAX_LOG_MESSAGE = 10_000
 
 
 def _safe(text: str) -> str:
-    return redact_urls(bounded(text, MAX_LOG_MESSAGE))
+    return bounded(redact_urls(text), MAX_LOG_MESSAGE)
 
 
 class _JsonLogFormatter(logging.Formatter):
