@@ -121,8 +121,9 @@ class _Checker:
         template = self.doc.template(tuple(path))
         if template is None or not isinstance(value, str) or not value:
             return message
-        for form in (repr(value), value):
-            message = message.replace(form, shown(template) if form != value else template)
+        message = message.replace(shown(value), shown(template)).replace(repr(value), shown(template))
+        if len(value) >= 4:  # a bare short value ("5") would also match unrelated text
+            message = message.replace(value, template)
         return message
 
     def origin(self, path: Sequence[str | int]) -> str:
