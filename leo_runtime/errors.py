@@ -77,3 +77,8 @@ class BotError(LeoError):
 
 class UsageError(LeoError):
     """A command-line argument or API parameter is invalid."""
+
+
+class ConfigFileMissing(ConfigError, UsageError):
+    """The pipelines file named (``-f``, LEO_PIPELINES or the default) is not there, or is not a
+    file: a config error for the runtime, bad usage for the CLI (exit 2)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from .config import Config
 from .errors import UsageError
 from .events import make_eid, position_of
 from .runner import FAILING_AFTER
+from .safetext import redact_urls, shown
 from .store import Store
 from .timeutil import format_time, now_ms, parse_duration, parse_time
 
@@ -23,39 +25,58 @@ class ResetTarget:
     description: str
 
 
+_WHEN_FORMS = (
+    "use earliest, latest, an RFC 3339 time (2026-11-26T19:00:00Z), a negative duration (-PT1H: "
+    "that long ago) or a position (a number or an eid)"
+)
+_POSITION = re.compile(r"[0-9]{1,19}")  # ASCII digits that fit a 64-bit position
+
+
 def reset_target(store: Store, when: str) -> ResetTarget:
     """Resolve WHEN: ``earliest``, ``latest``, an RFC 3339 time, a negative ISO duration
-    (``-PT1H``: that long ago), or a position (a number or an eid)."""
+    (``-PT1H``: that long ago), or a position (a number or an eid).
+
+    Strict: anything else, a duration past 100 years, a time outside the years 1 to 9999 or a
+    position past the newest event is a `UsageError` with a one-line message.
+    """
     text = when.strip()
+    if not text:
+        raise UsageError(f"--to is empty: {_WHEN_FORMS}")
     earliest = store.first_position()
     if text == "earliest":
         return ResetTarget(earliest, False, "the oldest retained event")
     if text == "latest":
         return ResetTarget(store.last_position(), False, "the newest event (skip everything so far)")
     moment: int | None = None
-    if text.startswith(("-P", "-p")) or (text.startswith("-") and text[1:2].isdigit() and not text[1:].isdigit()):
+    if (text[:1] in "-+" and len(text) > 1 and not text[1:].isdecimal()) or text[:1] in "Pp":
         try:
             seconds = parse_duration(text)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"--to: {exc}") from None
+        if seconds > 0:
+            raise UsageError(f"--to {shown(text)}: a duration means that long ago, so it starts with '-' (like -PT1H)")
         moment = now_ms() + int(seconds * 1000)
-    elif len(text) >= 10 and text[4:5] == "-" and text[:4].isdigit():
+    elif len(text) >= 10 and text[4:5] == "-" and text[:4].isdecimal():
         try:
             moment = parse_time(text)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"--to: {exc}") from None
     if moment is not None:
         position = store.position_at(moment)
         oldest = _oldest_time(store) if position <= earliest else None
         clamped = oldest is not None and moment < oldest
         return ResetTarget(max(position, earliest), clamped, f"the first event at or after {format_time(moment)}")
-    try:
-        position = position_of(text)
-    except ValueError:
-        raise UsageError(
-            f"invalid --to {when!r}: use earliest, latest, an RFC 3339 time (2026-11-26T19:00:00Z), "
-            "a negative duration (-PT1H) or a position"
-        ) from None
+    if _POSITION.fullmatch(text):
+        position = int(text)
+    elif text.isascii() and text.isdecimal():
+        raise UsageError(f"position {shown(text)} is past the newest event ({store.last_position()})")
+    else:
+        try:
+            position = position_of(text) if text.isascii() and not text.isdecimal() else -1
+        except ValueError:
+            position = -1
+        if position < 0:
+            raise UsageError(f"invalid --to {shown(when)}: {_WHEN_FORMS}") from None
     last = store.last_position()
     if position > last:
         raise UsageError(f"position {position} is past the newest event ({last})")
@@ -126,13 +147,13 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
                 "events_in": info.events_in if info else 0,
                 "events_out": info.events_out if info else 0,
                 "last_run_at": format_time(info.last_run_at) if info else None,
-                "last_error": info.last_error if info and info.error_count else None,
+                "last_error": redact_urls(info.last_error or "") if info and info.error_count else None,
                 "last_error_at": format_time(info.last_error_at) if info and info.error_count else None,
                 "error_count": info.error_count if info else 0,
                 "lease_owner": info.lease_owner if info and (info.lease_expires_at or 0) > now else None,
             }
         )
-    return {"store": store.url, "bots": bots, "queues": queue_report(store), "webhooks": [], "streams": []}
+    return {"store": redact_urls(store.url), "bots": bots, "queues": queue_report(store), "webhooks": [], "streams": []}
 
 
 def checkpoint_report(store: Store) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from .runner import FAILING_AFTER, BotRunner
 from .store import Store
 from .timeutil import now_ms
 from .wakeups import Wakeups
-from .watching import FileWatcher
+from .watching import FileChangeWatch, FileWatcher
 
 log = logging.getLogger("leo.runtime")
 
@@ -70,11 +70,9 @@ class Runtime:
             self._start_runner(spec)
         self._tasks.append(loop.create_task(self._renew_leases(), name="leo-leases"))
         self._tasks.append(loop.create_task(self._prune(), name="leo-retention"))
-        self._config_watch = self.watcher.watch(
-            self.config.path,
-            lambda: loop.call_soon_threadsafe(self._schedule_reload),
-            only=self.config.path,
-            writes=False,
+        # However the file is replaced (in place, rename, symlinks, a ConfigMap's ..data swap).
+        self._config_watch = FileChangeWatch(
+            self.watcher, self.config.path, lambda: loop.call_soon_threadsafe(self._schedule_reload)
         )
         log.info(
             "running %d bot(s) in %d pipeline(s) from %s; store %s%s",
@@ -94,7 +92,7 @@ class Runtime:
         if self._reload_handle is not None:
             self._reload_handle.cancel()
         if self._config_watch is not None:
-            self.watcher.unwatch(self._config_watch)
+            self._config_watch.close()
         runners = list(self.runners.values())
         _, pending = await asyncio.wait(
             [asyncio.ensure_future(runner.stop()) for runner in runners], timeout=self.drain_timeout

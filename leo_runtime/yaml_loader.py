@@ -21,7 +21,13 @@ Differences from ``yaml.safe_load``:
   collection, ``[...]`` or ``{...}``, a ``${VAR}`` must be quoted anyway: ``{`` ends a plain
   scalar there);
 * only standard YAML tags are accepted (``!!set``, ``!!omap``, ``!!pairs`` and custom tags are
-  errors).
+  errors);
+* the input is bounded: at most `MAX_FILE_SIZE` characters, `MAX_DEPTH` levels of nesting and,
+  with every alias expanded, `MAX_VALUES` values and `MAX_TEXT` characters of text (so a file of
+  nested aliases, a "billion laughs", is one located error instead of gigabytes downstream);
+* values taken from the environment are secrets until proven otherwise: the document knows
+  which scalars were interpolated (`YamlDocument.template`) and every problem it makes has
+  those values replaced by the variable's name (`YamlDocument.scrub`).
 
 Every problem (syntax error, duplicate key, interpolation error, ...) is reported as a located
 `Problem` inside one `ConfigError`; problems found after parsing are all collected, not only the
@@ -42,8 +48,30 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from leo_runtime.errors import ConfigError, Problem
+from leo_runtime.safetext import bounded, redact_urls, shown
 
-__all__ = ["YamlDocument", "interpolate", "load_yaml"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_SIZE",
+    "MAX_PROBLEMS",
+    "MAX_TEXT",
+    "MAX_VALUES",
+    "YamlDocument",
+    "capped",
+    "interpolate",
+    "load_yaml",
+]
+
+# Bounds of one document. A real pipelines.yaml is a few kilobytes; these leave room for large
+# generated files while keeping parsing (pure-Python PyYAML) to seconds and memory to megabytes.
+MAX_FILE_SIZE = 1024 * 1024  # bytes of a file, characters of a text: a Kubernetes ConfigMap's limit
+MAX_DEPTH = 64  # levels of nesting, aliases expanded
+MAX_VALUES = 100_000  # scalars, lists and mappings, aliases expanded
+MAX_TEXT = 10_000_000  # characters of scalar text, aliases expanded
+MAX_PROBLEMS = 100  # problems kept in one ConfigError; the rest are counted
+# Environment values shorter than this are not hunted for inside other messages (a value such
+# as "1" or "on" would mangle unrelated text); the scalar they fill is still never shown.
+_MIN_SCRUBBED = 4
 
 Position = tuple[int, int]
 PathElement = str | int
@@ -80,14 +108,22 @@ class YamlDocument:
     the deepest part of it that does.
     """
 
-    def __init__(self, filename: str, data: Any, root: _Pos | None) -> None:
+    def __init__(
+        self, filename: str, data: Any, root: _Pos | None, secrets: Sequence[tuple[str, str]] = ()
+    ) -> None:
         """Wrap loaded data; use `load_yaml` rather than building one directly."""
         self.filename = filename
         self.data = data
         self._root = root
+        # (variable, value) of every environment value interpolated into the document, longest
+        # value first so that a value containing another is replaced whole.
+        self._secrets = sorted(
+            {(name, value) for name, value in secrets if len(value) >= _MIN_SCRUBBED},
+            key=lambda pair: -len(pair[1]),
+        )
 
     def __repr__(self) -> str:
-        return f"YamlDocument(filename={self.filename!r}, data={self.data!r})"
+        return f"YamlDocument(filename={self.filename!r}, data={shown(self.data)})"
 
     def key_position(self, path: Sequence[PathElement]) -> Position:
         """Position of the mapping key named by the last element of `path`.
@@ -115,6 +151,31 @@ class YamlDocument:
         found = self._walk(path)
         return found[-1][1].start if found else self._root.start
 
+    def template(self, path: Sequence[PathElement]) -> str | None:
+        """The scalar at `path` as written, when it holds a ``${...}`` interpolation; else None.
+
+        Messages about such a value name its template (``${API_TOKEN}``), never its value.
+        """
+        found = self._walk(path)
+        if len(found) != len(path):
+            return None
+        node = found[-1][1] if found else self._root
+        return node.template if node is not None else None
+
+    def origin(self, path: Sequence[PathElement]) -> str:
+        """`` (from ${VAR})`` when the value at `path` was interpolated, else ``""``: what a
+        message says instead of showing a value that may be a secret."""
+        template = self.template(path)
+        return _origin(template) if template is not None else ""
+
+    def scrub(self, text: str) -> str:
+        """`text` with every environment value interpolated into the document replaced by
+        ``${NAME}`` and URL passwords hidden, cut to a readable length."""
+        for name, value in self._secrets:
+            if value in text:
+                text = text.replace(value, f"${{{name}}}")
+        return bounded(redact_urls(text))
+
     def problem(
         self,
         path: Sequence[PathElement],
@@ -123,14 +184,17 @@ class YamlDocument:
         *,
         at: str = "key",
     ) -> Problem:
-        """A `Problem` in this file located at `path`'s key (``at="key"``) or value (``at="value"``)."""
+        """A `Problem` in this file located at `path`'s key (``at="key"``) or value (``at="value"``).
+
+        The message is scrubbed of environment values (see `scrub`).
+        """
         if at == "key":
             line, column = self.key_position(path)
         elif at == "value":
             line, column = self.value_position(path)
         else:
             raise ValueError(f"at must be 'key' or 'value', not {at!r}")
-        return Problem(self.filename, line, column, message, severity)
+        return Problem(self.filename, line, column, self.scrub(message), severity)
 
     def _walk(self, path: Sequence[PathElement]) -> list[tuple[Position, _Pos]]:
         """The ``(key position, value positions)`` of each existing step of `path`, in order."""
@@ -167,16 +231,28 @@ def load_yaml(text: str, filename: str, env: Mapping[str, str] | None = None) ->
     An empty document (or one holding only comments) gives ``data`` ``None``.
 
     Raises `ConfigError` with one located `Problem` for a YAML syntax error (or several
-    documents in the file), and with every problem found for duplicate keys, interpolation
-    errors, unsupported tags or recursive aliases.
+    documents in the file) or a document past its bounds (size, nesting, aliases expanded), and
+    with every problem found (up to `MAX_PROBLEMS`) for duplicate keys, interpolation errors,
+    unsupported tags or recursive aliases.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
+    if len(text) > MAX_FILE_SIZE:
+        raise ConfigError(
+            problems=[
+                Problem(
+                    filename, 1, 1, f"the file is too big ({len(text):,} characters; at most {MAX_FILE_SIZE:,})"
+                )
+            ]
+        )
     try:
         loader = _Loader(text)  # the reader rejects forbidden characters right away
         try:
             root = loader.get_single_node()
         finally:
             loader.dispose()
+    except _LimitExceeded as exc:
+        line, column = _position(exc.mark)
+        raise ConfigError(problems=[Problem(filename, line, column, exc.message)]) from None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(problems=[_syntax_problem(exc, filename)]) from None
     except yaml.YAMLError as exc:
@@ -185,10 +261,27 @@ def load_yaml(text: str, filename: str, env: Mapping[str, str] | None = None) ->
         return YamlDocument(filename, None, None)
     builder = _Builder(text, filename, environ, loader.explicit_tags)
     data, positions = builder.build(root)
+    document = YamlDocument(filename, data, positions, builder.secrets)
     if builder.problems:
-        problems = sorted(builder.problems, key=lambda p: (p.line, p.column))
-        raise ConfigError(problems=problems)
-    return YamlDocument(filename, data, positions)
+        problems = [
+            Problem(p.file, p.line, p.column, document.scrub(p.message), p.severity) for p in builder.problems
+        ]
+        raise ConfigError(problems=capped(problems))
+    return document
+
+
+def capped(problems: Sequence[Problem], limit: int = MAX_PROBLEMS) -> list[Problem]:
+    """`problems` sorted by place, at most `limit` of them plus one that counts the rest."""
+    ordered = sorted(problems, key=lambda p: (p.line, p.column))
+    errors = [p for p in ordered if p.severity == "error"]
+    if len(ordered) <= limit:
+        return ordered
+    kept = (errors + [p for p in ordered if p.severity != "error"])[:limit]
+    kept.sort(key=lambda p: (p.line, p.column))
+    rest = ordered[len(kept)] if len(kept) < len(ordered) else ordered[-1]
+    omitted = len(ordered) - len(kept)
+    more = Problem(rest.file, rest.line, rest.column, f"{omitted} more problem(s) not shown; fix the ones above first")
+    return [*kept, more]
 
 
 def interpolate(value: str, env: Mapping[str, str]) -> tuple[str, list[tuple[int, str]]]:
@@ -206,13 +299,20 @@ def interpolate(value: str, env: Mapping[str, str]) -> tuple[str, list[tuple[int
     Returns the substituted string and the errors as ``(offset of the '$' in value, message)``
     pairs; when there are errors the string is not meaningful.
     """
+    result, errors, _ = _interpolate(value, env)
+    return result, errors
+
+
+def _interpolate(value: str, env: Mapping[str, str]) -> tuple[str, list[tuple[int, str]], list[tuple[str, str]]]:
+    """`interpolate`, plus the ``(name, value)`` of every environment variable substituted."""
     parser = _Parser(value)
     parts = parser.parse_parts(nested=False)
     errors = list(parser.errors)
     if parser.fatal:
-        return value, errors
-    result = _evaluate(parts, env, errors)
-    return result, errors
+        return value, errors, []
+    used: list[tuple[str, str]] = []
+    result = _evaluate(parts, env, errors, used)
+    return result, errors, used
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,14 +416,22 @@ class _Parser:
         self.pos = len(self.text)
 
 
-def _evaluate(parts: list[str | _Var], env: Mapping[str, str], errors: list[tuple[int, str]]) -> str:
-    """Expand parsed `parts`, appending ``(offset, message)`` to `errors` for unset variables."""
+def _evaluate(
+    parts: list[str | _Var],
+    env: Mapping[str, str],
+    errors: list[tuple[int, str]],
+    used: list[tuple[str, str]] | None = None,
+) -> str:
+    """Expand parsed `parts`, appending ``(offset, message)`` to `errors` for unset variables
+    and ``(name, value)`` to `used` for every value taken from `env`."""
     out: list[str] = []
     for part in parts:
         if isinstance(part, str):
             out.append(part)
             continue
         value = env.get(part.name)
+        if value is not None and used is not None:
+            used.append((part.name, value))
         op = part.op
         if op == "":
             if value is None:
@@ -338,11 +446,11 @@ def _evaluate(parts: list[str | _Var], env: Mapping[str, str], errors: list[tupl
                 out.append(value)
         elif op in (":-", "-"):
             use_default = value is None or (op == ":-" and value == "")
-            out.append(_evaluate(part.word, env, errors) if use_default else value or "")
+            out.append(_evaluate(part.word, env, errors, used) if use_default else value or "")
         else:  # ":?" or "?"
             missing = value is None or (op == ":?" and value == "")
             if missing:
-                message = _evaluate(part.word, env, errors)
+                message = _evaluate(part.word, env, errors, used)
                 if message:
                     text = f"environment variable '{part.name}' is required: {message}"
                 elif value is None:
@@ -367,6 +475,7 @@ class _Pos:
     start: Position
     keys: dict[Any, tuple[Position, _Pos]] | None = None
     items: list[_Pos] | None = None
+    template: str | None = None  # a scalar as written, when it held ${...}
 
 
 @dataclass(eq=False)
@@ -378,21 +487,84 @@ class _AliasNode:
     start_mark: yaml.Mark
 
 
+class _LimitExceeded(Exception):
+    """The document is past one of its bounds; `mark` is where that became clear."""
+
+    def __init__(self, mark: yaml.Mark, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose composer keeps alias positions and which scalars had explicit tags."""
+    """SafeLoader whose composer keeps alias positions and which scalars had explicit tags, and
+    enforces the document's bounds while composing.
+
+    The composer itself never copies an aliased node, but everything downstream (validation,
+    messages, comparing pipelines on reload) sees the expanded data: so every node is counted
+    with its size *expanded* (an alias counts the whole anchored node again), and composing
+    stops at the first alias or node past a bound: linear time, whatever the aliases say.
+    """
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.explicit_tags: set[int] = set()
+        self._values = 0  # values composed so far, aliases expanded
+        self._text = 0  # characters of scalar text so far, aliases expanded
+        self._depth = 0
+        self._deepest = 0
+        self._sizes: dict[int, tuple[int, int, int]] = {}  # id(node) -> (values, text, height)
 
     def compose_node(self, parent: Node | None, index: Any) -> Any:
         event = self.peek_event()
-        node = super().compose_node(parent, index)
         if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            # An anchored node still being composed has no size yet: a recursive alias, which
+            # the builder reports.
+            values, text, height = self._sizes.get(id(node), (1, 0, 1))
+            self._grow(values, text, self._depth + height, event.start_mark)
             return _AliasNode(node, event.anchor, event.start_mark)
+        self._depth += 1
+        outer_deepest = self._deepest
+        self._deepest = self._depth
+        before = (self._values, self._text)
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _LimitExceeded(event.start_mark, f"the document is nested deeper than {MAX_DEPTH} levels")
+            node = super().compose_node(parent, index)
+            height = self._deepest - self._depth + 1
+            text = len(node.value) if isinstance(node, ScalarNode) else 0
+            self._grow(1, text, self._depth, node.start_mark)
+        finally:
+            self._depth -= 1
+            self._deepest = max(outer_deepest, self._deepest)
+        self._sizes[id(node)] = (self._values - before[0], self._text - before[1], height)
         if isinstance(event, yaml.ScalarEvent) and event.tag is not None:
             self.explicit_tags.add(id(node))
         return node
+
+    def _grow(self, values: int, text: int, depth: int, mark: yaml.Mark) -> None:
+        self._values += values
+        self._text += text
+        self._deepest = max(self._deepest, depth)
+        if depth > MAX_DEPTH:
+            raise _LimitExceeded(mark, f"with its aliases expanded, the document is nested deeper than {MAX_DEPTH} levels")
+        if self._values > MAX_VALUES:
+            raise _LimitExceeded(
+                mark,
+                f"too many values: with its aliases expanded, the document holds more than {MAX_VALUES:,} "
+                "(nested aliases multiply; write the values out or alias less)",
+            )
+        if self._text > MAX_TEXT:
+            raise _LimitExceeded(
+                mark,
+                f"too much text: with its aliases expanded, the document holds more than {MAX_TEXT:,} "
+                "characters (nested aliases multiply; write the values out or alias less)",
+            )
+
+
+def _origin(template: str) -> str:
+    return f" (from {template})" if len(template) <= 60 else f" (from {template[:60]}...)"
 
 
 def _position(mark: yaml.Mark) -> Position:
@@ -417,6 +589,7 @@ class _Builder:
         self.explicit_tags = explicit_tags
         self.constructor = SafeConstructor()
         self.problems: list[Problem] = []
+        self.secrets: list[tuple[str, str]] = []  # (variable, value) taken from the environment
         self._done: dict[int, tuple[Any, _Pos]] = {}
         self._active: set[int] = set()
 
@@ -431,7 +604,7 @@ class _Builder:
                 self.add(where, f"recursive alias '*{node.anchor}' (an anchor cannot contain itself)")
                 return None, _Pos(where)
             data, positions = self.build(node.target)
-            return data, _Pos(where, positions.keys, positions.items)
+            return data, _Pos(where, positions.keys, positions.items, positions.template)
         key = id(node)
         done = self._done.get(key)
         if done is not None:
@@ -443,7 +616,7 @@ class _Builder:
             elif isinstance(node, SequenceNode):
                 result = self._build_sequence(node)
             else:
-                result = (self._build_scalar(node), _Pos(_position(node.start_mark)))
+                result = self._build_scalar(node)
         finally:
             self._active.discard(key)
         self._done[key] = result
@@ -483,7 +656,7 @@ class _Builder:
                 self.build(value_node)
                 continue
             if first is not None:
-                self.add(key_at, f"duplicate key {key!r} (first at line {first[0]})")
+                self.add(key_at, f"duplicate key {shown(key)} (first at line {first[0]})")
                 self.build(value_node)
                 continue
             first_seen[key] = key_at
@@ -536,25 +709,29 @@ class _Builder:
         tag = _STR_TAG if node.tag == _VALUE_TAG else node.tag
         return self._construct(node, tag, node.value)
 
-    def _build_scalar(self, node: ScalarNode) -> Any:
+    def _build_scalar(self, node: ScalarNode) -> tuple[Any, _Pos]:
         tag = node.tag
         value = node.value
+        positions = _Pos(_position(node.start_mark))
         if "$" in value:
-            value, errors = interpolate(node.value, self.env)
+            value, errors, used = _interpolate(node.value, self.env)
             if errors:
                 for offset, message in errors:
                     self.add(self._offset_position(node, offset), message)
-                return None
+                return None, positions
+            if used or "${" in node.value:
+                positions.template = node.value
+                self.secrets.extend(used)
             if node.style is None and id(node) not in self.explicit_tags:
                 # An unquoted scalar is typed by what it says after substitution; an empty
                 # result stays the empty string rather than turning into null.
                 tag = _RESOLVER.resolve(ScalarNode, value, (True, False)) if value else _STR_TAG
         if tag in (_MERGE_TAG, _VALUE_TAG):  # a bare "<<" or "=" as a value: just text
             tag = _STR_TAG
-        result = self._construct(node, tag, value)
-        return None if result is _MISSING else result
+        result = self._construct(node, tag, value, positions.template)
+        return (None if result is _MISSING else result), positions
 
-    def _construct(self, node: ScalarNode, tag: str, value: str) -> Any:
+    def _construct(self, node: ScalarNode, tag: str, value: str, template: str | None = None) -> Any:
         where = _position(node.start_mark)
         if tag not in _SCALAR_TAGS:
             self.add(where, f"unsupported tag '{_short(tag)}' (only standard YAML types are allowed)")
@@ -564,7 +741,10 @@ class _Builder:
             return self.constructor.yaml_constructors[tag](self.constructor, scalar)
         except Exception as exc:
             reason = getattr(exc, "problem", None) or str(exc)
-            self.add(where, f"invalid {_short(tag)} value {value!r}: {reason}")
+            if template is None:
+                self.add(where, f"invalid {_short(tag)} value {shown(value)}: {bounded(reason, 200)}")
+            else:  # the value came from the environment: name where from, never what
+                self.add(where, f"invalid {_short(tag)} value{_origin(template)}")
             return _MISSING
 
     def _offset_position(self, node: ScalarNode, offset: int) -> Position:
@@ -615,7 +795,7 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str) -> Problem:
             message += f" ({exc.context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
         else:
             message += f" ({exc.context})"
-    return Problem(filename, line, column, message)
+    return Problem(filename, line, column, bounded(message, 500))
 
 
 def _reader_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
@@ -634,4 +814,4 @@ def _reader_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
         message = f"invalid YAML: {reason} (character U+{character:04X})"
     else:
         message = f"invalid YAML: {reason or exc}"
-    return Problem(filename, line, column, message)
+    return Problem(filename, line, column, bounded(message, 500))

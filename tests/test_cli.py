@@ -58,11 +58,12 @@ def test_validate_ok_shows_warnings_and_counts(project: Project) -> None:
     assert "no bot writes queue 'inventory.in'" in result.output
 
 
-def test_missing_file_is_exit_1_with_a_hint(tmp_path: Path) -> None:
+def test_missing_file_is_bad_usage_with_a_hint(tmp_path: Path) -> None:
+    # -f names no file: the command line is what needs fixing (exit 2, like a bad option).
     result = runner.invoke(app, ["validate", "-f", str(tmp_path / "nope.yaml")])
-    assert result.exit_code == 1 and "leo init" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "leo init" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["status", "-f", str(tmp_path / "nope.yaml")], env={"LEO_STORE": ""})
-    assert result.exit_code == 1 and "--store" in result.output
+    assert result.exit_code == 2 and "--store" in result.output
 
 
 def test_bad_usage_is_exit_2(project: Project) -> None:
@@ -102,7 +103,7 @@ def test_queues_put_tail_list(project: Project) -> None:
     queues = json.loads(invoke(project, "queues", "list", "--json").stdout)
     assert queues == [{**queues[0], "name": "inventory.in", "depth": 25, "head": 25}]
     unknown = invoke(project, "queues", "tail", "inventory.inn")
-    assert unknown.exit_code == 1 and "did you mean 'inventory.in'" in unknown.output
+    assert unknown.exit_code == 2 and "did you mean 'inventory.in'" in unknown.output
 
 
 def test_tail_finds_the_newest_events_of_a_sparse_queue(project: Project) -> None:
@@ -124,9 +125,9 @@ def test_put_with_a_bad_line_writes_nothing_and_names_the_line(project: Project)
     assert result.exit_code == 1
     assert f"{source}:2: not JSON" in result.output and "nothing was written" in result.output
     assert project.store().queue_head("inventory.in") == 0
-    assert invoke(project, "queues", "put", "bad name!", str(source)).exit_code == 1
+    assert invoke(project, "queues", "put", "bad name!", str(source)).exit_code == 2
     missing = invoke(project, "queues", "put", "q", str(project.root / "missing.ndjson"))
-    assert missing.exit_code == 1 and "cannot read" in missing.output
+    assert missing.exit_code == 2 and "cannot read" in missing.output
 
 
 def test_status_and_checkpoints_reset_every_form(project: Project) -> None:
@@ -158,9 +159,9 @@ def test_status_and_checkpoints_reset_every_form(project: Project) -> None:
     assert "unknown bot 'low-stok' (did you mean 'low-stock'?)" in invoke(
         project, "checkpoints", "reset", "low-stok", "--to", "earliest").output
     bad = invoke(project, "checkpoints", "reset", "low-stock", "--to", "yesterday")
-    assert bad.exit_code == 1 and "earliest, latest" in bad.output
+    assert bad.exit_code == 2 and "earliest, latest" in bad.output
     past = invoke(project, "checkpoints", "reset", "low-stock", "--to", "99")
-    assert past.exit_code == 1 and "past the newest event" in past.output
+    assert past.exit_code == 2 and "past the newest event" in past.output
 
 
 def test_pause_and_resume(project: Project) -> None:

@@ -25,7 +25,7 @@ from leo_runtime.bot import Bot, BotSettings, RunLimits, register_bot
 from leo_runtime.bots.file_reader import FileReader
 from leo_runtime.bots.filter import Filter
 from leo_runtime.config import Config, Schedule, json_schema, load_config
-from leo_runtime.errors import ConfigError, Problem
+from leo_runtime.errors import ConfigError, ConfigFileMissing, Problem
 from leo_runtime.query import Query
 from leo_runtime.registry import BotRegistry
 
@@ -1139,12 +1139,13 @@ def test_display_name_in_file_not_found(tmp_path: Path) -> None:
 
 
 def test_a_directory_or_undecodable_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigFileMissing, match="is a directory"):
         load_config(tmp_path)
     binary = tmp_path / "pipelines.yaml"
     binary.write_bytes(b"version: 1\nstore: \xff\xfe\n")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError) as info:
         load_config(binary)
+    assert str(info.value) == f"{binary}:2:8: not UTF-8 text (byte 0xff); save the file as UTF-8"
 
 
 # --------------------------------------------------------------------------------------------
@@ -1203,7 +1204,10 @@ def test_interpolated_value_is_validated_at_its_place(tmp_path: Path) -> None:
     case = Pipelines(tmp_path, ENV_FILE)
     problem = case.error(env={"LEO_TEST_PORT": "eighty"})
     assert where(problem) == case.at("${LEO_TEST_PORT")
-    assert problem.message == "server.port: input should be a valid integer, unable to parse string as an integer (got 'eighty')"
+    # The value came from the environment: the message names the variable, never the value.
+    assert problem.message == (
+        "server.port (from ${LEO_TEST_PORT:-8765}): input should be a valid integer, unable to parse string as an integer"
+    )
 
 
 def test_unset_variable_is_located_at_its_dollar(tmp_path: Path) -> None:
@@ -1655,3 +1659,128 @@ def test_json_schema_accepts_what_the_loader_accepts_for_schedule() -> None:
     schedule = json_schema()["$defs"]["BotConfig"]["properties"]["schedule"]
     types = json.dumps(schedule)
     assert '"type": "string"' in types and '"type": "number"' in types and '"type": "null"' in types
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets: a value taken from the environment is named by its variable, never shown
+# --------------------------------------------------------------------------------------------
+
+SECRET = "hunter2-Secret/Token"
+
+SECRETS_FILE = """
+version: 1
+retention: ${API_TOKEN}
+server:
+  port: ${API_TOKEN}
+webhooks:
+  timeout: "x-${API_TOKEN}"
+  retry_schedule: [1, "${API_TOKEN}"]
+pipelines:
+  p:
+    bots:
+      - id: r
+        use: file_reader
+        with: {path: data}
+        out: b
+        schedule: ${API_TOKEN}
+      - id: f
+        use: filter
+        in: b
+        out: c
+        with: {query: {}}
+        start: ${API_TOKEN}
+      - id: g
+        use: filter
+        in: c
+        with: ${API_TOKEN}
+      - id: h
+        use: filter
+        in: c
+        out: d
+        with: {query: {}}
+        batch: {records: "${API_TOKEN}"}
+"""
+
+
+def test_values_from_the_environment_are_named_never_shown(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, SECRETS_FILE)
+    problems = case.problems(env={"API_TOKEN": SECRET})
+    assert not [str(p) for p in problems if SECRET in str(p) or "hunter2" in str(p)]
+    by_line = {p.line: p.message for p in problems}
+    assert by_line[case.at("retention")[0]] == (
+        "retention (from ${API_TOKEN}): invalid duration '${API_TOKEN}': expected seconds, a short form like "
+        "'5s', '10m', '2h', '7d', or an ISO 8601 duration like 'PT1M' or 'P7D'"
+    )
+    assert by_line[case.at("port:")[0]] == (
+        "server.port (from ${API_TOKEN}): input should be a valid integer, unable to parse string as an integer"
+    )
+    assert by_line[case.at("timeout:")[0]].startswith("webhooks.timeout (from x-${API_TOKEN}): invalid duration")
+    assert by_line[case.at("retry_schedule")[0]].startswith("webhooks.retry_schedule[1] (from ${API_TOKEN}): ")
+    assert by_line[case.at("schedule: ${")[0]].startswith("bot 'r': schedule (from ${API_TOKEN}): invalid schedule")
+    assert by_line[case.at("start:")[0]] == (
+        "bot 'f': start must be 'earliest', 'latest' or an RFC 3339 time, not '${API_TOKEN}'"
+    )
+    assert by_line[case.at("with: ${API_TOKEN}")[0]] == "bot 'g': with (from ${API_TOKEN}): input should be a mapping"
+    assert by_line[case.at("records:")[0]].startswith("bot 'h': batch.records (from ${API_TOKEN}): input should be")
+
+
+def test_a_short_environment_value_is_still_never_quoted(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, "version: 1\nretention: ${T}\nserver: {port: '${P}'}\n")
+    problems = case.problems(env={"T": "ab", "P": "-1"})
+    assert [p.message.split(":")[0] for p in problems] == ["retention (from ${T})", "server.port (from ${P})"]
+    assert "'ab'" not in problems[0].message and "-1" not in problems[1].message
+
+
+def test_a_url_password_is_never_shown(tmp_path: Path) -> None:
+    case = Pipelines(tmp_path, "version: 1\nretention: postgresql://leo:pa55w0rd@db/leo\n")
+    assert case.error().message.startswith("retention: invalid duration 'postgresql://leo:***@db/leo': expected")
+
+
+def test_numbers_are_finite_and_bounded(tmp_path: Path) -> None:
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        retention: .inf
+        server: {get_object_rate: .nan}
+        webhooks: {timeout: P99999999999D, retry_schedule: [-5]}
+        pipelines:
+          p:
+            bots:
+              - {id: f, use: filter, in: a, out: b, with: {query: {}}, batch: {bytes: 99999999999999999999}}
+        """,
+    )
+    messages = [p.message for p in case.problems()]
+    assert messages == [
+        "retention: invalid duration inf: not a finite number of seconds",
+        "server.get_object_rate: input should be a finite number (got nan)",
+        "webhooks.timeout: invalid duration 'P99999999999D': longer than 100 years",
+        "webhooks.retry_schedule[0]: must be zero or more, got -5",
+        "bot 'f': batch.bytes: input should be less than or equal to 1000000000 (got 99999999999999999999)",
+    ]
+
+
+def test_a_huge_file_or_an_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"version: 1\n" + b"# padding\n" * 110_000)
+    with pytest.raises(ConfigError) as info:
+        load_config(big)
+    assert str(info.value) == f"{big}:1:1: the file is too big (more than 1,048,576 bytes)"
+    bomb = Pipelines(tmp_path, "version: 1\na: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + n)}: &{chr(98 + n)} [{', '.join([f'*{chr(97 + n)}'] * 10)}]\n" for n in range(8)
+    ) + "version: *i\n", name="bomb.yaml")
+    assert bomb.error().message.startswith("too many values: with its aliases expanded")
+
+
+def test_a_symlinked_file_keeps_its_project_folder(tmp_path: Path) -> None:
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "real.yaml").write_text("version: 1\n")
+    (tmp_path / "project").mkdir()
+    link = tmp_path / "project" / "pipelines.yaml"
+    link.symlink_to("../configs/real.yaml")
+    config = load_config(link)
+    assert config.path == link and config.base_dir == tmp_path / "project"
+    dangling = tmp_path / "project" / "dangling.yaml"
+    dangling.symlink_to("nowhere.yaml")
+    with pytest.raises(ConfigFileMissing, match=r"the symlink points to nowhere\.yaml, which does not exist"):
+        load_config(dangling)

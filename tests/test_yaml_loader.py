@@ -8,7 +8,16 @@ import textwrap
 import pytest
 
 from leo_runtime.errors import ConfigError, Problem
-from leo_runtime.yaml_loader import YamlDocument, interpolate, load_yaml
+from leo_runtime.yaml_loader import (
+    MAX_DEPTH,
+    MAX_FILE_SIZE,
+    MAX_PROBLEMS,
+    MAX_TEXT,
+    MAX_VALUES,
+    YamlDocument,
+    interpolate,
+    load_yaml,
+)
 
 FILE = "pipelines.yaml"
 
@@ -701,3 +710,102 @@ def test_a_tab_used_for_indentation_gets_a_plain_message() -> None:
     with pytest.raises(ConfigError) as caught:
         load_yaml("version: 1\npipelines:\n\tp: 1\n", "pipelines.yaml")
     assert str(caught.value.problems[0]) == "pipelines.yaml:3:1: invalid YAML: a tab cannot indent YAML; use spaces"
+
+
+# --------------------------------------------------------------------------------------------
+# Bounds: size, nesting, aliases expanded
+# --------------------------------------------------------------------------------------------
+
+LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_nested_aliases_are_one_located_error():
+    # 390 bytes that expand to 387 million strings: refused while composing, at the alias that
+    # passes the bound (the first '*e': a..e hold 74,700 values, '*e' brings 66,430 more).
+    assert located(LAUGHS) == [
+        (
+            6,
+            8,
+            f"too many values: with its aliases expanded, the document holds more than {MAX_VALUES:,} "
+            "(nested aliases multiply; write the values out or alias less)",
+        )
+    ]
+
+
+def test_aliases_of_long_text_are_bounded_too():
+    text = f'a: &a "{"x" * 100_000}"\nb: &b [{", ".join(["*a"] * 50)}]\nc: [*b, *b]\n'
+    [(line, column, message)] = located(text)
+    assert (line, column) == (3, 5)  # the first '*b' brings 5,000,000 more characters
+    assert message.startswith(f"too much text: with its aliases expanded, the document holds more than {MAX_TEXT:,}")
+
+
+def test_a_few_aliases_are_fine():
+    doc = load("d: &d {retries: 3, seconds: 5}\nbots: [{<<: *d, id: a}, {<<: *d, id: b}, *d]\n")
+    assert doc.data["bots"][2] == {"retries": 3, "seconds": 5}
+
+
+def test_nesting_is_bounded_without_a_traceback():
+    assert load("x: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)).data  # the root mapping is level 1
+    [(line, column, message)] = located("x: " + "[" * 400 + "]" * 400)
+    assert (line, column, message) == (1, 4 + MAX_DEPTH - 1, f"the document is nested deeper than {MAX_DEPTH} levels")
+    [(line, column, message)] = located("x:\n" + "".join("  " * n + f"k{n}:\n" for n in range(1, 200)))
+    assert message == f"the document is nested deeper than {MAX_DEPTH} levels"
+
+
+def test_nesting_through_aliases_is_bounded():
+    half = MAX_DEPTH // 2 + 2
+    text = f"a: &a {'[' * half}1{']' * half}\nb: {'[' * half}*a{']' * half}\n"
+    [(line, column, message)] = located(text)
+    assert (line, column) == (2, 4 + half)
+    assert message == f"with its aliases expanded, the document is nested deeper than {MAX_DEPTH} levels"
+
+
+def test_size_is_bounded():
+    [problem] = problems("a: " + "x" * MAX_FILE_SIZE)
+    assert (problem.line, problem.column) == (1, 1)
+    assert problem.message.startswith("the file is too big")
+
+
+def test_messages_never_quote_a_huge_value():
+    text = "a: 1\n" + f"{'k' * 100_000}: 1\n" * 2 + f'b: !!int "{"9x" * 100_000}"\n'
+    for problem in problems(text):
+        assert len(str(problem)) < 600
+
+
+def test_problems_are_capped():
+    found = problems("".join(f"k: {n}\n" for n in range(300)))
+    assert len(found) == MAX_PROBLEMS + 1
+    assert found[-1].message == f"{299 - MAX_PROBLEMS} more problem(s) not shown; fix the ones above first"
+
+
+# --------------------------------------------------------------------------------------------
+# Values from the environment are never shown
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_document_knows_which_values_came_from_the_environment():
+    doc = load("a: ${TOKEN}\nb: plain\nc: [\"x-${TOKEN}-y\"]\nd: ${UNSET:-dflt}\ne: $$5\n", {"TOKEN": "s3cr3t"})
+    assert doc.data == {"a": "s3cr3t", "b": "plain", "c": ["x-s3cr3t-y"], "d": "dflt", "e": "$5"}
+    assert doc.template(("a",)) == "${TOKEN}"
+    assert doc.template(("c", 0)) == "x-${TOKEN}-y"
+    assert doc.template(("d",)) == "${UNSET:-dflt}"
+    assert doc.template(("b",)) is None and doc.template(("e",)) is None
+    assert doc.template(("a", "deeper")) is None  # not the value at that path
+    assert doc.origin(("a",)) == " (from ${TOKEN})"
+    problem = doc.problem(("b",), "b: expected 'x-s3cr3t-y' or 's3cr3t'")
+    assert problem.message == "b: expected 'x-${TOKEN}-y' or '${TOKEN}'"
+
+
+def test_an_invalid_typed_value_from_the_environment_names_the_variable():
+    [(line, column, message)] = located('port: !!int "${PORT}"\n', {"PORT": "hunter2-secret"})
+    assert (line, column, message) == (1, 7, "invalid !!int value (from ${PORT})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from rich.table import Table
 from ..config import DEFAULT_FILE, Config
 from ..errors import UsageError
 from ..operations import check_bot, checkpoint_report, reset_target
+from ..safetext import shown
 from ..store import Store
 from .app import checkpoints_app
 from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
@@ -60,7 +62,7 @@ def checkpoints_reset(
     the_store, config = open_project(file, store)
     try:
         check_bot(the_store, config, bot)
-        queue = queue or _default_queue(the_store, config, bot)
+        queue = _input_queue(the_store, config, bot, queue)
         before = the_store.get_checkpoint(bot, queue)
         target = reset_target(the_store, to)
         the_store.set_checkpoint(bot, queue, target.position)
@@ -85,14 +87,28 @@ def checkpoints_reset(
     )
 
 
-def _default_queue(store: Store, config: Config | None, bot: str) -> str:
-    if config is not None:
-        for spec in config.bots:
-            if spec.id == bot and spec.in_queue:
-                return spec.in_queue
-    queues = [checkpoint.queue for checkpoint in store.checkpoints(bot)]
-    if len(queues) == 1:
-        return queues[0]
-    raise UsageError(f"bot '{bot}' reads no known queue; pass --queue QUEUE")
+def _input_queue(store: Store, config: Config | None, bot: str, wanted: str | None) -> str:
+    """The queue to reset: `wanted` when the bot reads it, else the bot's only input.
 
-
+    A bot's inputs are its ``in:`` in the pipelines file; for a bot no longer in the file (or
+    with the file invalid), the queues it has checkpoints in.
+    """
+    spec = next((spec for spec in config.bots if spec.id == bot), None) if config is not None else None
+    if spec is not None:
+        inputs = [spec.in_queue] if spec.in_queue else []
+    else:
+        inputs = sorted({checkpoint.queue for checkpoint in store.checkpoints(bot)})
+    if not inputs:
+        kind = f"a {spec.kind} bot" if spec is not None else "a bot without checkpoints"
+        raise UsageError(f"bot '{bot}' reads no queue ({kind}): it has no checkpoint to reset")
+    if wanted is None:
+        if len(inputs) == 1:
+            return inputs[0]
+        raise UsageError(f"bot '{bot}' reads {', '.join(inputs)}; pass --queue QUEUE")
+    if wanted not in inputs:
+        hint = difflib.get_close_matches(wanted, inputs, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise UsageError(
+            f"bot '{bot}' does not read queue {shown(wanted)}{suggestion}; it reads {', '.join(inputs)}"
+        )
+    return wanted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +15,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..config import Config, load_config
-from ..errors import ConfigError, LeoError, UsageError
+from ..config.loader import read_pipelines_text
+from ..errors import ConfigError, ConfigFileMissing, LeoError, UsageError
+from ..jsonio import JSONInputError
+from ..safetext import bounded, redact_urls
 from ..store import Store, open_store
 from ..yaml_loader import load_yaml
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# User and bot text is printed verbatim: no rich markup ("[/x]" in a bot's error would crash a
+# table), no ":emoji:" codes, no highlighting. Every table cell and message goes through these.
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 FileOption = Annotated[
     Path, typer.Option("-f", "--file", envvar="LEO_PIPELINES", help="pipelines file", show_default=True)
@@ -33,28 +39,58 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handles_errors(func: F) -> F:
-    """A LeoError becomes one line on stderr and exit code 1 (usage errors stay exit 2)."""
+    """Turn errors into exit codes, one line on stderr and no traceback.
+
+    Exit 2 (bad usage): the command line itself is wrong: typer's own checks (unknown option,
+    missing argument, a value of the wrong type or out of range) and every `UsageError`: a
+    value that does not parse (``--to``, ``--log-level``), or that names nothing there is
+    (an unknown bot, a queue the bot does not read, a ``-f`` that is no file).
+    Exit 1: the command line is fine but what it points at is not: an invalid pipelines file
+    (every problem, located), input that is not strict JSON (a `JSONInputError` is a usage
+    error to the HTTP API, bad input to the CLI), a store that cannot be opened, a folder in the
+    way, an OS error. Passwords in URLs are never printed.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except JSONInputError as exc:
+            print_error(exc)
+            raise typer.Exit(1) from None
+        except UsageError as exc:  # before ConfigError: a missing -f file is both
+            print_error(exc)
+            raise typer.Exit(2) from None
         except ConfigError as exc:
             print_problems(exc)
             raise typer.Exit(1) from None
         except LeoError as exc:
-            err.print(f"error: {exc}", markup=False)
+            print_error(exc)
             raise typer.Exit(1) from None
+        except BrokenPipeError:  # `leo ... | head`: the reader is gone, so is the output
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            print_error(f"{exc.filename + ': ' if isinstance(exc.filename, str) else ''}{exc.strerror or exc}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+def print_error(error: object) -> None:
+    """``error: MESSAGE`` on stderr, verbatim but bounded and with URL passwords hidden."""
+    err.print(f"error: {bounded(redact_urls(str(error)))}")
+
+
 def print_problems(exc: ConfigError) -> None:
+    """Every located problem of a ConfigError, one per line (or its message when it has none)."""
     if not exc.problems:
-        err.print(f"error: {exc}", markup=False)
+        print_error(exc)
         return
     for problem in exc.problems:
-        err.print(str(problem), markup=False)
+        err.print(redact_urls(str(problem)))
 
 
 def emit_json(value: Any) -> None:
@@ -70,9 +106,10 @@ def load(file: Path) -> Config:
 def _store_url_of(file: Path) -> tuple[str, Path]:
     """The store an invalid pipelines file names: its `store:` read from the raw YAML."""
     try:
-        data = load_yaml(file.read_text(encoding="utf-8"), str(file)).data  # a YAML error is reported as is
-    except OSError as exc:
-        raise UsageError(f"cannot read {file}: {exc.strerror}; pass --store URL") from None
+        text = read_pipelines_text(file, str(file))  # bounded (never -f /dev/zero into memory)
+    except ConfigFileMissing as exc:
+        raise ConfigFileMissing(f"{exc}; or pass --store URL") from None
+    data = load_yaml(text, str(file)).data  # a YAML error is reported as is
     if isinstance(data, dict) and isinstance(data.get("store"), str):
         return data["store"], file.resolve().parent
     if isinstance(data, dict) and "store" not in data:
@@ -108,7 +145,7 @@ class progress:
         if not self.enabled:
             return lambda n: None
         self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
         )
         self.bar.start()
         task = self.bar.add_task(self.label, total=self.total)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,9 +11,23 @@ import typer
 
 from .. import __version__
 from ..config import DEFAULT_FILE, json_schema
-from ..errors import ConfigError, Problem, UsageError
+from ..errors import ConfigError, LeoError, Problem, UsageError
 from .app import app
 from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, load, out, print_problems
+
+
+def _check_target(directory: Path) -> None:
+    """UsageError unless `directory` is a folder or can become one (no file, no dangling link
+    on the way)."""
+    if directory.is_symlink() and not directory.exists():
+        raise UsageError(f"{directory} is a symlink to {os.readlink(directory)}, which does not exist")
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} is a file, not a folder; pick a folder for the project")
+    for parent in directory.parents:
+        if parent.is_symlink() and not parent.exists():
+            raise UsageError(f"{parent} is a symlink to {os.readlink(parent)}, which does not exist")
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{parent} is a file, not a folder; pick a folder for the project")
 
 
 def _scaffold_dir() -> Path:
@@ -37,13 +52,17 @@ def init(
         for path in source.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     )
-    clashes = [rel for rel in files if (directory / rel).exists()]
+    _check_target(directory)
+    # lexists: a dangling symlink is in the way too (copying through it would write elsewhere).
+    clashes = [rel for rel in files if os.path.lexists(directory / rel)]
     if clashes and not force:
-        raise UsageError(
+        raise LeoError(
             f"{directory / clashes[0]} already exists; use --force to overwrite, or pick an empty folder"
         )
     for rel in files:
         target = directory / rel
+        if target.is_symlink() or target.is_dir():
+            raise LeoError(f"{target} is a {'symlink' if target.is_symlink() else 'folder'}; remove it first")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / rel, target)
     if as_json:
@@ -62,6 +81,8 @@ def validate(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, a
     """Check the pipelines file; print FILE:LINE:COL: message per problem."""
     try:
         config = load(file)
+    except UsageError:
+        raise  # a -f that is no file: bad usage (exit 2), not a file with problems
     except ConfigError as exc:
         if as_json:
             emit_json({"valid": False, "file": str(file), "problems": [_problem_dict(p) for p in exc.problems]

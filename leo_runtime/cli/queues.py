@@ -16,6 +16,7 @@ import typer
 from ..config import DEFAULT_FILE
 from ..errors import UsageError
 from ..events import RawJSON
+from ..jsonio import JSONInputError
 from ..operations import queue_report
 from ..store import Store
 from ..timeutil import format_time
@@ -185,7 +186,7 @@ def _validate_lines(handle: IO[bytes], source: str) -> int:
             continue
         count += 1
     if problems:
-        raise UsageError("; ".join(problems) + " (nothing was written)")
+        raise JSONInputError("; ".join(problems) + " (nothing was written)")  # bad input: exit 1
     return count
 
 

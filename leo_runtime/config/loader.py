@@ -9,6 +9,7 @@ cycles are errors, a queue that is read but never written is a warning) and rais
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 import typing
@@ -19,10 +20,11 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ValidationError
 
 from ..bot import Bot, BotSettings, RunLimits
-from ..errors import BotError, ConfigError, Problem
+from ..errors import BotError, ConfigError, ConfigFileMissing, Problem
 from ..registry import BotRegistry
+from ..safetext import shown
 from ..timeutil import parse_time
-from ..yaml_loader import YamlDocument, load_yaml
+from ..yaml_loader import MAX_FILE_SIZE, YamlDocument, capped, load_yaml
 from .models import NAME_PATTERN, NAME_RULE, BotConfig, PipelinesFile
 from .specs import BotSpec, Config, Schedule
 
@@ -34,16 +36,51 @@ def load_config(
     registry: BotRegistry | None = None,
     display_name: str | None = None,
 ) -> Config:
-    """Load and validate a pipelines file; raise ConfigError with every located problem."""
-    file_path = Path(path)
-    shown = display_name or str(path)
+    """Load and validate a pipelines file; raise ConfigError with every located problem.
+
+    The file is read through symlinks but its own place (made absolute, symlinks kept) is the
+    project folder: with ``pipelines.yaml -> ..data/pipelines.yaml`` (a Kubernetes ConfigMap) or
+    a symlink into a config repository, relative paths stay next to the link. A file that is
+    not there or not a file raises `ConfigFileMissing` (bad usage for the CLI).
+    """
+    file_path = Path(os.path.abspath(path))
+    shown_name = display_name or str(path)
+    text = read_pipelines_text(file_path, shown_name)
+    return parse_config(text, file_path, env=env, registry=registry, display_name=shown_name)
+
+
+def read_pipelines_text(path: Path, shown_name: str) -> str:
+    """A pipelines file's text: UTF-8 (a BOM is allowed), at most MAX_FILE_SIZE bytes (read
+    bounded: ``-f /dev/zero`` is an error, not a hang). Raises `ConfigFileMissing` or
+    `ConfigError` naming `shown_name`."""
     try:
-        text = file_path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            # Read one byte past the limit: a device or a pipe (``-f /dev/zero``) is bounded too.
+            raw = handle.read(MAX_FILE_SIZE + 1)
     except FileNotFoundError:
-        raise ConfigError(f"{shown}: file not found (create one with `leo init`, or pass -f FILE)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{shown}: cannot read: {exc}") from None
-    return parse_config(text, file_path.resolve(), env=env, registry=registry, display_name=shown)
+        if path.is_symlink():
+            raise ConfigFileMissing(
+                f"{shown_name}: the symlink points to {os.readlink(path)}, which does not exist"
+            ) from None
+        raise ConfigFileMissing(f"{shown_name}: file not found (create one with `leo init`, or pass -f FILE)") from None
+    except IsADirectoryError:
+        raise ConfigFileMissing(f"{shown_name}: is a directory, not a pipelines file (pass -f FILE)") from None
+    except NotADirectoryError:
+        raise ConfigFileMissing(f"{shown_name}: file not found (a part of the path is not a folder)") from None
+    except OSError as exc:
+        raise ConfigError(f"{shown_name}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_SIZE:
+        raise ConfigError(
+            problems=[Problem(shown_name, 1, 1, f"the file is too big (more than {MAX_FILE_SIZE:,} bytes)")]
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[raw.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace")) + 1
+        message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        raise ConfigError(problems=[Problem(shown_name, line, column, message)]) from None
+    return text.removeprefix("\ufeff")
 
 
 def parse_config(
@@ -72,6 +109,27 @@ class _Checker:
     def error(self, path: Sequence[str | int], message: str, *, at: str = "key") -> None:
         self.problems.append(self.doc.problem(tuple(path), message, at=at))
 
+    def quoted(self, path: Sequence[str | int], value: Any) -> str:
+        """How a message quotes the value at `path`: shortened, and for a value taken from the
+        environment its template (``'${API_TOKEN}'``), never the value itself."""
+        template = self.doc.template(tuple(path))
+        return shown(template if template is not None else value)
+
+    def hide(self, path: Sequence[str | int], message: str, value: Any) -> str:
+        """`message` (written by a validator that quotes `value`) with the value at `path`
+        replaced by its template when it was taken from the environment."""
+        template = self.doc.template(tuple(path))
+        if template is None or not isinstance(value, str) or not value:
+            return message
+        message = message.replace(shown(value), shown(template)).replace(repr(value), shown(template))
+        if len(value) >= 4:  # a bare short value ("5") would also match unrelated text
+            message = message.replace(value, template)
+        return message
+
+    def origin(self, path: Sequence[str | int]) -> str:
+        """`` (from ${VAR})`` for a value interpolated from the environment, else nothing."""
+        return self.doc.origin(tuple(path))
+
     def warn(self, path: Sequence[str | int], message: str) -> None:
         self.problems.append(self.doc.problem(tuple(path), message, severity="warning"))
 
@@ -95,7 +153,7 @@ class _Checker:
         errors = self._errors()
         self.problems.sort(key=lambda p: (p.line, p.column))
         if errors or model is None:
-            raise ConfigError(problems=self.problems)
+            raise ConfigError(problems=capped(self.problems))
         return Config(self.path, model, specs, self.doc, [p for p in self.problems if p.severity == "warning"])
 
     def _errors(self) -> list[Problem]:
@@ -145,7 +203,9 @@ class _Checker:
             self._report(exc, cls.Settings, (*path, "with"), label=label, relative_to=(*path, "with"))
             return None
         except Exception as exc:  # a custom bot's own validator broke: report it, never crash the loader
-            self.error((*path, "with"), f"{label}: checking the settings of '{use.strip()}' failed: {exc!r}", at="value")
+            self.error(
+                (*path, "with"), f"{label}: checking the settings of {shown(use.strip())} failed: {exc!r}", at="value"
+            )
             return None
         return cls, settings
 
@@ -187,7 +247,10 @@ class _Checker:
             try:
                 schedule = Schedule.parse(schedule_text)
             except ValueError as exc:
-                self.error((*path, "schedule"), f"{label}: {exc}", at="value")
+                where = (*path, "schedule")
+                message = self.hide(where, str(exc), str(schedule_text).strip())
+                origin = self.origin(where)
+                self.error(where, f"{label}: schedule{origin}: {message}" if origin else f"{label}: {message}", at="value")
                 ok = False
         if config.start is not None:
             if kind == "source":
@@ -197,9 +260,11 @@ class _Checker:
                 try:
                     parse_time(config.start)
                 except ValueError:
+                    where = (*path, "start")
                     self.error(
-                        (*path, "start"),
-                        f"{label}: start must be 'earliest', 'latest' or an RFC 3339 time, not {config.start!r}",
+                        where,
+                        f"{label}: start must be 'earliest', 'latest' or an RFC 3339 time, not "
+                        f"{self.quoted(where, config.start)}",
                         at="value",
                     )
                     ok = False
@@ -289,7 +354,7 @@ class _Checker:
                 else:  # a bot's label already says which bot: name only the part inside it
                     parent = _dotted(_strip_bot(loc[:-1]) if shown_label else loc[:-1])
                 inside = f" in '{parent}'" if parent else ""
-                message = f"unknown field '{loc[-1]}'{inside}{suggestion}"
+                message = f"unknown field '{_part(loc[-1])}'{inside}{suggestion}"
                 if allowed:
                     message += f"; known fields: {', '.join(allowed)}"
                 at = "key"
@@ -305,9 +370,17 @@ class _Checker:
                 reason = err["msg"]
                 if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
                     reason = NAME_RULE
-                message = f"{where}: {_clean(reason)}" if where else _clean(reason)
-                if kind not in ("value_error",) and "input" in err and not isinstance(err["input"], dict | list):
-                    message += f" (got {err['input']!r})"
+                # A value taken from the environment is named by its template, never shown.
+                reason = self.hide(path, _clean(reason), err.get("input"))
+                where += self.origin(path)
+                message = f"{where}: {reason}" if where else reason
+                if (
+                    kind not in ("value_error",)
+                    and "input" in err
+                    and not isinstance(err["input"], dict | list)
+                    and self.doc.template(path) is None
+                ):
+                    message += f" (got {shown(err['input'])})"
             if shown_label:
                 message = f"{shown_label}: {message}"
             self.error(path, message, at=at)
@@ -380,8 +453,14 @@ def _strip_bot(path: tuple) -> tuple:
 def _dotted(path: Sequence[Any]) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        text += f"[{part}]" if isinstance(part, int) else (f".{_part(part)}" if text else _part(part))
     return text
+
+
+def _part(key: Any) -> str:
+    """A key for a message, cut to a readable length (a key may be a whole paragraph)."""
+    text = str(key)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 def _clean(message: str) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from ..safetext import shown
 from ..timeutil import parse_duration
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
@@ -17,13 +18,16 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
 
 
 def _seconds(value: Any) -> float:
-    return parse_duration(value)
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise ValueError(f"must be zero or more, got {shown(value)}")
+    return seconds
 
 
 def _positive_seconds(value: Any) -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
-        raise ValueError(f"must be more than zero, got {value!r}")
+        raise ValueError(f"must be more than zero, got {shown(value)}")
     return seconds
 
 
@@ -57,7 +61,7 @@ def _schedule_text(value: Any) -> Any:
 
 def _supported_version(value: Any) -> Any:
     if value != 1 or isinstance(value, bool):
-        raise ValueError(f"unsupported version {value!r}: this leo-runtime reads 'version: 1'")
+        raise ValueError(f"unsupported version {shown(value)}: this leo-runtime reads 'version: 1'")
     return value
 
 
@@ -72,7 +76,8 @@ ScheduleText = Annotated[
 class Model(BaseModel):
     """Strict base: unknown keys are errors, aliases (``with``, ``in``) accepted by name too."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # No inf or nan: `.inf` in YAML is a float, and every number here ends up in arithmetic.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
 
 
 class ServerConfig(Model):
@@ -107,7 +112,7 @@ class BatchConfig(Model):
     """Bounds of one bot run (it runs again at once while behind)."""
 
     records: int = Field(1000, ge=1, le=1_000_000)
-    bytes: int = Field(4_000_000, ge=1)
+    bytes: int = Field(4_000_000, ge=1, le=1_000_000_000)
     seconds: Duration = 5.0
 
 
