@@ -62,9 +62,9 @@ def emit_json(value: Any) -> None:
 
 
 
-def load(file: Path) -> Config:
+def load(file: Path, *, import_bots: bool = True) -> Config:
     """The validated pipelines file (ConfigError lists every problem)."""
-    return load_config(file, display_name=str(file))
+    return load_config(file, display_name=str(file), import_bots=import_bots)
 
 
 def _store_url_of(file: Path) -> tuple[str, Path]:
@@ -80,21 +80,25 @@ def _store_url_of(file: Path) -> tuple[str, Path]:
     raise UsageError(f"{file}: 'store' is not a URL; pass --store URL")
 
 
-def open_project(file: Path, store: str | None) -> tuple[Store, Config | None]:
-    """The store to use (``--store`` beats LEO_STORE beats the file) and the config if valid."""
+def open_project(file: Path, store: str | None, *, read_only: bool = False) -> tuple[Store, Config | None]:
+    """The store to use (``--store`` beats LEO_STORE beats the file) and the config if valid.
+
+    ``read_only=True`` is for commands that only look: the store is neither created nor migrated
+    nor written, and custom bot code is not imported (see `load_config`'s ``import_bots``).
+    """
     config: Config | None = None
     try:
-        config = load(file)
+        config = load(file, import_bots=not read_only)
     except ConfigError:
         config = None
     if store:
-        return open_store(store, Path.cwd()), config
+        return open_store(store, Path.cwd(), read_only=read_only), config
     if config is not None:
-        return open_store(config.store_url, config.base_dir), config
+        return open_store(config.store_url, config.base_dir, read_only=read_only), config
     if not file.exists():
         raise UsageError(f"{file}: file not found; pass -f FILE or --store URL (or run `leo init`)")
     url, base = _store_url_of(file)
-    return open_store(url, base), None
+    return open_store(url, base, read_only=read_only), None
 
 
 class progress:

@@ -30,7 +30,7 @@ PUT_CHUNK = 1000
 @handles_errors
 def queues_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every queue with its depth and head."""
-    the_store, _ = open_project(file, store)
+    the_store, _ = open_project(file, store, read_only=True)
     try:
         queues = queue_report(the_store)
     finally:
@@ -52,7 +52,7 @@ def queues_tail(
     as_json: JsonOption = False,
 ) -> None:
     """Print the newest events of a queue (--json: one event per line)."""
-    the_store, _ = open_project(file, store)
+    the_store, _ = open_project(file, store, read_only=True)
     try:
         known = {info.name for info in the_store.queues()}
         if queue not in known and not follow:

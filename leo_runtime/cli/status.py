@@ -17,7 +17,7 @@ from .common import FileOption, JsonOption, StoreOption, emit_json, handles_erro
 @handles_errors
 def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Bots (state, checkpoint, lag, last error), queues (depth, head), webhooks, streams."""
-    the_store, config = open_project(file, store)
+    the_store, config = open_project(file, store, read_only=True)
     try:
         report = status_report(the_store, config)
     finally:
