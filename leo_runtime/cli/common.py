@@ -11,7 +11,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from ..config import Config, load_config
 from ..errors import ConfigError, LeoError, UsageError
@@ -102,24 +109,25 @@ def open_project(file: Path, store: str | None, *, read_only: bool = False) -> t
 
 
 class progress:
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
+    """A progress bar on stderr while a long command works: ``with progress(...) as advance``;
+    ``advance(n)`` adds n done. ``unit="bytes"`` shows sizes; a total of 0 means unknown."""
+
+    def __init__(self, total: int, label: str, enabled: bool, *, unit: str = "items") -> None:
         self.enabled = enabled
         self.total = total
         self.label = label
+        self.unit = unit
         self.bar: Progress | None = None
 
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
-        self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
-        )
+        done = DownloadColumn() if self.unit == "bytes" else MofNCompleteColumn()
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), done, TimeRemainingColumn(), console=err)
         self.bar.start()
-        task = self.bar.add_task(self.label, total=self.total)
+        task = self.bar.add_task(self.label, total=self.total or None)
         return lambda n: self.bar.advance(task, n) if self.bar else None
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
-
-

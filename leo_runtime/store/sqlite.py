@@ -8,6 +8,7 @@ never wait on SQLite's busy handler, other processes (the CLI beside ``leo run``
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -311,6 +312,26 @@ class SQLiteStore(Store):
             conn.executemany(_INSERT_EVENT, rows)
             last = first + len(rows) - 1
             heads = self._advance(conn, last, timestamp, {queue_id: (len(rows), last)})
+        self._notify(heads)
+        return first, last
+
+    def append_texts(self, queue: str, texts: Iterable[str]) -> tuple[int, int]:
+        iterator = iter(texts)
+        head = next(iterator, None)
+        if head is None:
+            return 0, 0
+        with self._write() as conn:
+            queue_id = self._queue_id(conn, queue, create=True)
+            first, timestamp = self._reserve(conn)
+            # This append's constants are written into the statement (they are integers): binding
+            # two values per row instead of six makes a bulk append about a third faster.
+            insert = (
+                "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
+                f"VALUES (?, {int(queue_id)}, ?, {int(timestamp)}, {int(timestamp)}, NULL)"
+            )
+            count = conn.executemany(insert, zip(itertools.count(first), itertools.chain((head,), iterator))).rowcount
+            last = first + count - 1
+            heads = self._advance(conn, last, timestamp, {queue_id: (count, last)})
         self._notify(heads)
         return first, last
 
