@@ -36,6 +36,12 @@ def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_
             str(bot["events_in"]), str(bot["events_out"]), bot["last_run_at"] or "-", bot["last_error"] or "",
         )
     out.print(bots)
+    for bot in report["bots"]:
+        rejected = bot.get("rejected")
+        if rejected and rejected.get("count"):
+            out.print(f"bot '{bot['id']}' refused {rejected['count']} input line(s); latest:", markup=False)
+            for message in rejected.get("recent", []):
+                out.print(f"  {message}", markup=False)
     print_queues(report["queues"])
     out.print("webhooks: none    streams: none", markup=False)
 
