@@ -90,12 +90,13 @@ def _store_url_of(file: Path) -> tuple[str, Path]:
 def open_project(file: Path, store: str | None, *, read_only: bool = False) -> tuple[Store, Config | None]:
     """The store to use (``--store`` beats LEO_STORE beats the file) and the config if valid.
 
-    ``read_only=True`` is for commands that only look: the store is neither created nor migrated
-    nor written, and custom bot code is not imported (see `load_config`'s ``import_bots``).
+    No custom bot code is imported (these commands need bot ids and queues, not bot classes:
+    see `load_config`'s ``import_bots``). ``read_only=True`` is for commands that only look:
+    the store is then neither created nor migrated nor written.
     """
     config: Config | None = None
     try:
-        config = load(file, import_bots=not read_only)
+        config = load(file, import_bots=False)
     except ConfigError:
         config = None
     if store:
