@@ -18,8 +18,9 @@ from .store import Store
 
 MAX_PROBLEMS = 5
 """How many bad lines one refusal names; reading stops there."""
-MAX_LINE_BYTES = 64 << 20
-"""The longest line accepted (64 MiB); a longer one is refused without being held in memory."""
+MAX_LINE_BYTES = 16 << 20
+"""The longest line accepted (16 MiB); a longer one is refused without being held in memory.
+(Decoding a line to check it can take some 30 times its size: this bounds what one line costs.)"""
 
 _SPOOL_IN_MEMORY = 64 << 20
 _READ_SIZE = 1 << 20
