@@ -40,18 +40,23 @@ def test_a_store_that_does_not_exist_is_an_error_naming_it_and_nothing_is_create
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("command", READING, ids=" ".join)
+WRITING = [["queues", "put", "q"], ["run", "--no-http"], ["bots", "pause", "b"]]
+
+
+@pytest.mark.parametrize("command", READING + WRITING, ids=" ".join)
 def test_another_applications_database_is_refused_untouched(tmp_path: Path, command: list[str]) -> None:
     other = tmp_path / "app.db"
     conn = sqlite3.connect(other)
     conn.execute("CREATE TABLE schema_migrations (version TEXT PRIMARY KEY)")
     conn.commit()
     conn.close()
+    (tmp_path / "pipelines.yaml").write_text(FILTER_PIPELINE)
     before = files_of(tmp_path)
 
-    result = leo(*command, "--store", f"sqlite:///{other}", cwd=tmp_path)
+    result = leo(*command, "--store", f"sqlite:///{other}", cwd=tmp_path, input='{"a": 1}\n')
 
-    assert result.returncode == 1 and "is not a leo store" in result.stderr, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "is not a leo store" in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
     assert files_of(tmp_path) == before
 
 
