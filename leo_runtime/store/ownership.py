@@ -19,7 +19,7 @@ from ..errors import StoreError
 from .migrations import SQLITE_MIGRATIONS
 
 APPLICATION_ID = 0x4C454F31
-"""``PRAGMA application_id`` of every leo store ("LEO1"); see ``file(1)``'s magic for SQLite."""
+"""``PRAGMA application_id`` of every leo store: "LEO1" in ASCII, at offset 68 of the file."""
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # What migration 1 creates: an unmarked file holding these (and saying so in schema_migrations)
