@@ -95,7 +95,11 @@ def test_reading_commands_work_on_a_read_only_store_in_a_read_only_folder(projec
     with read_only(project.db, project.root):
         results = {" ".join(command): leo(*command, "--json", "-f", str(project.file), env={"LEO_STORE": ""})
                    for command in READING}
+        writing = leo("queues", "put", "inventory.in", "-f", str(project.file), input='{"quantity": 2}\n',
+                      env={"LEO_STORE": ""})
         assert files_of(project.root) == before
+
+    assert writing.returncode == 1 and "read-only; this command writes" in writing.stderr, writing.stderr
 
     for command, result in results.items():
         assert result.returncode == 0, f"{command}: {result.stderr}"

@@ -52,6 +52,19 @@ def check_header(path: Path, url: str) -> None:
             raise StoreError(_foreign(url, path, f"its SQLite application_id is 0x{application_id:08X}"))
 
 
+def check_writable(path: Path, url: str) -> None:
+    """A clear error, before SQLite's own "unable to open database file", when a writing
+    command meets a read-only store file or folder (SQLite writes side files next to it)."""
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StoreError(f"store {url}: {path} is read-only; this command writes (reading commands work on it)")
+    # With its side files there already (a runtime is at work), a writer needs no new files.
+    if not os.access(path.parent, os.W_OK | os.X_OK) and not Path(f"{path}-wal").exists():
+        raise StoreError(
+            f"store {url}: folder {path.parent} is read-only; this command writes the store and SQLite's side files "
+            "next to it (reading commands work on it)"
+        )
+
+
 def ownership(conn: sqlite3.Connection, url: str, path: Path) -> Ownership:
     """Whose the database on `conn` is: ``leo`` (marked), ``unmarked`` (a leo store from before
     the mark) or ``new`` (no tables yet); StoreError for anyone else's. Call it inside the

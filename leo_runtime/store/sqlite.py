@@ -23,7 +23,7 @@ from ..events import Event, encode_payload
 from ..timeutil import now_ms
 from .base import AppendListener, BotInfo, CheckpointInfo, ObjectRecord, PendingEvent, QueueInfo, RunCommit, Store
 from .migrations import SQLITE_MIGRATIONS
-from .ownership import APPLICATION_ID, check_header, ownership, reader_uri
+from .ownership import APPLICATION_ID, check_header, check_writable, ownership, reader_uri
 
 _INSERT_EVENT = (
     "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
@@ -74,6 +74,8 @@ class SQLiteStore(Store):
                 "check the path, or create the store with `leo run` or `leo queues put`)"
             )
         check_header(self.path, self.url)
+        if not read_only:
+            check_writable(self.path, self.url)
         try:
             if read_only:
                 self._check_readable()
