@@ -83,7 +83,9 @@ class FileReader(SourceBot):
                         if budget <= 0:
                             ctx.behind = ctx.behind or handle.read(1) != b""
                             break
-            except OSError as exc:  # gone, unreadable: say so, and go on with the other files
+            except FileNotFoundError:  # removed since it was listed
+                continue
+            except OSError as exc:  # unreadable: say so, and go on with the other files
                 rejections.add(f"{path}: cannot read: {exc.strerror or exc}")
             finally:
                 rejections.close()
@@ -111,8 +113,8 @@ def _lines(handle: IO[bytes], cursor: dict[str, Any], rejections: _Rejections, s
             cursor["offset"] += len(raw)
             if raw.endswith(b"\n"):
                 del cursor["skipping"]
-            if not raw or not raw.endswith(b"\n"):
-                return
+            elif len(raw) <= MAX_LINE_BYTES:
+                return  # the end of the file, inside that line: its writer is not done
             continue
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             cursor["offset"] += len(raw)
