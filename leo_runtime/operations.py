@@ -150,6 +150,8 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
                 "last_error": redact_urls(info.last_error or "") if info and info.error_count else None,
                 "last_error_at": format_time(info.last_error_at) if info and info.error_count else None,
                 "error_count": info.error_count if info else 0,
+                # Input a source refused (file:line: reason), kept in its state by convention.
+                "rejected": (info.state or {}).get("rejected") if info else None,
                 "lease_owner": info.lease_owner if info and (info.lease_expires_at or 0) > now else None,
             }
         )

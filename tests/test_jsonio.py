@@ -67,3 +67,21 @@ def test_documents_are_an_array_or_ndjson_located_by_line() -> None:
 
 def test_canonical_json_sorts_keys_at_every_level() -> None:
     assert canonical({"b": 1, "a": {"d": 2, "c": [3, {"f": 4, "e": 5}]}}) == b'{"a":{"c":[3,{"e":5,"f":4}],"d":2},"b":1}'
+
+
+@pytest.mark.parametrize(
+    ("text", "deep"),
+    [
+        (b'["' + b"[" * 300 + b'"]', False),  # brackets inside a string do not nest
+        (b'["\\"' + b"[" * 300 + b'"]', False),  # nor after an escaped quote
+        (b"{\"a\":" * 50 + b"[" * 50 + b"1" + b"]" * 50 + b"}" * 50, False),  # 100 mixed levels
+        (b"[{\"a\":" * 50 + b"[1]" + b"}]" * 50, True),  # 101 mixed levels
+        (b"[" + b",".join([b'{"a":[1,{"b":"]]]]"}]}'] * 2000) + b"]", False),  # wide, with brackets in strings
+    ],
+)
+def test_nesting_is_judged_on_the_text_outside_strings(text: bytes, deep: bool) -> None:
+    if deep:
+        with pytest.raises(JSONInputError, match=f"nested deeper than {MAX_DEPTH} levels"):
+            parse(text)
+    else:
+        parse(text)

@@ -24,7 +24,7 @@ def checkpoints_list(
     file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Every bot's checkpoint in each queue it reads, with the lag behind the head."""
-    the_store, _ = open_project(file, store)
+    the_store, _ = open_project(file, store, read_only=True)
     try:
         # This listing calls the checkpoint its position (what `reset --to POSITION` takes).
         rows = [

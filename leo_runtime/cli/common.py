@@ -12,7 +12,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from ..config import Config, load_config
 from ..config.loader import read_pipelines_text
@@ -98,9 +105,9 @@ def emit_json(value: Any) -> None:
 
 
 
-def load(file: Path) -> Config:
+def load(file: Path, *, import_bots: bool = True) -> Config:
     """The validated pipelines file (ConfigError lists every problem)."""
-    return load_config(file, display_name=str(file))
+    return load_config(file, display_name=str(file), import_bots=import_bots)
 
 
 def _store_url_of(file: Path) -> tuple[str, Path]:
@@ -117,42 +124,50 @@ def _store_url_of(file: Path) -> tuple[str, Path]:
     raise UsageError(f"{file}: 'store' is not a URL; pass --store URL")
 
 
-def open_project(file: Path, store: str | None) -> tuple[Store, Config | None]:
-    """The store to use (``--store`` beats LEO_STORE beats the file) and the config if valid."""
+def open_project(file: Path, store: str | None, *, read_only: bool = False) -> tuple[Store, Config | None]:
+    """The store to use (``--store`` beats LEO_STORE beats the file) and the config if valid.
+
+    No custom bot code is imported (these commands need bot ids and queues, not bot classes:
+    see `load_config`'s ``import_bots``). ``read_only=True`` is for commands that only look:
+    the store is then neither created nor migrated nor written.
+    """
     config: Config | None = None
     try:
-        config = load(file)
+        config = load(file, import_bots=False)
     except ConfigError:
         config = None
     if store:
-        return open_store(store, Path.cwd()), config
+        return open_store(store, Path.cwd(), read_only=read_only), config
     if config is not None:
-        return open_store(config.store_url, config.base_dir), config
+        return open_store(config.store_url, config.base_dir, read_only=read_only), config
     if not file.exists():
         raise UsageError(f"{file}: file not found; pass -f FILE or --store URL (or run `leo init`)")
     url, base = _store_url_of(file)
-    return open_store(url, base), None
+    return open_store(url, base, read_only=read_only), None
 
 
 class progress:
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
+    """A progress bar on stderr while a long command works: ``with progress(...) as advance``;
+    ``advance(n)`` adds n done. ``unit="bytes"`` shows sizes; a total of 0 means unknown."""
+
+    def __init__(self, total: int, label: str, enabled: bool, *, unit: str = "items") -> None:
         self.enabled = enabled
         self.total = total
         self.label = label
+        self.unit = unit
         self.bar: Progress | None = None
 
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
+        done = DownloadColumn() if self.unit == "bytes" else MofNCompleteColumn()
         self.bar = Progress(
-            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
+            TextColumn("{task.description}", markup=False), BarColumn(), done, TimeRemainingColumn(), console=err
         )
         self.bar.start()
-        task = self.bar.add_task(self.label, total=self.total)
+        task = self.bar.add_task(self.label, total=self.total or None)
         return lambda n: self.bar.advance(task, n) if self.bar else None
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
-
-

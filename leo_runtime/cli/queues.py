@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import shutil
+import io
+import os
+import re
+import stat
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -15,23 +17,21 @@ import typer
 
 from ..config import DEFAULT_FILE
 from ..errors import UsageError
-from ..events import RawJSON
-from ..jsonio import JSONInputError
+from ..jsonio import JSONInputError, dumps, parse
 from ..operations import queue_report
+from ..staging import publish, stage_lines
 from ..store import Store
 from ..timeutil import format_time
 from .app import queues_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out, progress
+from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, open_project, out, progress
 from .status import print_queues
-
-PUT_CHUNK = 1000
 
 
 @queues_app.command("list")
 @handles_errors
 def queues_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every queue with its depth and head."""
-    the_store, _ = open_project(file, store)
+    the_store, _ = open_project(file, store, read_only=True)
     try:
         queues = queue_report(the_store)
     finally:
@@ -46,14 +46,14 @@ def queues_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None
 @handles_errors
 def queues_tail(
     queue: Annotated[str, typer.Argument(help="queue name")],
-    count: Annotated[int, typer.Option("-n", "--lines", min=0, help="how many of the newest events")] = 10,
+    count: Annotated[int, typer.Option("-n", "--lines", min=0, max=1_000_000, help="how many of the newest events (at most 1,000,000)")] = 10,
     follow: Annotated[bool, typer.Option("--follow", help="keep printing new events until Ctrl-C")] = False,
     file: FileOption = Path(DEFAULT_FILE),
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Print the newest events of a queue (--json: one event per line)."""
-    the_store, _ = open_project(file, store)
+    the_store, _ = open_project(file, store, read_only=True)
     try:
         known = {info.name for info in the_store.queues()}
         if queue not in known and not follow:
@@ -103,10 +103,25 @@ def _last_events(store: Store, queue: str, count: int) -> list[Any]:
 
 def _print_event(event: Any, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(event.to_json() + "\n")
+        sys.stdout.write(_event_json(event) + "\n")
     else:
         sys.stdout.write(f"{event.seq}\t{format_time(event.timestamp)}\t{event.payload_json}\n")
     sys.stdout.flush()
+
+
+def _event_json(event: Any) -> str:
+    """One line of strict JSON for `event`, whatever its stored text: a payload that is not
+    strict JSON (written before input was checked, or by a bot's RawJSON) is shown as a string
+    in ``payload_text`` with ``payload_error`` saying why, and ``payload`` null."""
+    try:
+        parse(event.payload_json)
+    except JSONInputError as exc:
+        return dumps({
+            "eid": event.eid, "position": event.seq, "queue": event.queue, "payload": None,
+            "payload_text": event.payload_json, "payload_error": exc.reason, "correlation_id": event.correlation_id,
+            "event_source_timestamp": event.event_source_timestamp, "timestamp": event.timestamp,
+        })
+    return event.to_json()
 
 
 @queues_app.command("put")
@@ -118,88 +133,58 @@ def queues_put(
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Append payloads (one JSON value per line) to a queue. Nothing is written if a line is bad."""
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*", queue):
+    """Append payloads (one JSON value per line) to a queue: every line, or none if one is bad."""
+    if not QUEUE_NAME.fullmatch(queue):
         raise UsageError(f"invalid queue name {queue!r}: use letters, digits, '_', '.', '-'")
-    with _spooled(source) as handle:
-        total = _validate_lines(handle, source)
-        the_store, _ = open_project(file, store)
-        first = last = 0
-        try:
-            with progress(total, f"put {queue}", enabled=not as_json and total >= 5000) as advance:
-                handle.seek(0)
-                for chunk in _chunks(handle, PUT_CHUNK):
-                    start, end = the_store.append(queue, chunk)
-                    first = first or start
-                    last = end
-                    advance(len(chunk))
-        finally:
-            the_store.close()
-    if as_json:
-        emit_json({"queue": queue, "count": total, "first": first, "last": last})
-    else:
-        span = f" (positions {first}-{last})" if total else ""
-        out.print(f"put {total} event(s) on queue '{queue}'{span}", markup=False)
-
-
-class _spooled:
-    """The input as a seekable binary file (stdin is spooled to a temporary file)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.handle: IO[bytes] | None = None
-
-    def __enter__(self) -> IO[bytes]:
-        if self.source == "-":
-            spool = tempfile.TemporaryFile()
-            shutil.copyfileobj(sys.stdin.buffer, spool)
-            spool.seek(0)
-            self.handle = spool
-        else:
-            try:
-                self.handle = open(self.source, "rb")
-            except OSError as exc:
-                raise UsageError(f"cannot read {self.source}: {exc.strerror}") from None
-        return self.handle
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.handle is not None:
-            self.handle.close()
-
-
-def _validate_lines(handle: IO[bytes], source: str) -> int:
     name = "stdin" if source == "-" else source
-    count = 0
-    problems = []
-    for number, raw in enumerate(handle, start=1):
-        text = raw.strip()
-        if not text:
-            continue
-        try:
-            json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            problems.append(f"{name}:{number}: not JSON: {exc}")
-            if len(problems) >= 5:
-                break
-            continue
-        count += 1
-    if problems:
-        raise JSONInputError("; ".join(problems) + " (nothing was written)")  # bad input: exit 1
-    return count
+    try:
+        with _opened(source) as handle:
+            size = _size_of(handle)
+            label = f"check {name}"
+            with progress(size, label, enabled=not as_json and size >= CHECK_BAR_BYTES, unit="bytes") as advance:
+                try:
+                    staged = stage_lines(handle, name, advance=advance)
+                except JSONInputError as exc:
+                    raise JSONInputError(f"{exc}; nothing was written") from None  # bad input: exit 1
+        with staged:
+            the_store, _ = open_project(file, store)
+            try:
+                with progress(staged.count, f"put {queue}", enabled=not as_json and staged.count >= 5000) as advance:
+                    first, last = publish(the_store, queue, staged, advance=advance)
+            finally:
+                the_store.close()
+    except KeyboardInterrupt:
+        err.print(f"interrupted: nothing was put on queue '{queue}'", markup=False)
+        raise typer.Exit(130) from None
+    if as_json:
+        emit_json({"queue": queue, "count": staged.count, "first": first, "last": last})
+    else:
+        span = f" (positions {first}-{last})" if staged.count else ""
+        out.print(f"put {staged.count} event(s) on queue '{queue}'{span}", markup=False)
 
 
-def _chunks(handle: IO[bytes], size: int) -> Iterator[list[RawJSON]]:
-    chunk: list[RawJSON] = []
-    for raw in handle:
-        text = raw.strip()
-        if text:
-            chunk.append(RawJSON(text.decode("utf-8")))
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+CHECK_BAR_BYTES = 16 << 20  # inputs this big show a bar while they are checked
 
 
+@contextmanager
+def _opened(source: str) -> Iterator[IO[bytes]]:
+    """The input as a binary stream: stdin for ``-``, else the file (a clear error if unreadable)."""
+    if source == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(source, "rb")  # noqa: SIM115 (closed below; the error path must not hide the cause)
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+    with handle:
+        yield handle
+
+
+def _size_of(handle: IO[bytes]) -> int:
+    """The size of a regular file (0 for stdin, pipes and the like: their bar waits for the put)."""
+    try:
+        info = os.fstat(handle.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return 0
+    return info.st_size if stat.S_ISREG(info.st_mode) else 0

@@ -17,7 +17,7 @@ from .common import FileOption, JsonOption, StoreOption, emit_json, handles_erro
 @handles_errors
 def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Bots (state, checkpoint, lag, last error), queues (depth, head), webhooks, streams."""
-    the_store, config = open_project(file, store)
+    the_store, config = open_project(file, store, read_only=True)
     try:
         report = status_report(the_store, config)
     finally:
@@ -36,6 +36,12 @@ def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_
             str(bot["events_in"]), str(bot["events_out"]), bot["last_run_at"] or "-", bot["last_error"] or "",
         )
     out.print(bots)
+    for bot in report["bots"]:
+        rejected = bot.get("rejected")
+        if rejected and rejected.get("count"):
+            out.print(f"bot '{bot['id']}' refused {rejected['count']} input line(s); latest:", markup=False)
+            for message in rejected.get("recent", []):
+                out.print(f"  {message}", markup=False)
     print_queues(report["queues"])
     out.print("webhooks: none    streams: none", markup=False)
 

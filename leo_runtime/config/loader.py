@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..bot import Bot, BotSettings, RunLimits
+from ..bot import Bot, BotSettings, RunLimits, registered_bots
 from ..errors import BotError, ConfigError, ConfigFileMissing, Problem
 from ..registry import BotRegistry
 from ..safetext import shown
@@ -35,8 +35,13 @@ def load_config(
     env: Mapping[str, str] | None = None,
     registry: BotRegistry | None = None,
     display_name: str | None = None,
+    import_bots: bool = True,
 ) -> Config:
     """Load and validate a pipelines file; raise ConfigError with every located problem.
+
+    ``import_bots=False`` (for commands that only read the store) imports no bot code beyond the
+    built-ins: a custom or plugin bot becomes a stand-in whose ``with:`` is not checked and
+    whose kind is read from the YAML (``in`` and ``out``: processor, ``in``: sink, else source).
 
     The file is read through symlinks but its own place (made absolute, symlinks kept) is the
     project folder: with ``pipelines.yaml -> ..data/pipelines.yaml`` (a Kubernetes ConfigMap) or
@@ -46,7 +51,9 @@ def load_config(
     file_path = Path(os.path.abspath(path))
     shown_name = display_name or str(path)
     text = read_pipelines_text(file_path, shown_name)
-    return parse_config(text, file_path, env=env, registry=registry, display_name=shown_name)
+    return parse_config(
+        text, file_path, env=env, registry=registry, display_name=shown_name, import_bots=import_bots
+    )
 
 
 def read_pipelines_text(path: Path, shown_name: str) -> str:
@@ -90,20 +97,22 @@ def parse_config(
     env: Mapping[str, str] | None = None,
     registry: BotRegistry | None = None,
     display_name: str | None = None,
+    import_bots: bool = True,
 ) -> Config:
     """Validate pipelines.yaml text; `path` locates relative paths (store, custom bots, sources)."""
     document = load_yaml(text, display_name or str(path), env=env)
-    checker = _Checker(document, path, registry or BotRegistry())
+    checker = _Checker(document, path, registry or BotRegistry(), import_bots=import_bots)
     config = checker.run()
     config.env = env
     return config
 
 
 class _Checker:
-    def __init__(self, document: YamlDocument, path: Path, registry: BotRegistry) -> None:
+    def __init__(self, document: YamlDocument, path: Path, registry: BotRegistry, *, import_bots: bool = True) -> None:
         self.doc = document
         self.path = path
         self.registry = registry
+        self.import_bots = import_bots
         self.problems: list[Problem] = []
 
     def error(self, path: Sequence[str | int], message: str, *, at: str = "key") -> None:
@@ -179,6 +188,8 @@ class _Checker:
                 self._settings(path, use, settings_data, _label_for(self.doc.data, path) or "bot")
             return None
         label = f"bot '{config.id}'"
+        if not self.import_bots and config.use.strip() not in registered_bots():
+            return _stand_in(pipeline, path, config)
         resolved = self._settings(path, config.use, config.with_, label)
         if resolved is None:
             return None
@@ -384,6 +395,23 @@ class _Checker:
             if shown_label:
                 message = f"{shown_label}: {message}"
             self.error(path, message, at=at)
+
+
+class _UncheckedSettings(BotSettings):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+def _stand_in(pipeline: str, path: tuple, config: BotConfig) -> BotSpec:
+    """A bot whose code was not imported (``import_bots=False``): enough for status and listings."""
+    kind = "processor" if config.in_ and config.out else "sink" if config.in_ else "source"
+    cls = type("NotImportedBot", (Bot,), {"kind": kind, "name": config.use.strip(), "Settings": _UncheckedSettings})
+    try:
+        schedule = Schedule.parse(config.schedule) if config.schedule else None
+    except ValueError:
+        schedule = None
+    limits = RunLimits(records=config.batch.records, bytes=config.batch.bytes, seconds=config.batch.seconds)
+    settings = _UncheckedSettings.model_validate(config.with_)
+    return BotSpec(pipeline, config, cls, settings, config.in_, config.out, schedule, limits, path)
 
 
 def _raw_bots(data: dict[str, Any]) -> list[tuple[tuple, dict[str, Any]]]:

@@ -43,8 +43,12 @@ def resolve_store_path(url: str, base_dir: str | Path | None = None) -> tuple[Pa
     return path.resolve(), options
 
 
-def open_store(url: str, base_dir: str | Path | None = None) -> Store:
-    """Open (and migrate) the store a URL names. Raises StoreError with the URL on failure."""
+def open_store(url: str, base_dir: str | Path | None = None, *, read_only: bool = False) -> Store:
+    """Open (and migrate) the store a URL names. Raises StoreError with the URL on failure.
+
+    A file that is not a leo store is refused and left untouched. ``read_only=True`` (what the
+    reading commands use) never creates, migrates or writes: see `SQLiteStore`.
+    """
     path, options = resolve_store_path(url, base_dir)
     unknown = set(options) - {"synchronous", "busy_timeout"}
     if unknown:
@@ -53,4 +57,6 @@ def open_store(url: str, base_dir: str | Path | None = None) -> Store:
         busy_timeout = float(options.get("busy_timeout", 30))
     except ValueError:
         raise StoreError(f"store URL {url!r}: busy_timeout must be a number of seconds") from None
-    return SQLiteStore(path, busy_timeout=busy_timeout, synchronous=options.get("synchronous", "NORMAL"))
+    return SQLiteStore(
+        path, busy_timeout=busy_timeout, synchronous=options.get("synchronous", "NORMAL"), read_only=read_only
+    )

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..events import Event
+from ..events import Event, RawJSON
 
 
 class PendingEvent(NamedTuple):
@@ -149,6 +149,16 @@ class Store(ABC):
         value. ``event_source_timestamp`` defaults to the write time. Returns (0, 0) when
         `payloads` is empty. Listeners are told after the commit.
         """
+
+    def append_texts(self, queue: str, texts: Iterable[str]) -> tuple[int, int]:
+        """Append JSON texts already judged strict (`leo_runtime.jsonio`) to `queue` in ONE
+        transaction, each stored exactly as given; return (first, last) position, (0, 0) if none.
+
+        For bulk input (``leo queues put``): `texts` may be a long iterator, consumed inside the
+        transaction, and anything it raises (Ctrl-C included) rolls the whole append back.
+        Positions are consecutive, with one write time; listeners are told after the commit.
+        """
+        return self.append(queue, map(RawJSON, texts))
 
     @abstractmethod
     def append_events(self, events: Sequence[PendingEvent]) -> tuple[int, int]:

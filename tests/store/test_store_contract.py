@@ -166,6 +166,40 @@ def test_raw_json_and_event_payloads_are_stored_byte_for_byte(store: Store) -> N
     assert everything(store, "out")[1].payload == {"z": [1, 2, 3], "é": "é", "n": 1.5}
 
 
+def test_append_texts_stores_each_text_as_given_at_consecutive_positions(store: Store, clock: FakeClock) -> None:
+    heard: list = []
+    store.add_append_listener(heard.append)
+    store.append("q", [{"n": 0}])
+    texts = ['{"b":1,  "a":2}', '[1, 2.50]', '"é"', "null"]
+
+    first, last = store.append_texts("q", iter(texts))
+
+    events = everything(store, "q")[1:]
+    assert (first, last) == (events[0].seq, events[-1].seq) and last - first == len(texts) - 1
+    assert [event.payload_json for event in events] == texts
+    assert {event.timestamp for event in events} == {CLOCK_START}
+    assert [event.event_source_timestamp for event in events] == [CLOCK_START] * len(texts)
+    assert [event.correlation_id for event in events] == [None] * len(texts)
+    assert store.queue_head("q") == last and heard[-1] == {"q": last}
+    assert store.append_texts("q", []) == (0, 0)
+    assert store.queue_head("q") == last
+
+
+def test_append_texts_is_all_or_nothing_when_its_iterator_fails(store: Store) -> None:
+    store.append("q", [{"n": 0}])
+    before = snapshot(store)
+
+    def texts():
+        for n in range(5000):
+            yield f'{{"n":{n}}}'
+        raise KeyboardInterrupt  # Ctrl-C in the middle of a long put
+
+    with pytest.raises(KeyboardInterrupt):
+        store.append_texts("q", texts())
+    assert snapshot(store) == before
+    assert store.append_texts("fresh", ["1"]) == (2, 2)  # positions were not used up
+
+
 @pytest.mark.parametrize(
     ("payload", "text"),
     [
