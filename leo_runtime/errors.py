@@ -77,3 +77,11 @@ class BotError(LeoError):
 
 class UsageError(LeoError):
     """A command-line argument or API parameter is invalid."""
+
+
+class NotFound(LeoError):
+    """What was asked for does not exist (a partner name, an object key). HTTP 404, exit 1."""
+
+
+class Conflict(LeoError):
+    """The request clashes with what exists (a partner name already taken). HTTP 409, exit 1."""

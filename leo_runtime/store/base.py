@@ -96,6 +96,19 @@ class BotInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PartnerRecord:
+    """A partner account: ``scope_json`` is its scope query as JSON text (None: it sees every
+    object), ``token_hash`` the SHA-256 of its token, ``revoked_at`` None while it is live."""
+
+    id: int
+    name: str
+    scope_json: str | None
+    created_at: int
+    revoked_at: int | None
+    token_hash: bytes = field(repr=False, default=b"")
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectRecord:
     """The latest state of one object: ``data_json`` is its JSON text (its last known state when
     ``deleted``), ``version`` counts its changes from 1, ``seq`` is the position of its latest
@@ -277,6 +290,32 @@ class Store(ABC):
     @abstractmethod
     def record_failure(self, bot_id: str, message: str) -> int:
         """Note a failed run (last error, time, error count + 1); return the new error count."""
+
+    # -- partners ------------------------------------------------------------------------------
+    @abstractmethod
+    def create_partner(self, name: str, token_hash: bytes, scope_json: str | None) -> PartnerRecord:
+        """Add a partner account in one transaction. Raises `Conflict` (and writes nothing) when
+        the name is taken, by a live or a revoked partner."""
+
+    @abstractmethod
+    def partner_by_token_hash(self, token_hash: bytes) -> PartnerRecord | None:
+        """The partner whose token hashes to `token_hash` (revoked ones included), or None.
+
+        One indexed lookup that sees every commit, this process's or another's: the server calls
+        it on every request, so a revocation takes effect on the next one.
+        """
+
+    @abstractmethod
+    def partner(self, name: str) -> PartnerRecord | None:
+        """One partner by name (revoked ones included), or None."""
+
+    @abstractmethod
+    def partners(self) -> list[PartnerRecord]:
+        """Every partner, live and revoked, by name."""
+
+    @abstractmethod
+    def revoke_partner(self, name: str) -> PartnerRecord | None:
+        """Revoke a partner (atomic; revoking again keeps the first time); None if unknown."""
 
     # -- objects -------------------------------------------------------------------------------
     @abstractmethod

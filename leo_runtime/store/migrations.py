@@ -81,4 +81,21 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         )
         """,
     ),
+    (
+        4,
+        "partners: accounts, token hashes and scopes",
+        """
+        -- A trading partner's account. Tokens are never stored: only their SHA-256 (the UNIQUE
+        -- index is what each request looks up). scope: the partner's query as JSON text, NULL for
+        -- none. A revoked partner keeps its row (and its name) so that nothing it owned is orphaned.
+        CREATE TABLE partners (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            token_hash BLOB NOT NULL UNIQUE,
+            scope TEXT,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER
+        )
+        """,
+    ),
 ]

@@ -16,10 +16,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointMoved, LeaseLost, StoreError
+from ..errors import CheckpointMoved, Conflict, LeaseLost, StoreError
 from ..events import Event, encode_payload
 from ..timeutil import now_ms
-from .base import AppendListener, BotInfo, CheckpointInfo, ObjectRecord, PendingEvent, QueueInfo, RunCommit, Store
+from .base import AppendListener, BotInfo, CheckpointInfo, ObjectRecord, PartnerRecord, PendingEvent, QueueInfo, RunCommit, Store
 from .migrations import SQLITE_MIGRATIONS
 
 _INSERT_EVENT = (
@@ -30,7 +30,7 @@ _BOT_COLUMNS = (
     "bot_id, pipeline, paused, lease_owner, lease_expires_at, last_run_at, last_error, last_error_at, "
     "error_count, runs, events_in, events_out, state"
 )
-
+_PARTNER_COLUMNS = "id, name, scope, created_at, revoked_at, token_hash"
 
 class SQLiteStore(Store):
     """`Store` over one SQLite database file (see the module docstring for concurrency)."""
@@ -505,6 +505,39 @@ class SQLiteStore(Store):
                 "WHERE bot_id = ? RETURNING error_count",
                 (message, now_ms(), bot_id),
             ).fetchone()[0]
+
+    # -- partners ---------------------------------------------------------------------------------
+    def create_partner(self, name: str, token_hash: bytes, scope_json: str | None) -> PartnerRecord:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM partners WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"partner '{name}' already exists; choose another name")
+            row = conn.execute(
+                f"INSERT INTO partners(name, token_hash, scope, created_at) VALUES (?, ?, ?, ?) "
+                f"RETURNING {_PARTNER_COLUMNS}",
+                (name, token_hash, scope_json, now_ms()),
+            ).fetchone()
+        return PartnerRecord(*row)
+
+    def partner_by_token_hash(self, token_hash: bytes) -> PartnerRecord | None:
+        row = self._conn().execute(
+            f"SELECT {_PARTNER_COLUMNS} FROM partners WHERE token_hash = ?", (token_hash,)
+        ).fetchone()
+        return PartnerRecord(*row) if row else None
+
+    def partner(self, name: str) -> PartnerRecord | None:
+        row = self._conn().execute(f"SELECT {_PARTNER_COLUMNS} FROM partners WHERE name = ?", (name,)).fetchone()
+        return PartnerRecord(*row) if row else None
+
+    def partners(self) -> list[PartnerRecord]:
+        return [PartnerRecord(*row) for row in self._conn().execute(f"SELECT {_PARTNER_COLUMNS} FROM partners ORDER BY name")]
+
+    def revoke_partner(self, name: str) -> PartnerRecord | None:
+        with self._write() as conn:
+            row = conn.execute(
+                f"UPDATE partners SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ? RETURNING {_PARTNER_COLUMNS}",
+                (now_ms(), name),
+            ).fetchone()
+        return PartnerRecord(*row) if row else None
 
     # -- objects ----------------------------------------------------------------------------------
     def get_object(self, object_type: str, key: str) -> ObjectRecord | None:

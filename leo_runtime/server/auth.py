@@ -1,0 +1,98 @@
+"""Bearer authentication: partner tokens (looked up in the store on every request) and the
+operator's admin token (env ``LEO_ADMIN_TOKEN``, read when the app is built).
+
+The lookup is one indexed read of a WAL database (tens of microseconds), done on the event loop:
+a thread hop would cost more than the read.
+
+Every ``/v1`` route depends on `current_partner` or `require_admin`. A missing, malformed,
+unknown or revoked token is a 401 with ``WWW-Authenticate: Bearer`` (RFC 6750); the right kind
+of token on the wrong kind of route is a 403 that says which token the route needs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+
+from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi.security import HTTPBearer
+
+from ..partners import Partner, authenticate, hash_token
+
+ADMIN_TOKEN_ENV = "LEO_ADMIN_TOKEN"
+REALM = "leo"
+# RFC 6750 b64token; 512 characters is far above any token this runtime issues.
+_BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]{1,512}=*) *$", re.IGNORECASE)
+
+partner_scheme = HTTPBearer(
+    scheme_name="partnerToken",
+    description="A partner token from `leo partners create` or `POST /v1/admin/partners` (shown once).",
+    auto_error=False,
+)
+admin_scheme = HTTPBearer(
+    scheme_name="adminToken",
+    description="The operator's token: the value of env LEO_ADMIN_TOKEN where `leo run` runs. "
+    "Admin routes are off when it is unset.",
+    auto_error=False,
+)
+
+
+def install_admin_token(app: FastAPI) -> None:
+    """Read ``LEO_ADMIN_TOKEN`` once; only its hash is kept (blank or unset: admin routes off)."""
+    token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+    app.state.admin_token_hash = hash_token(token) if token else None
+
+
+def unauthorized(detail: str, error: str | None = None) -> HTTPException:
+    """A 401 with the RFC 6750 challenge (``error`` only once a token was presented)."""
+    challenge = f'Bearer realm="{REALM}"'
+    if error:
+        challenge += f', error="{error}"'
+    return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
+
+
+def bearer_token(request: Request) -> str:
+    """The token of the request's ``Authorization: Bearer`` header, or a 401 saying what is wrong."""
+    values = request.headers.getlist("authorization")
+    if not values:
+        raise unauthorized("this route needs a token: send 'Authorization: Bearer <token>'")
+    if len(values) > 1:
+        raise unauthorized("send exactly one Authorization header", "invalid_request")
+    match = _BEARER.match(values[0])
+    if match is None:
+        scheme = values[0].split(" ", 1)[0][:20]
+        if scheme.lower() != "bearer":
+            reason = f"the Authorization scheme must be Bearer, not {scheme!r}" if scheme else "the Authorization header is empty"
+        else:
+            reason = "the Authorization header must be 'Bearer <token>' with one token of letters, digits and -._~+/="
+        raise unauthorized(reason, "invalid_request")
+    return match.group(1)
+
+
+def _is_admin(request: Request, token: str) -> bool:
+    expected: bytes | None = request.app.state.admin_token_hash
+    return expected is not None and hmac.compare_digest(hash_token(token), expected)
+
+
+async def current_partner(request: Request, _: object = Security(partner_scheme)) -> Partner:
+    """The live partner behind the request's token (partner routes)."""
+    token = bearer_token(request)
+    partner = authenticate(request.app.state.store, token)
+    if partner is not None:
+        return partner
+    if _is_admin(request, token):
+        raise HTTPException(403, "the admin token cannot call partner routes: use a partner token (leo partners create)")
+    raise unauthorized("the token is unknown or was revoked", "invalid_token")
+
+
+async def require_admin(request: Request, _: object = Security(admin_scheme)) -> None:
+    """Admit only the operator's token (admin routes)."""
+    if request.app.state.admin_token_hash is None:
+        raise HTTPException(403, f"admin routes are off: set {ADMIN_TOKEN_ENV} in the environment of `leo run` to turn them on")
+    token = bearer_token(request)
+    if _is_admin(request, token):
+        return
+    if authenticate(request.app.state.store, token) is not None:
+        raise HTTPException(403, f"this route needs the admin token ({ADMIN_TOKEN_ENV}), not a partner token")
+    raise unauthorized("the token is not the admin token", "invalid_token")
