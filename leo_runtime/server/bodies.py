@@ -50,13 +50,22 @@ class LeoRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        takes_json = self.body_field is not None
 
         async def limited(request: Request) -> Response:
+            if takes_json and not is_json(request.headers.get("content-type")):
+                raise HTTPException(415, "the body must be JSON: send it with 'Content-Type: application/json'")
             limit, hint = self.body_limit(request)
             receive = limited_receive(request.receive, limit, declared_length(request), hint)
             return await handler(StrictJSONRequest(request.scope, receive))
 
         return limited
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON (``application/json``, ``application/*+json``)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def declared_length(request: Request) -> int | None:
