@@ -1,0 +1,83 @@
+"""The partner API against a real `leo run` process, driven by the real CLI beside it."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from ..conftest import Project, leo, wait_until
+from ..server.conftest import put_object
+
+ADMIN = "e2e-admin-token-7f3a"
+PROJECT = """
+version: 1
+object_types:
+  inventory: {key: sku}
+pipelines:
+  feed:
+    bots:
+      - id: low-stock
+        use: filter
+        in: inventory.changes
+        with: {query: {quantity: {lt: 5}}}
+        out: inventory.low_stock
+"""
+
+
+def test_partner_created_by_the_cli_reads_objects_sees_304_and_429_and_is_refused_once_revoked(
+    project: Project, leo_run
+) -> None:
+    project.write(PROJECT)
+    store = project.store()
+    put_object(store, "inventory", "SKU-1", {"sku": "SKU-1", "quantity": 4, "warehouse": "NYC"})
+    put_object(store, "inventory", "SKU-2", {"sku": "SKU-2", "quantity": 9, "warehouse": "SFO"})
+    run = leo_run(project, "--port", "0", env={"LEO_ADMIN_TOKEN": ADMIN})
+    run.wait_ready()
+    base = run.http
+
+    created = leo("partners", "create", "acme", "--scope", '{"warehouse": "NYC"}', "--json", "-f", str(project.file))
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)["token"]
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as partner:
+        first = partner.get("/v1/objects/inventory/SKU-1")
+        assert first.status_code == 200
+        assert first.json()["data"] == {"sku": "SKU-1", "quantity": 4, "warehouse": "NYC"}
+        assert first.headers["ratelimit-limit"] == "10"
+        again = partner.get("/v1/objects/inventory/SKU-1", headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304
+        assert partner.get("/v1/objects/inventory/SKU-2").status_code == 404  # outside the scope
+
+        # Real time: keep calling until the bucket is empty (no timing is asserted).
+        answers: list[httpx.Response] = []
+        wait_until(lambda: answers.append(partner.get("/v1/objects/inventory/SKU-1")) or answers[-1].status_code == 429,
+                   what="a 429")
+        refused = answers[-1]
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["ratelimit-remaining"] == "0"
+
+        revoked = leo("partners", "revoke", "acme", "-f", str(project.file))
+        assert revoked.returncode == 0, revoked.stderr
+        # Refused on the very next request: no cache outlives a revocation by another process.
+        assert partner.get("/v1/objects/inventory/SKU-1").status_code == 401
+
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+        made = admin.post("/v1/admin/partners", json={"name": "globex"})
+        assert made.status_code == 201
+        listed = leo("partners", "list", "--json", "-f", str(project.file))
+        assert [p["name"] for p in json.loads(listed.stdout)] == ["acme", "globex"]
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {made.json()['token']}"}) as globex:
+        assert globex.get("/v1/objects/inventory/SKU-2").status_code == 200
+    assert run.stop() == 0
+    assert ADMIN not in run.log() and token not in run.log()
+
+
+def test_admin_routes_are_off_when_leo_run_has_no_admin_token(project: Project, leo_run) -> None:
+    project.write(PROJECT)
+    run = leo_run(project, "--port", "0", env={"LEO_ADMIN_TOKEN": ""})
+    run.wait_ready()
+    answer = httpx.post(f"{run.http}/v1/admin/partners", json={"name": "x"}, headers={"Authorization": "Bearer x"})
+    assert answer.status_code == 403
+    assert "set LEO_ADMIN_TOKEN" in answer.json()["detail"]
+    assert run.stop() == 0
