@@ -85,3 +85,13 @@ class NotFound(LeoError):
 
 class Conflict(LeoError):
     """The request clashes with what exists (a partner name already taken). HTTP 409, exit 1."""
+
+
+class ObjectInputError(UsageError):
+    """An object that cannot be taken in (not a JSON object, no usable key, a key given twice in a
+    full snapshot). ``where`` locates it (``FILE:LINE``, ``body: item 3``); nothing was written."""
+
+    def __init__(self, reason: str, where: str | None = None) -> None:
+        self.reason = reason
+        self.where = where
+        super().__init__(f"{where}: {reason}" if where else reason)

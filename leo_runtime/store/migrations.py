@@ -78,7 +78,10 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
             seq INTEGER NOT NULL,
             data TEXT NOT NULL,
             PRIMARY KEY (object_type, key)
-        )
+        );
+        -- The live objects of a type: counted after a full snapshot (does it miss any key?) and
+        -- walked to find the missing ones, without reading the rows themselves.
+        CREATE INDEX objects_live ON objects(object_type, key) WHERE deleted = 0
         """,
     ),
     (

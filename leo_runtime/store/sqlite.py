@@ -19,8 +19,20 @@ from typing import Any
 from ..errors import CheckpointMoved, Conflict, LeaseLost, StoreError
 from ..events import Event, encode_payload
 from ..timeutil import now_ms
-from .base import AppendListener, BotInfo, CheckpointInfo, ObjectRecord, PartnerRecord, PendingEvent, QueueInfo, RunCommit, Store
+from .base import (
+    AppendListener,
+    BotInfo,
+    CheckpointInfo,
+    ObjectBatch,
+    ObjectRecord,
+    PartnerRecord,
+    PendingEvent,
+    QueueInfo,
+    RunCommit,
+    Store,
+)
 from .migrations import SQLITE_MIGRATIONS
+from .sqlite_objects import apply_batches
 
 _INSERT_EVENT = (
     "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
@@ -494,6 +506,12 @@ class SQLiteStore(Store):
                         "the run was rolled back and starts again from the new checkpoint"
                     )
             first, last, heads = self._insert(conn, run.outputs)
+            if run.objects:
+                objects = apply_batches(self, conn, run.objects)
+                if objects.changes:
+                    conn.execute("UPDATE bots SET events_out = events_out + ? WHERE bot_id = ?", (objects.changes, run.bot_id))
+                    first, last = first or objects.first, objects.last
+                    heads.update(objects.heads)
         self._notify(heads)
         return first, last
 
@@ -549,6 +567,26 @@ class SQLiteStore(Store):
             return None
         version, changed_at, deleted, seq, data = row
         return ObjectRecord(object_type, key, version, changed_at, bool(deleted), seq, data)
+
+    def list_objects(
+        self, object_type: str, *, after: str | None = None, limit: int = 1000, deleted: bool = False
+    ) -> list[ObjectRecord]:
+        live = "" if deleted else " AND deleted = 0"
+        rows = self._conn().execute(
+            "SELECT key, version, changed_at, deleted, seq, data FROM objects "
+            f"WHERE object_type = ?{live} AND key > ? ORDER BY key LIMIT ?",
+            (object_type, after or "", limit),
+        )
+        return [
+            ObjectRecord(object_type, key, version, changed_at, bool(gone), seq, data)
+            for key, version, changed_at, gone, seq, data in rows
+        ]
+
+    def apply_objects(self, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
+        with self._write() as conn:
+            objects = apply_batches(self, conn, batches)
+        self._notify(objects.heads)
+        return objects.first, objects.last
 
 
 def _bot_info(row: tuple) -> BotInfo:

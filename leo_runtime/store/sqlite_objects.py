@@ -1,0 +1,230 @@
+"""The SQLite side of the object store: rows are compared with the stored objects by content hash,
+a page at a time, and every change is written with its change record in the caller's transaction.
+
+Comparing never decodes stored JSON: a page of keys is looked up in one query (key, hash,
+version, deleted) and only the hashes are compared. The old state of a key that did change is
+read back (and handed on) so its change record can name the fields that changed. A complete
+batch notes the keys it held in a temporary table; when the type holds more live objects than
+that afterwards, the missing ones are found by an anti-join and deleted, a page at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ObjectInputError
+from .base import ObjectBatch, ObjectChange, ObjectRow
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
+
+PAGE = 2000
+"""Rows compared per round trip (one IN list; SQLite allows 32766 parameters)."""
+
+_INSERT_EVENT = (
+    "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
+    "VALUES (?, ?, ?, ?, ?, NULL)"
+)
+_UPSERT = (
+    "INSERT INTO objects(object_type, key, version, hash, deleted, changed_at, seq, data) "
+    "VALUES (?, ?, ?, ?, 0, ?, ?, ?) "
+    "ON CONFLICT(object_type, key) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
+    "deleted = 0, changed_at = excluded.changed_at, seq = excluded.seq, data = excluded.data"
+)
+_MARK_DELETED = "UPDATE objects SET version = ?, deleted = 1, changed_at = ?, seq = ? WHERE object_type = ? AND key = ?"
+
+# A pending change: (key, op, version, data_json, value, previous_json, hash or None for a delete).
+_Pending = tuple[str, str, int, str, Any, "str | None", "bytes | None"]
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+class ObjectWriter:
+    """Applies `ObjectBatch`es on one connection inside one write transaction of `store`."""
+
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.first = 0
+        self.last = 0
+        self.changes = 0
+        self.heads: dict[str, int] = {}
+        self._seen_ready = False
+
+    def apply(self, batch: ObjectBatch) -> None:
+        """Apply one batch (see `Store.apply_objects`); fills ``batch.counts``."""
+        complete = batch.complete
+        if complete:
+            self._clear_seen()
+        held = 0
+        page_number = 0
+        page: dict[str, ObjectRow] = {}
+        for row in batch.rows:
+            if row.key in page:
+                if complete:
+                    raise _twice(batch, row.key)
+                self._compare(batch, page)  # rows apply in order: the repeated key goes in the next page
+                page = {}
+            page[row.key] = row
+            if len(page) >= PAGE:
+                held += self._page(batch, page, page_number)
+                page_number += 1
+                page = {}
+        if page:
+            held += self._page(batch, page, page_number)
+        if complete:
+            self._delete_missing(batch, held)
+            self._clear_seen()
+        deletes = batch.deletes if isinstance(batch.deletes, list | tuple) else list(batch.deletes)
+        for start in range(0, len(deletes), PAGE):
+            self._delete(batch, list(dict.fromkeys(deletes[start:start + PAGE])))
+
+    # -- comparing --------------------------------------------------------------------------------
+    def _page(self, batch: ObjectBatch, page: dict[str, ObjectRow], number: int) -> int:
+        if batch.complete:
+            self._note_seen(batch, page, number)
+        self._compare(batch, page)
+        return len(page)
+
+    def _compare(self, batch: ObjectBatch, page: dict[str, ObjectRow]) -> None:
+        object_type = batch.object_type
+        counts = batch.counts
+        keys = list(page)
+        stored = {
+            key: (hash_, version, deleted)
+            for key, hash_, version, deleted in self.conn.execute(
+                f"SELECT key, hash, version, deleted FROM objects WHERE object_type = ? AND key IN ({_marks(len(keys))})",
+                (object_type, *keys),
+            )
+        }
+        pending: list[_Pending] = []
+        updated: list[str] = []
+        for key, row in page.items():
+            old = stored.get(key)
+            if old is None:
+                pending.append((key, "created", 1, row.data_json, row.value, None, row.hash))
+            elif old[2]:
+                pending.append((key, "created", old[1] + 1, row.data_json, row.value, None, row.hash))
+            elif old[0] == row.hash:
+                counts.unchanged += 1
+            else:
+                pending.append((key, "updated", old[1] + 1, row.data_json, row.value, None, row.hash))
+                updated.append(key)
+        if not pending:
+            return
+        if updated:
+            previous = dict(
+                self.conn.execute(
+                    f"SELECT key, data FROM objects WHERE object_type = ? AND key IN ({_marks(len(updated))})",
+                    (object_type, *updated),
+                )
+            )
+            pending = [item if item[1] != "updated" else (*item[:5], previous[item[0]], item[6]) for item in pending]
+        self._write(batch, pending)
+
+    # -- complete reads and deletes ----------------------------------------------------------------
+    def _clear_seen(self) -> None:
+        if not self._seen_ready:
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS object_seen (key TEXT PRIMARY KEY, page INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            self._seen_ready = True
+        self.conn.execute("DELETE FROM temp.object_seen")
+
+    def _note_seen(self, batch: ObjectBatch, page: dict[str, ObjectRow], number: int) -> None:
+        try:
+            self.conn.executemany("INSERT INTO temp.object_seen(key, page) VALUES (?, ?)", [(key, number) for key in page])
+        except sqlite3.IntegrityError:
+            row = self.conn.execute(
+                f"SELECT key FROM temp.object_seen WHERE page < ? AND key IN ({_marks(len(page))}) LIMIT 1",
+                (number, *page),
+            ).fetchone()
+            raise _twice(batch, row[0] if row else "?") from None
+
+    def _delete_missing(self, batch: ObjectBatch, held: int) -> None:
+        # Every key the batch held is live now: more live keys than that means some are missing.
+        live = self.conn.execute(
+            "SELECT COUNT(*) FROM objects WHERE object_type = ? AND deleted = 0", (batch.object_type,)
+        ).fetchone()[0]
+        if live <= held:
+            return
+        after = ""
+        while True:
+            # A page is read in full before it is changed: never update rows under an open cursor.
+            keys = [
+                key
+                for (key,) in self.conn.execute(
+                    "SELECT key FROM objects WHERE object_type = ? AND deleted = 0 AND key > ? "
+                    "AND key NOT IN (SELECT key FROM temp.object_seen) ORDER BY key LIMIT ?",
+                    (batch.object_type, after, PAGE),
+                )
+            ]
+            if not keys:
+                return
+            self._delete(batch, keys)
+            after = keys[-1]
+
+    def _delete(self, batch: ObjectBatch, keys: Sequence[str]) -> None:
+        rows = self.conn.execute(
+            f"SELECT key, version, data FROM objects WHERE object_type = ? AND deleted = 0 AND key IN ({_marks(len(keys))})",
+            (batch.object_type, *keys),
+        ).fetchall()
+        self._write(batch, [(key, "deleted", version + 1, data, None, None, None) for key, version, data in rows])
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _write(self, batch: ObjectBatch, pending: list[_Pending]) -> None:
+        if not pending:
+            return
+        store, conn = self.store, self.conn
+        object_type = batch.object_type
+        queue = f"{object_type}.changes"
+        queue_id = store._queue_id(conn, queue, create=True)
+        first, timestamp = store._reserve(conn)
+        describe = batch.describe
+        counts = batch.counts
+        events: list[tuple[int, int, str, int, int]] = []
+        upserts: list[tuple[str, str, int, bytes, int, int, str]] = []
+        deletes: list[tuple[int, int, int, str, str]] = []
+        seq = first - 1
+        for key, op, version, data_json, value, previous_json, hash_ in pending:
+            seq += 1
+            text = describe(ObjectChange(object_type, key, op, version, timestamp, data_json, value, previous_json))
+            events.append((seq, queue_id, text, timestamp, timestamp))
+            if hash_ is None:
+                deletes.append((version, timestamp, seq, object_type, key))
+                counts.deleted += 1
+            else:
+                upserts.append((object_type, key, version, hash_, timestamp, seq, data_json))
+                if op == "created":
+                    counts.created += 1
+                else:
+                    counts.updated += 1
+        conn.executemany(_INSERT_EVENT, events)
+        if upserts:
+            conn.executemany(_UPSERT, upserts)
+        if deletes:
+            conn.executemany(_MARK_DELETED, deletes)
+        self.heads.update(store._advance(conn, seq, timestamp, {queue_id: (len(events), seq)}))
+        self.first = self.first or first
+        self.last = seq
+        self.changes += len(events)
+
+
+def apply_batches(store: SQLiteStore, conn: sqlite3.Connection, batches: Iterable[ObjectBatch]) -> ObjectWriter:
+    """Apply `batches` in order on `conn` (inside the caller's write transaction)."""
+    writer = ObjectWriter(store, conn)
+    for batch in batches:
+        writer.apply(batch)
+    return writer
+
+
+def _twice(batch: ObjectBatch, key: str) -> ObjectInputError:
+    return ObjectInputError(
+        f"key {key!r} of '{batch.object_type}' appears more than once in one full read; a full snapshot "
+        "lists each key once (use snapshot: partial for inputs that hold successive changes)",
+        batch.source,
+    )
