@@ -26,7 +26,8 @@ from .bodies import LeoRoute
 from .problems import problem_responses
 from .ratelimit import TokenBuckets
 
-router = APIRouter(prefix="/v1/objects", tags=["objects"], route_class=LeoRoute)
+router = APIRouter(prefix="/v1/objects", tags=["objects"], route_class=LeoRoute,
+                   generate_unique_id_function=lambda route: route.name)
 
 _RATE_HEADERS = {
     "RateLimit-Limit": {"description": "calls a full bucket allows at once (the burst)", "schema": {"type": "integer"}},

@@ -7,9 +7,9 @@ import json
 import httpx
 
 from ..conftest import Project, leo, wait_until
-from ..server.conftest import put_object
 
 ADMIN = "e2e-admin-token-7f3a"
+NDJSON = {"Content-Type": "application/x-ndjson"}
 PROJECT = """
 version: 1
 object_types:
@@ -29,12 +29,19 @@ def test_partner_created_by_the_cli_reads_objects_sees_304_and_429_and_is_refuse
     project: Project, leo_run
 ) -> None:
     project.write(PROJECT)
-    store = project.store()
-    put_object(store, "inventory", "SKU-1", {"sku": "SKU-1", "quantity": 4, "warehouse": "NYC"})
-    put_object(store, "inventory", "SKU-2", {"sku": "SKU-2", "quantity": 9, "warehouse": "SFO"})
     run = leo_run(project, "--port", "0", env={"LEO_ADMIN_TOKEN": ADMIN})
     run.wait_ready()
     base = run.http
+    admin = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"})
+    items = [{"sku": "SKU-1", "quantity": 4, "warehouse": "NYC"}, {"sku": "SKU-2", "quantity": 9, "warehouse": "SFO"}]
+    # A malformed body first: refused with its line, nothing written, the runtime stays healthy.
+    bad = admin.post("/v1/admin/objects/inventory", content=b'{"sku": "SKU-1"}\n{"sku": \n', headers=NDJSON)
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("body:2: not JSON")
+    assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+    assert admin.post("/v1/admin/objects/inventory", json=items).json() == {"created": 2, "updated": 0, "unchanged": 0}
+    # The pipeline reads the change records the ingest wrote.
+    store = project.store()
+    wait_until(lambda: [e.payload["key"] for e in store.read("inventory.low_stock", 0)] == ["SKU-1"], what="the filter")
 
     created = leo("partners", "create", "acme", "--scope", '{"warehouse": "NYC"}', "--json", "-f", str(project.file))
     assert created.returncode == 0, created.stderr
@@ -62,11 +69,11 @@ def test_partner_created_by_the_cli_reads_objects_sees_304_and_429_and_is_refuse
         # Refused on the very next request: no cache outlives a revocation by another process.
         assert partner.get("/v1/objects/inventory/SKU-1").status_code == 401
 
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
-        made = admin.post("/v1/admin/partners", json={"name": "globex"})
-        assert made.status_code == 201
-        listed = leo("partners", "list", "--json", "-f", str(project.file))
-        assert [p["name"] for p in json.loads(listed.stdout)] == ["acme", "globex"]
+    made = admin.post("/v1/admin/partners", json={"name": "globex"})
+    assert made.status_code == 201
+    listed = leo("partners", "list", "--json", "-f", str(project.file))
+    assert [p["name"] for p in json.loads(listed.stdout)] == ["acme", "globex"]
+    admin.close()
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {made.json()['token']}"}) as globex:
         assert globex.get("/v1/objects/inventory/SKU-2").status_code == 200
     assert run.stop() == 0

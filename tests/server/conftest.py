@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from leo_runtime.config import PipelinesFile
+from leo_runtime.objects import delete, ingest
 from leo_runtime.partners import create_partner
 from leo_runtime.server.app import ApiContext, create_app
 from leo_runtime.store import SQLiteStore
@@ -121,17 +122,11 @@ def api(make_api: Callable[..., Api]) -> Api:
     return make_api()
 
 
-def put_object(store: SQLiteStore, object_type: str, key: str, data: Any, *, version: int = 1,
-               deleted: bool = False, changed_at: int = 1_767_225_600_123) -> None:
-    """Write an object's latest state straight into the objects table."""
-    import hashlib
 
-    import orjson
-
-    text = orjson.dumps(data).decode()
-    conn = store._conn()
-    conn.execute(
-        "INSERT OR REPLACE INTO objects(object_type, key, version, hash, deleted, changed_at, seq, data) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (object_type, key, version, hashlib.blake2b(text.encode()).digest(), int(deleted), changed_at, version, text),
-    )
+def put_object(store: SQLiteStore, object_type: str, key: str, data: Any, *, deleted: bool = False) -> None:
+    """Push one object through change detection (and delete it when asked), as ingest does."""
+    key_field = SETTINGS["object_types"].get(object_type, {"key": "sku"})["key"]
+    assert data[key_field] == key
+    ingest(store, object_type, key_field, [data])
+    if deleted:
+        assert delete(store, object_type, key)

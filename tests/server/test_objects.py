@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
+
+from leo_runtime.objects import ingest, parse_objects
+from leo_runtime.timeutil import format_time
 
 from .conftest import Api, put_object
 
@@ -12,18 +16,22 @@ RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
 def test_get_object_answers_the_latest_state_with_etag_and_rate_headers(api: Api) -> None:
-    put_object(api.store, "inventory", "SKU-1", {"sku": "SKU-1", "quantity": 4, "name": "Bolt ⚙"}, version=3)
+    for quantity in (9, 5, 4):  # three versions
+        put_object(api.store, "inventory", "SKU-1", {"sku": "SKU-1", "quantity": quantity, "name": "Bolt ⚙"})
     with api.client(api.partner("acme")) as client:
         answer = client.get("/v1/objects/inventory/SKU-1")
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/json"
-    assert answer.json() == {
+    body = answer.json()
+    assert body == {
         "object_type": "inventory",
         "key": "SKU-1",
         "version": 3,
-        "changed_at": "2026-01-01T00:00:00.123Z",
+        "changed_at": body["changed_at"],
         "data": {"sku": "SKU-1", "quantity": 4, "name": "Bolt ⚙"},
     }
+    assert body["changed_at"] == format_time(api.store.get_object("inventory", "SKU-1").changed_at)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["changed_at"])
     assert answer.headers["etag"].startswith('"3-')
     assert answer.headers["cache-control"] == "private, no-cache"
     assert [answer.headers[name] for name in RATE_HEADERS] == ["10", "9", "1"]
@@ -50,10 +58,12 @@ def test_if_none_match_with_another_tag_answers_200(api: Api, if_none_match: str
 
 
 def test_a_new_version_gets_a_new_tag(api: Api) -> None:
-    put_object(api.store, "inventory", "SKU-1", {"sku": "SKU-1", "quantity": 1}, version=1)
+    put_object(api.store, "inventory", "SKU-1", {"sku": "SKU-1", "quantity": 1})
     with api.client(api.partner("acme")) as client:
         old = client.get("/v1/objects/inventory/SKU-1").headers["etag"]
-        put_object(api.store, "inventory", "SKU-1", {"sku": "SKU-1", "quantity": 2}, version=2)
+        put_object(api.store, "inventory", "SKU-1", {"sku": "SKU-1", "quantity": 1})  # no change: same tag
+        assert client.get("/v1/objects/inventory/SKU-1", headers={"If-None-Match": old}).status_code == 304
+        put_object(api.store, "inventory", "SKU-1", {"sku": "SKU-1", "quantity": 2})
         answer = client.get("/v1/objects/inventory/SKU-1", headers={"If-None-Match": old})
     assert answer.status_code == 200
     assert answer.json()["data"]["quantity"] == 2
@@ -61,7 +71,7 @@ def test_a_new_version_gets_a_new_tag(api: Api) -> None:
 
 
 def test_unknown_type_unknown_key_and_deleted_objects_answer_404_problems_with_rate_headers(api: Api) -> None:
-    put_object(api.store, "inventory", "GONE", {"sku": "GONE"}, version=2, deleted=True)
+    put_object(api.store, "inventory", "GONE", {"sku": "GONE"}, deleted=True)
     put_object(api.store, "unlisted", "SKU-1", {"sku": "SKU-1"})  # in the store, but not an object type
     with api.client(api.partner("acme")) as client:
         answers = {
@@ -137,12 +147,8 @@ def test_a_key_with_invalid_utf8_percent_escapes_is_unknown(api: Api) -> None:
 
 
 def test_stored_data_is_served_byte_for_byte(api: Api) -> None:
-    conn = api.store._conn()
     text = '{"sku":"X","n":1.50,"big":12345678901234567890,"s":"\\u00e9"}'
-    conn.execute(
-        "INSERT INTO objects(object_type, key, version, hash, deleted, changed_at, seq, data) "
-        "VALUES ('inventory', 'X', 1, x'00', 0, 0, 1, ?)", (text,)
-    )
+    ingest(api.store, "inventory", "sku", parse_objects(text.encode() + b"\n", "test"))
     with api.client(api.partner("acme")) as client:
         answer = client.get("/v1/objects/inventory/X")
     assert answer.status_code == 200
