@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Security
 from fastapi.security import HTTPBearer
@@ -36,6 +37,27 @@ admin_scheme = HTTPBearer(
     "Admin routes are off when it is unset.",
     auto_error=False,
 )
+
+
+def document_partner_security(app: FastAPI) -> None:
+    """Describe the partner token in OpenAPI on every ``/v1`` route outside ``/v1/admin``.
+
+    `current_partner` reads the header itself instead of depending on `partner_scheme`: one
+    dependency level less on the Get Object hot path (about a third of FastAPI's time per call).
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[partner_scheme.scheme_name] = partner_scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for path, item in schema.get("paths", {}).items():
+            if path.startswith("/v1/") and not path.startswith("/v1/admin/"):
+                for operation in item.values():
+                    operation.setdefault("security", [{partner_scheme.scheme_name: []}])
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_admin_token(app: FastAPI) -> None:
@@ -75,7 +97,7 @@ def _is_admin(request: Request, token: str) -> bool:
     return expected is not None and hmac.compare_digest(hash_token(token), expected)
 
 
-async def current_partner(request: Request, _: object = Security(partner_scheme)) -> Partner:
+async def current_partner(request: Request) -> Partner:
     """The live partner behind the request's token (partner routes)."""
     token = bearer_token(request)
     partner = authenticate(request.app.state.store, token)
