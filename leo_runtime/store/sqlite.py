@@ -560,7 +560,8 @@ class SQLiteStore(Store):
     # -- objects ----------------------------------------------------------------------------------
     def get_object(self, object_type: str, key: str) -> ObjectRecord | None:
         row = self._conn().execute(
-            "SELECT version, changed_at, deleted, seq, data FROM objects WHERE object_type = ? AND key = ?",
+            "SELECT o.version, o.changed_at, o.deleted, o.seq, d.data FROM objects o JOIN object_data d ON d.id = o.data_id "
+            "WHERE o.object_type = ? AND o.key = ?",
             (object_type, key),
         ).fetchone()
         if row is None:
@@ -571,10 +572,11 @@ class SQLiteStore(Store):
     def list_objects(
         self, object_type: str, *, after: str | None = None, limit: int = 1000, deleted: bool = False
     ) -> list[ObjectRecord]:
-        live = "" if deleted else " AND deleted = 0"
+        live = "" if deleted else " AND o.deleted = 0"
         rows = self._conn().execute(
-            "SELECT key, version, changed_at, deleted, seq, data FROM objects "
-            f"WHERE object_type = ?{live} AND key > ? ORDER BY key LIMIT ?",
+            "SELECT o.key, o.version, o.changed_at, o.deleted, o.seq, d.data "
+            "FROM objects o JOIN object_data d ON d.id = o.data_id "
+            f"WHERE o.object_type = ?{live} AND o.key > ? ORDER BY o.key LIMIT ?",
             (object_type, after or "", limit),
         )
         return [

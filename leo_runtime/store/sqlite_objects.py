@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..errors import ObjectInputError
 from .base import ObjectBatch, ObjectChange, ObjectRow
 
@@ -27,16 +29,19 @@ _INSERT_EVENT = (
     "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
     "VALUES (?, ?, ?, ?, ?, NULL)"
 )
-_UPSERT = (
-    "INSERT INTO objects(object_type, key, version, hash, deleted, changed_at, seq, data) "
-    "VALUES (?, ?, ?, ?, 0, ?, ?, ?) "
-    "ON CONFLICT(object_type, key) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
-    "deleted = 0, changed_at = excluded.changed_at, seq = excluded.seq, data = excluded.data"
+_INSERT_OBJECT = (
+    "INSERT INTO objects(object_type, key, version, hash, deleted, changed_at, seq, data_id) VALUES (?, ?, ?, ?, 0, ?, ?, ?)"
+)
+_UPDATE_OBJECT = (
+    "UPDATE objects SET version = ?, hash = ?, deleted = 0, changed_at = ?, seq = ? WHERE object_type = ? AND key = ?"
 )
 _MARK_DELETED = "UPDATE objects SET version = ?, deleted = 1, changed_at = ?, seq = ? WHERE object_type = ? AND key = ?"
+_INSERT_DATA = "INSERT INTO object_data(id, data) VALUES (?, ?)"
+_UPDATE_DATA = "UPDATE object_data SET data = ? WHERE id = ?"
 
-# A pending change: (key, op, version, data_json, value, previous_json, hash or None for a delete).
-_Pending = tuple[str, str, int, str, Any, "str | None", "bytes | None"]
+# A pending change: (key, op, version, data_json, value, previous_json, hash (None for a delete),
+# data_id (None for a key never stored)).
+_Pending = tuple[str, str, int, str, Any, "str | None", "bytes | None", "int | None"]
 
 
 def _marks(count: int) -> str:
@@ -54,22 +59,26 @@ class ObjectWriter:
         self.changes = 0
         self.heads: dict[str, int] = {}
         self._seen_ready = False
+        self._last_data_id: int | None = None
+        self._ranges = True
 
     def apply(self, batch: ObjectBatch) -> None:
         """Apply one batch (see `Store.apply_objects`); fills ``batch.counts``."""
         complete = batch.complete
+        self._ranges = True
         if complete:
             self._clear_seen()
         held = 0
         page_number = 0
         page: dict[str, ObjectRow] = {}
         for row in batch.rows:
-            if row.key in page:
+            key = row[0]
+            if key in page:
                 if complete:
-                    raise _twice(batch, row.key)
+                    raise _twice(batch, key)
                 self._compare(batch, page)  # rows apply in order: the repeated key goes in the next page
                 page = {}
-            page[row.key] = row
+            page[key] = row
             if len(page) >= PAGE:
                 held += self._page(batch, page, page_number)
                 page_number += 1
@@ -92,39 +101,64 @@ class ObjectWriter:
 
     def _compare(self, batch: ObjectBatch, page: dict[str, ObjectRow]) -> None:
         object_type = batch.object_type
-        counts = batch.counts
-        keys = list(page)
+        conn = self.conn
+        # The hot path: one query for the live hashes of the page, compared in bulk; only keys
+        # whose hash differs (new, deleted or changed ones) are looked at one by one.
+        live = self._live_hashes(object_type, page)
+        get = live.get
+        differing = [row for key, row in page.items() if get(key) != row[1]]
+        batch.counts.unchanged += len(page) - len(differing)
+        if not differing:
+            return
         stored = {
-            key: (hash_, version, deleted)
-            for key, hash_, version, deleted in self.conn.execute(
-                f"SELECT key, hash, version, deleted FROM objects WHERE object_type = ? AND key IN ({_marks(len(keys))})",
-                (object_type, *keys),
+            key: (version, deleted, data_id)
+            for key, version, deleted, data_id in conn.execute(
+                f"SELECT key, version, deleted, data_id FROM objects WHERE object_type = ? AND key IN ({_marks(len(differing))})",
+                (object_type, *(row[0] for row in differing)),
             )
         }
         pending: list[_Pending] = []
-        updated: list[str] = []
-        for key, row in page.items():
+        updated: list[int] = []
+        for key, hash_, data_json, value in differing:
             old = stored.get(key)
             if old is None:
-                pending.append((key, "created", 1, row.data_json, row.value, None, row.hash))
-            elif old[2]:
-                pending.append((key, "created", old[1] + 1, row.data_json, row.value, None, row.hash))
-            elif old[0] == row.hash:
-                counts.unchanged += 1
+                pending.append((key, "created", 1, data_json, value, None, hash_, None))
+            elif old[1]:
+                pending.append((key, "created", old[0] + 1, data_json, value, None, hash_, old[2]))
             else:
-                pending.append((key, "updated", old[1] + 1, row.data_json, row.value, None, row.hash))
-                updated.append(key)
-        if not pending:
-            return
+                pending.append((key, "updated", old[0] + 1, data_json, value, None, hash_, old[2]))
+                updated.append(old[2])
         if updated:
-            previous = dict(
-                self.conn.execute(
-                    f"SELECT key, data FROM objects WHERE object_type = ? AND key IN ({_marks(len(updated))})",
-                    (object_type, *updated),
+            previous = dict(conn.execute(f"SELECT id, data FROM object_data WHERE id IN ({_marks(len(updated))})", updated))
+            pending = [item if item[1] != "updated" else (*item[:5], previous[item[7]], *item[6:]) for item in pending]
+        self._write(batch, pending)
+
+    def _live_hashes(self, object_type: str, page: dict[str, ObjectRow]) -> dict[str, bytes]:
+        """{key: hash} of the live stored objects among the page's keys (and maybe a few others).
+
+        Sources are often sorted by key (exports, tables read in key order): then the page's
+        keys are one narrow range, read in one sequential scan, about three times as fast as
+        looking each key up. A page whose range holds many more stored keys than the page shows
+        the source is not sorted; the batch then looks keys up one by one.
+        """
+        conn = self.conn
+        if self._ranges:
+            limit = 2 * len(page) + 16
+            live = dict(
+                conn.execute(
+                    "SELECT key, hash FROM objects WHERE object_type = ? AND deleted = 0 AND key BETWEEN ? AND ? LIMIT ?",
+                    (object_type, min(page), max(page), limit),
                 )
             )
-            pending = [item if item[1] != "updated" else (*item[:5], previous[item[0]], item[6]) for item in pending]
-        self._write(batch, pending)
+            if len(live) < limit:
+                return live
+            self._ranges = False
+        return dict(
+            conn.execute(
+                f"SELECT key, hash FROM objects WHERE object_type = ? AND deleted = 0 AND key IN ({_marks(len(page))})",
+                (object_type, *page),
+            )
+        )
 
     # -- complete reads and deletes ----------------------------------------------------------------
     def _clear_seen(self) -> None:
@@ -137,7 +171,9 @@ class ObjectWriter:
 
     def _note_seen(self, batch: ObjectBatch, page: dict[str, ObjectRow], number: int) -> None:
         try:
-            self.conn.executemany("INSERT INTO temp.object_seen(key, page) VALUES (?, ?)", [(key, number) for key in page])
+            self.conn.execute(
+                "INSERT INTO temp.object_seen(key, page) SELECT value, ? FROM json_each(?)", (number, orjson.dumps(list(page)))
+            )
         except sqlite3.IntegrityError:
             row = self.conn.execute(
                 f"SELECT key FROM temp.object_seen WHERE page < ? AND key IN ({_marks(len(page))}) LIMIT 1",
@@ -170,12 +206,19 @@ class ObjectWriter:
 
     def _delete(self, batch: ObjectBatch, keys: Sequence[str]) -> None:
         rows = self.conn.execute(
-            f"SELECT key, version, data FROM objects WHERE object_type = ? AND deleted = 0 AND key IN ({_marks(len(keys))})",
+            "SELECT o.key, o.version, d.data, o.data_id FROM objects o JOIN object_data d ON d.id = o.data_id "
+            f"WHERE o.object_type = ? AND o.deleted = 0 AND o.key IN ({_marks(len(keys))})",
             (batch.object_type, *keys),
         ).fetchall()
-        self._write(batch, [(key, "deleted", version + 1, data, None, None, None) for key, version, data in rows])
+        self._write(batch, [(key, "deleted", version + 1, data, None, None, None, ref) for key, version, data, ref in rows])
 
     # -- writing ----------------------------------------------------------------------------------
+    def _new_data_id(self) -> int:
+        if self._last_data_id is None:  # inside the write transaction: nobody else hands ids out
+            self._last_data_id = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM object_data").fetchone()[0]
+        self._last_data_id += 1
+        return self._last_data_id
+
     def _write(self, batch: ObjectBatch, pending: list[_Pending]) -> None:
         if not pending:
             return
@@ -187,25 +230,38 @@ class ObjectWriter:
         describe = batch.describe
         counts = batch.counts
         events: list[tuple[int, int, str, int, int]] = []
-        upserts: list[tuple[str, str, int, bytes, int, int, str]] = []
+        inserts: list[tuple[str, str, int, bytes, int, int, int]] = []
+        updates: list[tuple[int, bytes, int, int, str, str]] = []
         deletes: list[tuple[int, int, int, str, str]] = []
+        new_data: list[tuple[int, str]] = []
+        changed_data: list[tuple[str, int]] = []
         seq = first - 1
-        for key, op, version, data_json, value, previous_json, hash_ in pending:
+        for key, op, version, data_json, value, previous_json, hash_, data_id in pending:
             seq += 1
             text = describe(ObjectChange(object_type, key, op, version, timestamp, data_json, value, previous_json))
             events.append((seq, queue_id, text, timestamp, timestamp))
             if hash_ is None:
                 deletes.append((version, timestamp, seq, object_type, key))
                 counts.deleted += 1
+                continue
+            if data_id is None:
+                data_id = self._new_data_id()
+                new_data.append((data_id, data_json))
+                inserts.append((object_type, key, version, hash_, timestamp, seq, data_id))
             else:
-                upserts.append((object_type, key, version, hash_, timestamp, seq, data_json))
-                if op == "created":
-                    counts.created += 1
-                else:
-                    counts.updated += 1
+                changed_data.append((data_json, data_id))
+                updates.append((version, hash_, timestamp, seq, object_type, key))
+            if op == "created":
+                counts.created += 1
+            else:
+                counts.updated += 1
         conn.executemany(_INSERT_EVENT, events)
-        if upserts:
-            conn.executemany(_UPSERT, upserts)
+        if new_data:
+            conn.executemany(_INSERT_DATA, new_data)
+            conn.executemany(_INSERT_OBJECT, inserts)
+        if changed_data:
+            conn.executemany(_UPDATE_DATA, changed_data)
+            conn.executemany(_UPDATE_OBJECT, updates)
         if deletes:
             conn.executemany(_MARK_DELETED, deletes)
         self.heads.update(store._advance(conn, seq, timestamp, {queue_id: (len(events), seq)}))
