@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -20,14 +20,20 @@ from ..objects import delete, ingest, parse_objects
 from ..partners import NAME_MAX, check_scope, create_partner, revoke_partner, scope_of
 from ..store import PartnerRecord
 from ..timeutil import format_time
-from .auth import install_admin_token, require_admin
+from .auth import require_admin
 from .bodies import LeoRoute
-from .problems import problem_responses
+from .problems import problem_responses, shown
 
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
 
 
-class IngestRoute(LeoRoute):
+class AdminRoute(LeoRoute):
+    """Admin routes: the admin token is checked before anything else."""
+
+    guard = staticmethod(require_admin)
+
+
+class IngestRoute(AdminRoute):
     """Object ingest: the body limit is ``server.max_ingest_bytes``."""
 
     def body_limit(self, request: Request) -> tuple[int, str]:
@@ -35,11 +41,10 @@ class IngestRoute(LeoRoute):
         return limit, " (server.max_ingest_bytes): send the objects in several requests"
 
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=LeoRoute, dependencies=[Depends(require_admin)],
-                   responses=problem_responses(401, 403), generate_unique_id_function=lambda route: route.name)
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=AdminRoute, responses=problem_responses(401, 403),
+                   generate_unique_id_function=lambda route: route.name)
 objects_router = APIRouter(prefix="/v1/admin/objects", tags=["admin"], route_class=IngestRoute,
-                           dependencies=[Depends(require_admin)], responses=problem_responses(401, 403),
-                           generate_unique_id_function=lambda route: route.name)
+                           responses=problem_responses(401, 403), generate_unique_id_function=lambda route: route.name)
 
 
 class PartnerIn(BaseModel):
@@ -80,8 +85,7 @@ class PartnerOut(BaseModel):
 
 
 def install(app: FastAPI) -> None:
-    """Add the admin routes; they answer 403 while ``LEO_ADMIN_TOKEN`` is unset."""
-    install_admin_token(app)
+    """Add the admin routes (they answer 403 while ``LEO_ADMIN_TOKEN`` is unset)."""
     app.include_router(router)
     app.include_router(objects_router)
 
@@ -156,7 +160,7 @@ def delete_object(object_type: str, key: str, request: Request) -> Response:
     type or key, or an object already deleted."""
     _key_field(request, object_type, 404)
     if not delete(request.app.state.store, object_type, key):
-        raise HTTPException(404, f"no object '{key}' of type '{object_type}' to delete (unknown or already deleted)")
+        raise HTTPException(404, f"no object '{shown(key)}' of type '{object_type}' to delete (unknown or already deleted)")
     return Response(status_code=204)
 
 
@@ -164,7 +168,7 @@ def _key_field(request: Request, object_type: str, status: int) -> str:
     types = request.app.state.context.settings.object_types
     if object_type not in types:
         known = ", ".join(sorted(types)) or "none: add object_types to pipelines.yaml"
-        raise HTTPException(status, f"unknown object type '{object_type}' (known: {known})")
+        raise HTTPException(status, f"unknown object type '{shown(object_type)}' (known: {known})")
     return types[object_type].key
 
 

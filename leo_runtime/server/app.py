@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..config import PipelinesFile
 from ..store import Store
-from . import admin, objects
+from . import admin, auth, objects
 from .problems import install_handlers
 
 HealthSnapshot = Callable[[], dict[str, Any]]
@@ -43,6 +43,7 @@ def create_app(store: Store, context: ApiContext | None = None) -> FastAPI:
     app.state.store = store
     app.state.context = context
     install_handlers(app)
+    auth.install(app)
     objects.install(app)
     admin.install(app)
 

@@ -9,7 +9,7 @@ a refusal is a 422 that says why.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
@@ -42,7 +42,12 @@ class StrictJSONRequest(Request):
 
 
 class LeoRoute(APIRoute):
-    """The route class of every API router: body limit and strict JSON (see the module docstring)."""
+    """The route class of every API router: body limit and strict JSON (see the module docstring).
+
+    ``guard``, when set, runs first: authentication before a byte of the body is read or judged.
+    """
+
+    guard: Callable[[Request], Awaitable[Any]] | None = None
 
     def body_limit(self, request: Request) -> tuple[int, str]:
         """The limit for this request's body, and a hint the 413 adds after it."""
@@ -53,6 +58,8 @@ class LeoRoute(APIRoute):
         takes_json = self.body_field is not None
 
         async def limited(request: Request) -> Response:
+            if self.guard is not None:
+                await self.guard(request)
             if takes_json and not is_json(request.headers.get("content-type")):
                 raise HTTPException(415, "the body must be JSON: send it with 'Content-Type: application/json'")
             limit, hint = self.body_limit(request)

@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field
 from ..partners import Partner
 from ..store import ObjectRecord
 from ..timeutil import format_time
-from .auth import current_partner, document_partner_security
+from .auth import current_partner
 from .bodies import LeoRoute
-from .problems import problem_responses
+from .problems import problem_responses, shown
 from .ratelimit import TokenBuckets
 
 router = APIRouter(prefix="/v1/objects", tags=["objects"], route_class=LeoRoute,
@@ -53,7 +53,6 @@ def install(app: FastAPI) -> None:
     tests swap in one with a hand-driven clock)."""
     app.state.get_object_limits = TokenBuckets(app.state.context.settings.server.get_object_rate)
     app.include_router(router)
-    document_partner_security(app)
 
 
 @router.get(
@@ -80,12 +79,12 @@ async def get_object(object_type: str, key: str, request: Request, partner: Curr
                                  f"{headers['Retry-After']} s", headers=headers)
     if object_type not in request.app.state.context.settings.object_types:
         known = ", ".join(sorted(request.app.state.context.settings.object_types)) or "none"
-        raise HTTPException(404, f"unknown object type '{object_type}' (known: {known})", headers=headers)
+        raise HTTPException(404, f"unknown object type '{shown(object_type)}' (known: {known})", headers=headers)
     record = request.app.state.store.get_object(object_type, key)
     if record is None or (partner.scope is not None and not partner.sees(orjson.loads(record.data_json))):
-        raise HTTPException(404, f"no object '{key}' of type '{object_type}'", headers=headers)
+        raise HTTPException(404, f"no object '{shown(key)}' of type '{object_type}'", headers=headers)
     if record.deleted:
-        raise HTTPException(404, f"object '{key}' of type '{object_type}' was deleted", headers=headers)
+        raise HTTPException(404, f"object '{shown(key)}' of type '{object_type}' was deleted", headers=headers)
     headers["ETag"] = entity_tag(record)
     headers["Cache-Control"] = "private, no-cache"
     if matches(request.headers.get("if-none-match"), headers["ETag"]):

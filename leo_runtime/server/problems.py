@@ -33,6 +33,11 @@ def problem(status: int, detail: str, *, title: str | None = None, type_: str = 
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def shown(text: str, limit: int = 100) -> str:
+    """A caller's text (a key, a type) as a detail repeats it: cut to `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def problem_responses(*statuses: int, headers: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries: each status answers a `Problem` as application/problem+json."""
     entries: dict[int | str, dict[str, Any]] = {}

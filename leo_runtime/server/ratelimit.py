@@ -90,11 +90,6 @@ class TokenBuckets:
             policy=self._policy,
         )
 
-    def forget(self, key: Hashable) -> None:
-        """Drop `key`'s bucket (a revoked partner's), so the table only holds callers."""
-        with self._lock:
-            self._levels.pop(key, None)
-
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)

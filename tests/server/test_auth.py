@@ -138,3 +138,33 @@ def test_openapi_describes_every_route_its_models_and_the_bearer_schemes(api: Ap
     create = spec["paths"]["/v1/admin/partners"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PartnerIn"}
     assert create["responses"]["201"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PartnerCreated"}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers"),
+    [
+        (b'{"name": ', {"Content-Type": "application/json"}),  # broken JSON
+        (b"name=x", {"Content-Type": "text/plain"}),  # not JSON at all
+        (b"x" * (2 << 20), {"Content-Type": "application/json"}),  # past the body limit
+    ],
+)
+def test_admin_routes_authenticate_before_reading_the_body(make_api, content: bytes, headers: dict[str, str]) -> None:
+    api = make_api()
+    for path in ("/v1/admin/partners", "/v1/admin/objects/inventory"):
+        assert _problem(httpx.post(api.url + path, content=content, headers=headers), 401)
+        answer = httpx.post(api.url + path, content=content, headers={**headers, "Authorization": "Bearer wrong"})
+        assert _problem(answer, 401)["detail"] == "the token is not the admin token"
+    off = make_api(admin=False)
+    refused = httpx.post(off.url + "/v1/admin/partners", content=content, headers=headers)
+    assert "admin routes are off" in _problem(refused, 403)["detail"]
+
+
+def test_an_unexpected_failure_is_a_500_problem_that_tells_nothing_inside(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("secret internals at /var/lib/leo")
+
+    monkeypatch.setattr(api.store, "get_object", broken)
+    with api.client(api.partner("acme")) as client:
+        answer = client.get(OBJECT)
+    assert _problem(answer, 500)["detail"] == "the server failed to answer; the leo run log has the details"
+    assert "secret" not in answer.text

@@ -139,6 +139,13 @@ def test_slashes_in_a_key_may_also_be_sent_as_is(api: Api) -> None:
         assert client.get("/v1/objects/inventory/a%2Fb").json()["key"] == "a/b"
 
 
+def test_a_long_key_is_cut_short_in_the_detail(api: Api) -> None:
+    with api.client(api.partner("acme")) as client:
+        answer = client.get("/v1/objects/inventory/" + "k" * 10_000)
+    assert answer.status_code == 404
+    assert answer.json()["detail"] == f"no object '{'k' * 100}...' of type 'inventory'"
+
+
 def test_a_key_with_invalid_utf8_percent_escapes_is_unknown(api: Api) -> None:
     with api.client(api.partner("acme")) as client:
         answer = client.get("/v1/objects/inventory/%ff%fe")
