@@ -14,10 +14,10 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from ..config import NAME_PATTERN
-from ..errors import QueryError
+from ..config import NAME_PATTERN, NAME_RULE
+from ..errors import QueryError, UsageError
 from ..objects import delete, ingest, parse_objects
-from ..partners import NAME_MAX, check_scope, create_partner, revoke_partner, scope_of
+from ..partners import NAME_MAX, check_name, check_scope, create_partner, revoke_partner, scope_of
 from ..store import PartnerRecord
 from ..timeutil import format_time
 from .auth import require_admin
@@ -52,11 +52,21 @@ class PartnerIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX, examples=["acme"])
+    name: str = Field(json_schema_extra={"pattern": NAME_PATTERN, "maxLength": NAME_MAX}, examples=["acme"],
+                      description=NAME_RULE)
     scope: dict[str, Any] | None = Field(
-        None, description="a query (CONTRACT.md section 3): the partner sees only objects it matches",
-        examples=[{"warehouse": "NYC"}],
+        None, examples=[{"warehouse": "NYC", "quantity": {"lt": 5}}],
+        description="a query: the partner sees only objects whose data it matches. Keys are field paths (a.b); "
+        "a value is a literal or a mapping of operators: eq ne lt lte gt gte in nin exists prefix",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        try:
+            return check_name(name)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("scope")
     @classmethod

@@ -5,9 +5,9 @@ The lookup is one indexed read of a WAL database (tens of microseconds), done on
 a thread hop would cost more than the read.
 
 Every ``/v1`` route checks `current_partner` (a dependency) or `require_admin` (the route
-class's guard, run before the body is read). A missing, malformed,
-unknown or revoked token is a 401 with ``WWW-Authenticate: Bearer`` (RFC 6750); the right kind
-of token on the wrong kind of route is a 403 that says which token the route needs.
+class's guard, run before the body is read). A missing, malformed, unknown or revoked token is a
+401 with ``WWW-Authenticate: Bearer`` (RFC 6750); the right kind of token on the wrong kind of
+route is a 403 that says which token the route needs.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from ..partners import Partner, authenticate, hash_token
 
 ADMIN_TOKEN_ENV = "LEO_ADMIN_TOKEN"
 REALM = "leo"
-# RFC 6750 b64token; 512 characters is far above any token this runtime issues.
-_BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]{1,512}=*) *$", re.IGNORECASE)
+# One token of visible ASCII (a superset of RFC 6750's b64token, so any LEO_ADMIN_TOKEN an
+# operator picks works); 512 characters is far above any token this runtime issues.
+_TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
+_BEARER = re.compile(rf"^Bearer +({_TOKEN.pattern}) *$", re.IGNORECASE)
 
 # The schemes only describe the tokens in OpenAPI (see `document_security`).
 partner_scheme = HTTPBearer(
@@ -70,7 +72,14 @@ def install(app: FastAPI) -> None:
     """Read ``LEO_ADMIN_TOKEN`` once, keeping only its hash (blank or unset: admin routes off),
     and describe both tokens in OpenAPI."""
     token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
-    app.state.admin_token_hash = hash_token(token) if token else None
+    usable = _TOKEN.fullmatch(token) is not None
+    app.state.admin_token_hash = hash_token(token) if usable else None
+    app.state.admin_off = (
+        f"admin routes are off: set {ADMIN_TOKEN_ENV} in the environment of `leo run` to turn them on" if not token
+        else f"admin routes are off: {ADMIN_TOKEN_ENV} must be one token of visible ASCII, no spaces, "
+        "at most 512 characters (no Authorization header can carry it)" if not usable
+        else None
+    )
     document_security(app)
 
 
@@ -95,7 +104,7 @@ def bearer_token(request: Request) -> str:
         if scheme.lower() != "bearer":
             reason = f"the Authorization scheme must be Bearer, not {scheme!r}" if scheme else "the Authorization header is empty"
         else:
-            reason = "the Authorization header must be 'Bearer <token>' with one token of letters, digits and -._~+/="
+            reason = "the Authorization header must be 'Bearer <token>': one token of visible ASCII, no spaces"
         raise unauthorized(reason, "invalid_request")
     return match.group(1)
 
@@ -118,8 +127,8 @@ async def current_partner(request: Request) -> Partner:
 
 async def require_admin(request: Request) -> None:
     """Admit only the operator's token (admin routes)."""
-    if request.app.state.admin_token_hash is None:
-        raise HTTPException(403, f"admin routes are off: set {ADMIN_TOKEN_ENV} in the environment of `leo run` to turn them on")
+    if request.app.state.admin_off:
+        raise HTTPException(403, request.app.state.admin_off)
     token = bearer_token(request)
     if _is_admin(request, token):
         return

@@ -7,7 +7,9 @@ import re
 import httpx
 import pytest
 
-from .conftest import ADMIN_TOKEN, Api, put_object
+from leo_runtime.server.app import ApiContext, create_app
+
+from .conftest import ADMIN_TOKEN, Api, put_object, serving
 
 OBJECT = "/v1/objects/inventory/SKU-1"
 
@@ -93,6 +95,22 @@ def _operations(api: Api) -> list[tuple[str, str, dict]]:
     """(method, path, operation) of every route the app describes."""
     spec = httpx.get(api.url + "/openapi.json").json()
     return [(method.upper(), path, operation) for path, item in spec["paths"].items() for method, operation in item.items()]
+
+
+def test_any_visible_ascii_admin_token_works_and_an_unusable_one_keeps_admin_routes_off(make_api, monkeypatch) -> None:
+    api = make_api()
+    monkeypatch.setenv("LEO_ADMIN_TOKEN", "p@$$w0rd!{}")
+    app = create_app(api.store, ApiContext(settings=api.app.state.context.settings))
+    with serving(app) as url:
+        answer = httpx.get(url + "/v1/admin/partners", headers={"Authorization": "Bearer p@$$w0rd!{}"})
+        assert answer.status_code == 200
+    monkeypatch.setenv("LEO_ADMIN_TOKEN", "two words")
+    app = create_app(api.store, ApiContext(settings=api.app.state.context.settings))
+    with serving(app) as url:
+        answer = httpx.get(url + "/v1/admin/partners", headers={"Authorization": "Bearer two"})
+        detail = _problem(answer, 403)["detail"]
+    assert detail.startswith("admin routes are off: LEO_ADMIN_TOKEN must be one token of visible ASCII")
+    assert "two words" not in answer.text
 
 
 def test_every_v1_route_needs_a_token(api: Api) -> None:
