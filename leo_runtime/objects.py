@@ -185,6 +185,13 @@ def batch(
     )
 
 
+def batch_of_rows(
+    object_type: str, rows: Iterable[ObjectRow], *, complete: bool = False, source: str = "ingest"
+) -> ObjectBatch:
+    """An `ObjectBatch` of rows already checked and hashed (`object_rows`, `ndjson_rows`)."""
+    return ObjectBatch(object_type=object_type, describe=change_record, rows=rows, complete=complete, source=source)
+
+
 def ingest(
     store: Store,
     object_type: str,
@@ -295,11 +302,13 @@ __all__ = [
     "SourceObject",
     "array_objects",
     "batch",
+    "batch_of_rows",
     "change_record",
     "changed_fields",
     "content_hash",
     "delete",
     "ingest",
+    "ndjson_rows",
     "object_key",
     "object_rows",
     "parse_objects",
