@@ -46,13 +46,16 @@ def ingest(
     key_field = declared[object_type].key
     name = "stdin" if source == "-" else source
     with _opened(source) as handle:
-        rows, total = _rows(handle, name, key_field)
+        try:
+            rows, total = _rows(handle, name, key_field)
+        except LeoError as exc:
+            raise UsageError(f"{exc} (nothing was written)") from None
         the_store = open_store(store, Path.cwd()) if store else open_store(config.store_url, config.base_dir)
         try:
             with progress(total, f"ingest {object_type}", enabled=not as_json and total >= PROGRESS_FROM) as advance:
                 pending = batch_of_rows(object_type, _counted(rows, advance), complete=snapshot, source=name)
                 try:
-                    the_store.apply_objects([pending])
+                    the_store.apply_objects([pending])  # one transaction: a bad object rolls all back
                 except LeoError as exc:
                     raise UsageError(f"{exc} (nothing was written)") from None
         finally:
