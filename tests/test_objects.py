@@ -89,7 +89,7 @@ def test_an_unknown_object_type_or_file_is_a_clear_error(shop: Project) -> None:
     assert missing.exit_code == 1 and "cannot read" in missing.output and "No such file" in missing.output
     shop.write(PROJECT.replace("inventory: {key: sku}", "inventory: {kee: sku}"))
     broken = ingest(shop, "inventory", input='{"sku": "A"}\n')
-    assert broken.exit_code == 1 and "pipelines.yaml:3:15: unknown field" in broken.output and "unknown field 'kee'" in broken.output
+    assert broken.exit_code == 1 and "pipelines.yaml:3:15: unknown field 'kee'" in broken.output
     assert not shop.db.exists() or change_records(shop.store()) == []
 
 
