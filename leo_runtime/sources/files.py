@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ObjectInputError
 from ..jsonio import JSONInputError, check_encoding
-from ..objects import SourceObject, array_objects, ndjson_rows, object_rows
+from ..objects import SourceObject, array_objects, file_lines, ndjson_rows, object_rows
 from ..store import ObjectRow
 
 SUFFIXES = (".json", ".ndjson", ".jsonl", ".csv")
@@ -35,7 +35,7 @@ def read_rows(path: Path, shown: str, key_field: str) -> Iterator[ObjectRow]:
             with path.open("rb") as handle:
                 check_encoding(handle.read(4), shown)
                 handle.seek(0)
-                yield from ndjson_rows(handle, shown, key_field)
+                yield from ndjson_rows(file_lines(handle), shown, key_field)
         elif suffix == ".json":
             data = path.read_bytes()
             check_encoding(data, shown)
