@@ -181,6 +181,8 @@ def test_an_ndjson_file_cut_mid_line_applies_none_of_its_lines(project: Project)
         ("bad.csv", "sku,sku\nA,1\n", "data/bad.csv:1: the header must name every column once"),
         ("bad.csv", "name\nA\n", "data/bad.csv:2: missing key field 'sku'"),
         ("dup.ndjson", '{"sku": "A"}\n{"sku": "A", "n": 2}\n', "key 'A' of 'inventory' appears more than once in one full read"),
+        ("empty.json", "", "data/empty.json: is empty (still being written?)"),
+        ("bad.ndjson", '{"sku": "A", "note": "caf\udce9"}\n', "data/bad.ndjson:1: not UTF-8: invalid byte 0xe9"),
     ],
 )
 def test_a_malformed_file_is_reported_applies_nothing_and_the_runtime_stays_healthy(
@@ -189,7 +191,7 @@ def test_a_malformed_file_is_reported_applies_nothing_and_the_runtime_stays_heal
     folder = project.root / "data"
     folder.mkdir()
     (folder / "good.json").write_text('[{"sku": "G", "quantity": 1}]')
-    (folder / name).write_text(content, encoding="utf-8")
+    (folder / name).write_bytes(content.encode("utf-8", "surrogateescape"))
     project.write(
         detector("{kind: json_dir, path: data}")
         + """
@@ -385,7 +387,7 @@ def feed() -> Iterator[Feed]:
 
 def test_http_poll_honours_etags_and_follows_the_feed(project: Project, feed: Feed) -> None:
     feed.serve([{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 2}])
-    project.write(detector(f"{{kind: http_poll, url: '{feed.url}'}}", extra="schedule: 50ms"))
+    project.write(detector(f"{{kind: http_poll, url: '{feed.url}', max_bytes: 1000000}}", extra="schedule: 50ms"))
     store = project.store()
 
     async def body(runtime: Runtime) -> None:
@@ -400,6 +402,8 @@ def test_http_poll_honours_etags_and_follows_the_feed(project: Project, feed: Fe
         feed.serve([{"sku": "A", "quantity": 7}, {"sku": "C"}, "not an object"])
         await async_wait_until(lambda: "item 3: expected a JSON object" in last_error(store), what="the bad body")
         assert "C" not in live_objects(store)
+        feed.serve([{"sku": "A", "quantity": 7}, {"sku": "C"}] + [{"sku": f"X{n}", "pad": "x" * 100} for n in range(20_000)])
+        await async_wait_until(lambda: "larger than max_bytes (1000000)" in last_error(store), what="the huge body")
         feed.serve([{"sku": "A", "quantity": 7}, {"sku": "C"}])
         await async_wait_until(lambda: "C" in live_objects(store), what="recovery")
 

@@ -6,10 +6,11 @@ file (in name order) as one complete read, so a key found in no file is deleted 
 folder is taken as "nothing written yet", not as an empty snapshot). Under ``partial`` each new
 or changed file is read on its own and nothing is deleted.
 
-A file that is malformed or still being written (its size or time changes while it is read)
-fails the run with its name and line; nothing of it is applied, and it is read again on the
-next run (a file event, or the runtime's retry). Hidden files (``.name``) are never read, so a
-writer can write ``.x.json`` and rename it when done.
+A file that is malformed, empty or still being written (its size or time changes while it is
+read) fails the run with its name and line; nothing of it is applied, and it is read again on
+the next run (a file event, or the runtime's retry). Hidden files (``.name``) are never read, so
+a writer can write ``.x.json`` and rename it when done: under ``snapshot: full`` that is the safe
+way, since an NDJSON file cut between two lines by a writer that pauses looks complete.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class JsonDirSource:
         for name in names:
             path = self.folder / name
             shown = shown_path(path, self.base)
+            if listing[name][0] == 0:  # created or truncated, not written yet: never an empty snapshot
+                raise ObjectInputError("is empty (still being written?); read again when it has content", shown)
             yield from read_rows(path, shown, self.key_field)
             try:
                 unchanged = _fingerprint(path.stat()) == listing[name]
