@@ -140,7 +140,8 @@ class _Checker:
             self.error((*path, "use"), f"{label}: {message}", at="value")
             return None
         try:
-            settings = cls.Settings.model_validate(data)
+            # Context: settings may check names the file declares (the change detector's object_type).
+            settings = cls.Settings.model_validate(data, context={"object_types": _declared_types(self.doc.data)})
         except ValidationError as exc:
             self._report(exc, cls.Settings, (*path, "with"), label=label, relative_to=(*path, "with"))
             return None
@@ -311,6 +312,11 @@ class _Checker:
             if shown_label:
                 message = f"{shown_label}: {message}"
             self.error(path, message, at=at)
+
+
+def _declared_types(data: Any) -> dict[str, Any]:
+    object_types = data.get("object_types") if isinstance(data, dict) else None
+    return object_types if isinstance(object_types, dict) else {}
 
 
 def _raw_bots(data: dict[str, Any]) -> list[tuple[tuple, dict[str, Any]]]:

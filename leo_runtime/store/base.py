@@ -35,12 +35,13 @@ class PendingEvent(NamedTuple):
 
 class ObjectRow(NamedTuple):
     """One object to bring up to date: its key, the content hash of its canonical JSON, its JSON
-    text (stored as given) and, when the caller has it, its decoded value (handed on, never read
-    by the store)."""
+    text (stored as given; UTF-8 bytes are decoded, and the blanks around them dropped, only
+    when the object changed) and, when the caller has it, its decoded value (handed on, never
+    read by the store). A plain tuple in this order is as good."""
 
     key: str
     hash: bytes
-    data_json: str
+    data_json: str | bytes
     value: Any = None
 
 

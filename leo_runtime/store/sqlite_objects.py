@@ -10,8 +10,9 @@ that afterwards, the missing ones are found by an anti-join and deleted, a page 
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -69,22 +70,19 @@ class ObjectWriter:
         if complete:
             self._clear_seen()
         held = 0
-        page_number = 0
-        page: dict[str, ObjectRow] = {}
-        for row in batch.rows:
-            key = row[0]
-            if key in page:
+        rows = iter(batch.rows)
+        for number in itertools.count():
+            chunk = list(itertools.islice(rows, PAGE))  # a page at a time, never the whole input
+            if not chunk:
+                break
+            page = {row[0]: row for row in chunk}
+            if len(page) < len(chunk):  # a key given twice in this page
                 if complete:
-                    raise _twice(batch, key)
-                self._compare(batch, page)  # rows apply in order: the repeated key goes in the next page
-                page = {}
-            page[key] = row
-            if len(page) >= PAGE:
-                held += self._page(batch, page, page_number)
-                page_number += 1
-                page = {}
-        if page:
-            held += self._page(batch, page, page_number)
+                    raise _twice(batch, _first_repeat(chunk))
+                for part in _in_order(chunk):  # rows apply in order: a repeated key starts a new part
+                    self._compare(batch, part)
+                continue
+            held += self._page(batch, page, number)
         if complete:
             self._delete_missing(batch, held)
             self._clear_seen()
@@ -120,6 +118,8 @@ class ObjectWriter:
         pending: list[_Pending] = []
         updated: list[int] = []
         for key, hash_, data_json, value in differing:
+            if type(data_json) is bytes:
+                data_json = data_json.strip(b" \t\r\n").decode()
             old = stored.get(key)
             if old is None:
                 pending.append((key, "created", 1, data_json, value, None, hash_, None))
@@ -276,6 +276,27 @@ def apply_batches(store: SQLiteStore, conn: sqlite3.Connection, batches: Iterabl
     for batch in batches:
         writer.apply(batch)
     return writer
+
+
+def _first_repeat(rows: list[ObjectRow]) -> str:
+    seen: set[str] = set()
+    for row in rows:
+        if row[0] in seen:
+            return row[0]
+        seen.add(row[0])
+    return "?"
+
+
+def _in_order(rows: list[ObjectRow]) -> Iterator[dict[str, ObjectRow]]:
+    """Split rows into parts without a repeated key, in order."""
+    part: dict[str, ObjectRow] = {}
+    for row in rows:
+        if row[0] in part:
+            yield part
+            part = {}
+        part[row[0]] = row
+    if part:
+        yield part
 
 
 def _twice(batch: ObjectBatch, key: str) -> ObjectInputError:

@@ -14,28 +14,13 @@ from leo_runtime import objects
 from leo_runtime.errors import LeaseLost, ObjectInputError
 from leo_runtime.store import ObjectBatch, RunCommit, Store
 
+from ..objects_helpers import assert_objects_agree_with_changes, change_records
 from .conftest import CLOCK_START, FakeClock
 from .test_store_contract import snapshot
 
 
 def records(store: Store, object_type: str = "inventory") -> list[dict]:
-    return [event.payload for event in store.read(f"{object_type}.changes", 0, 10_000_000)]
-
-
-def assert_objects_agree_with_changes(store: Store, object_type: str = "inventory") -> None:
-    """Every object version has exactly one change record, and the row points at the newest."""
-    events = store.read(f"{object_type}.changes", 0, 10_000_000)
-    by_key: dict[str, list] = {}
-    for event in events:
-        by_key.setdefault(event.payload["key"], []).append(event)
-    rows = store.list_objects(object_type, deleted=True, limit=10_000_000)
-    assert {row.key for row in rows} == set(by_key)
-    for row in rows:
-        history = by_key[row.key]
-        assert [event.payload["version"] for event in history] == list(range(1, row.version + 1))
-        assert history[-1].seq == row.seq
-        assert (history[-1].payload["op"] == "deleted") == row.deleted
-        assert history[-1].payload["data"] == json.loads(row.data_json)
+    return change_records(store, object_type)
 
 
 def ingest(store: Store, items: list, **kwargs) -> objects.IngestResult:
