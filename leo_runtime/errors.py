@@ -79,6 +79,29 @@ class UsageError(LeoError):
     """A command-line argument or API parameter is invalid."""
 
 
+class InputError(UsageError):
+    """Data handed in (a file's lines, a body, a value like a partner name or scope) is not
+    acceptable: HTTP 422, CLI exit 1 (the command line was fine; what it carried was not)."""
+
+
 class ConfigFileMissing(ConfigError, UsageError):
     """The pipelines file named (``-f``, LEO_PIPELINES or the default) is not there, or is not a
     file: a config error for the runtime, bad usage for the CLI (exit 2)."""
+
+
+class NotFound(LeoError):
+    """What was asked for does not exist (a partner name, an object key). HTTP 404, exit 1."""
+
+
+class Conflict(LeoError):
+    """The request clashes with what exists (a partner name already taken). HTTP 409, exit 1."""
+
+
+class ObjectInputError(InputError):
+    """An object that cannot be taken in (not a JSON object, no usable key, a key given twice in a
+    full snapshot). ``where`` locates it (``FILE:LINE``, ``body: item 3``); nothing was written."""
+
+    def __init__(self, reason: str, where: str | None = None) -> None:
+        self.reason = reason
+        self.where = where
+        super().__init__(f"{where}: {reason}" if where else reason)

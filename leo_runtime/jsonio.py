@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import orjson
 
-from .errors import UsageError
+from .errors import InputError
 
 MAX_DEPTH = 100
 """The deepest nesting accepted (objects and arrays); deeper input is refused, never recursed into."""
@@ -27,7 +27,7 @@ MAX_DEPTH = 100
 _BOM = b"\xef\xbb\xbf"
 
 
-class JSONInputError(UsageError):
+class JSONInputError(InputError):
     """Input that is not strict JSON. ``where`` is ``FILE:LINE`` (or the field / body it came
     from), ``reason`` the plain explanation; ``str()`` joins them, then any ``also`` (more
     problems of the same input, already located)."""

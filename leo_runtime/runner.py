@@ -23,7 +23,7 @@ from .config import NAME_PATTERN, BotSpec
 from .errors import BotError, CheckpointMoved, LeaseLost, LeoError
 from .events import Event, Output, RawJSON, dumps, encode_payload
 from .leases import LEASE_TTL_MS, owner_is_gone
-from .store import PendingEvent, RunCommit
+from .store import ObjectBatch, PendingEvent, RunCommit
 from .timeutil import parse_time
 
 if TYPE_CHECKING:
@@ -331,15 +331,19 @@ class BotRunner:
         self.ctx.state = json.loads(self._committed_state)
         self.ctx.behind = False
         produced = self.bot.produce(self.ctx)  # type: ignore[attr-defined]
-        outputs = [self._pending(item, None) for item in (produced or ())]
+        items = list(produced or ())
+        # Object batches (the change detector's) commit in the same transaction as the state.
+        objects = [item for item in items if isinstance(item, ObjectBatch)]
+        outputs = [self._pending(item, None) for item in items if not isinstance(item, ObjectBatch)]
         state_json = json.dumps(self.ctx.state)
-        if outputs or state_json != self._committed_state:
+        if outputs or objects or state_json != self._committed_state:
             self.store.commit_run(
                 RunCommit(
                     bot_id=self.id,
                     owner=self.runtime.owner,
                     outputs=outputs,
                     state=self.ctx.state if state_json != self._committed_state else None,
+                    objects=objects,
                 )
             )
             self._committed_state = state_json

@@ -14,6 +14,8 @@ app = typer.Typer(
 bots_app = typer.Typer(help="Built-in and installed bots; pause and resume.", no_args_is_help=True)
 queues_app = typer.Typer(help="Inspect and feed queues.", no_args_is_help=True)
 checkpoints_app = typer.Typer(help="Where each bot is in its input queues.", no_args_is_help=True)
+partners_app = typer.Typer(help="Partner accounts: tokens and scopes.", no_args_is_help=True)
 app.add_typer(bots_app, name="bots")
 app.add_typer(queues_app, name="queues")
 app.add_typer(checkpoints_app, name="checkpoints")
+app.add_typer(partners_app, name="partners")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,7 +64,7 @@ def bots_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, 
 def _type_name(annotation: Any) -> str:
     name = getattr(annotation, "__name__", None)
     if name == "Annotated" or name is None:
-        text = str(annotation).replace("typing.", "")
+        text = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(annotation))  # module paths say nothing to users
         return "query" if "Query" in text else text
     return "query" if name == "Query" else name
 

@@ -23,8 +23,7 @@ from rich.progress import (
 
 from ..config import Config, load_config
 from ..config.loader import read_pipelines_text
-from ..errors import ConfigError, ConfigFileMissing, LeoError, UsageError
-from ..jsonio import JSONInputError
+from ..errors import ConfigError, ConfigFileMissing, InputError, LeoError, UsageError
 from ..safetext import bounded, redact_urls
 from ..store import Store, open_store
 from ..yaml_loader import load_yaml
@@ -53,8 +52,8 @@ def handles_errors(func: F) -> F:
     value that does not parse (``--to``, ``--log-level``), or that names nothing there is
     (an unknown bot, a queue the bot does not read, a ``-f`` that is no file).
     Exit 1: the command line is fine but what it points at is not: an invalid pipelines file
-    (every problem, located), input that is not strict JSON (a `JSONInputError` is a usage
-    error to the HTTP API, bad input to the CLI), a store that cannot be opened, a folder in the
+    (every problem, located), input that is not acceptable (an `InputError`: lines that are
+    not strict JSON, objects without a key, a bad scope or name; HTTP 422), a store that cannot be opened, a folder in the
     way, an OS error. Passwords in URLs are never printed.
     """
 
@@ -62,7 +61,7 @@ def handles_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except JSONInputError as exc:
+        except InputError as exc:  # bad data (JSON lines, objects, a scope): exit 1, not usage
             print_error(exc)
             raise typer.Exit(1) from None
         except UsageError as exc:  # before ConfigError: a missing -f file is both

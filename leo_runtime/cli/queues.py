@@ -46,7 +46,7 @@ def queues_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None
 @handles_errors
 def queues_tail(
     queue: Annotated[str, typer.Argument(help="queue name")],
-    count: Annotated[int, typer.Option("-n", "--lines", min=0, max=1_000_000, help="how many of the newest events (at most 1,000,000)")] = 10,
+    count: Annotated[int, typer.Option("-n", "--lines", min=0, max=1_000_000, help="how many of the newest events")] = 10,
     follow: Annotated[bool, typer.Option("--follow", help="keep printing new events until Ctrl-C")] = False,
     file: FileOption = Path(DEFAULT_FILE),
     store: StoreOption = None,

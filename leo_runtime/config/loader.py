@@ -209,7 +209,8 @@ class _Checker:
             self.error((*path, "use"), f"{label}: {message}", at="value")
             return None
         try:
-            settings = cls.Settings.model_validate(data)
+            # Context: settings may check names the file declares (the change detector's object_type).
+            settings = cls.Settings.model_validate(data, context={"object_types": _declared_types(self.doc.data)})
         except ValidationError as exc:
             self._report(exc, cls.Settings, (*path, "with"), label=label, relative_to=(*path, "with"))
             return None
@@ -412,6 +413,11 @@ def _stand_in(pipeline: str, path: tuple, config: BotConfig) -> BotSpec:
     limits = RunLimits(records=config.batch.records, bytes=config.batch.bytes, seconds=config.batch.seconds)
     settings = _UncheckedSettings.model_validate(config.with_)
     return BotSpec(pipeline, config, cls, settings, config.in_, config.out, schedule, limits, path)
+
+
+def _declared_types(data: Any) -> dict[str, Any]:
+    object_types = data.get("object_types") if isinstance(data, dict) else None
+    return object_types if isinstance(object_types, dict) else {}
 
 
 def _raw_bots(data: dict[str, Any]) -> list[tuple[tuple, dict[str, Any]]]:

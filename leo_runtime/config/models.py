@@ -88,6 +88,7 @@ class ServerConfig(Model):
     public_url: str | None = Field(None, description="base of the URLs handed to partners")
     get_object_rate: float = Field(10, gt=0, description="Get Object calls per second per partner")
     allow_private_callbacks: bool = False
+    max_ingest_bytes: int = Field(64 * 1024 * 1024, ge=1, description="the largest body POST /v1/admin/objects takes")
 
     @property
     def base_url(self) -> str:

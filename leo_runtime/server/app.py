@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..config import PipelinesFile
 from ..store import Store
+from . import admin, auth, objects
 from .problems import install_handlers
 
 HealthSnapshot = Callable[[], dict[str, Any]]
@@ -42,6 +43,9 @@ def create_app(store: Store, context: ApiContext | None = None) -> FastAPI:
     app.state.store = store
     app.state.context = context
     install_handlers(app)
+    auth.install(app)
+    objects.install(app)
+    admin.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and bot states (no token needed)")
     async def healthz() -> dict[str, Any]:

@@ -8,11 +8,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import LeoError
+from ..errors import Conflict, LeoError, NotFound, QueryError, UsageError
 
 PROBLEM = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457). Validation errors add ``errors``: ``[{loc, msg}]``."""
+
+    type: str = "about:blank"
+    title: str = Field(examples=["Not Found"])
+    status: int = Field(examples=[404])
+    detail: str = Field(examples=["no object 'SKU-9' of type 'inventory'"])
+    errors: list[dict[str, Any]] | None = Field(None, description="422 from validation: every error as {loc, msg}")
 
 
 def problem(status: int, detail: str, *, title: str | None = None, type_: str = "about:blank",
@@ -22,8 +33,64 @@ def problem(status: int, detail: str, *, title: str | None = None, type_: str = 
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def shown(text: str, limit: int = 100) -> str:
+    """A caller's text (a key, a type) as a detail repeats it: cut to `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def problem_responses(*statuses: int, headers: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries: each status answers a `Problem` as application/problem+json."""
+    entries: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": Problem, "description": HTTPStatus(status).phrase}
+        if headers:
+            entry["headers"] = headers
+        if status == 401:
+            entry["headers"] = {**entry.get("headers", {}), "WWW-Authenticate": {"schema": {"type": "string"}}}
+        if status == 429:
+            entry["headers"] = {**entry.get("headers", {}), "Retry-After": {"schema": {"type": "integer"}}}
+        entries[status] = entry
+    return entries
+
+
+def problems_in_openapi(app: FastAPI) -> None:
+    """Document every error answer (FastAPI's own 422 included) as a `Problem` in
+    application/problem+json, which is what the handlers below send."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status.isdigit() and int(status) >= 400:
+                        response["content"] = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def status_of(exc: LeoError) -> int:
+    """The HTTP status a runtime error answers with."""
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, UsageError | QueryError):
+        return 422
+    return 400
+
+
 def install_handlers(app: FastAPI) -> None:
     """Every error the app can give, FastAPI's own included, becomes a problem answer."""
+    problems_in_openapi(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -40,4 +107,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LeoError)
     async def leo_error(request: Request, exc: LeoError) -> JSONResponse:
-        return problem(400, str(exc))
+        return problem(status_of(exc), str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # The details go to the log (uvicorn logs the exception after this answer), never to the caller.
+        return problem(500, "the server failed to answer; the leo run log has the details")

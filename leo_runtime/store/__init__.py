@@ -6,11 +6,25 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import StoreError
-from .base import BotInfo, CheckpointInfo, ObjectRecord, PendingEvent, QueueInfo, RunCommit, Store
+from .base import (
+    BotInfo,
+    CheckpointInfo,
+    ObjectBatch,
+    ObjectChange,
+    ObjectCounts,
+    ObjectRecord,
+    ObjectRow,
+    PartnerRecord,
+    PendingEvent,
+    QueueInfo,
+    RunCommit,
+    Store,
+)
 from .sqlite import SQLiteStore
 
-__all__ = ["BotInfo", "CheckpointInfo", "ObjectRecord", "PendingEvent", "QueueInfo", "RunCommit", "SQLiteStore", "Store",
-           "open_store", "resolve_store_path"]
+__all__ = ["BotInfo", "CheckpointInfo", "ObjectBatch", "ObjectChange", "ObjectCounts", "ObjectRecord", "ObjectRow",
+           "PartnerRecord", "PendingEvent", "QueueInfo", "RunCommit", "SQLiteStore", "Store", "open_store",
+           "resolve_store_path"]
 
 
 def resolve_store_path(url: str, base_dir: str | Path | None = None) -> tuple[Path, dict[str, str]]:

@@ -33,6 +33,67 @@ class PendingEvent(NamedTuple):
     correlation_json: str | None = None
 
 
+class ObjectRow(NamedTuple):
+    """One object to bring up to date: its key, the content hash of its canonical JSON, its JSON
+    text (stored as given; UTF-8 bytes are decoded, and the blanks around them dropped, only
+    when the object changed) and, when the caller has it, its decoded value (handed on, never
+    read by the store). A plain tuple in this order is as good."""
+
+    key: str
+    hash: bytes
+    data_json: str | bytes
+    value: Any = None
+
+
+class ObjectChange(NamedTuple):
+    """A change the store is writing, handed to `ObjectBatch.describe` for its change record.
+
+    ``op`` is ``created``, ``updated`` or ``deleted``; ``data_json`` the new state (the last
+    known state for a delete), ``value`` its decoded form when the caller gave one, and
+    ``previous_json`` the state an update replaces (None otherwise).
+    """
+
+    object_type: str
+    key: str
+    op: str
+    version: int
+    changed_at: int
+    data_json: str
+    value: Any = None
+    previous_json: str | None = None
+
+
+@dataclass(slots=True)
+class ObjectCounts:
+    """What applying objects did, key by key."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+
+@dataclass(slots=True)
+class ObjectBatch:
+    """Objects of one type to bring up to date (see `Store.apply_objects`).
+
+    ``rows`` is consumed once, in order, inside the transaction that applies it, so a lazy
+    iterable keeps memory flat; an exception it raises rolls everything back. ``complete``: the
+    rows are every object the source has, so a live key missing from them is deleted, and a key
+    given twice is an error. ``deletes``: keys to delete. ``describe`` turns a change into its
+    change-record JSON text (``leo_runtime.objects`` supplies it). ``source`` names the input in
+    messages. The store fills ``counts``.
+    """
+
+    object_type: str
+    describe: Callable[[ObjectChange], str]
+    rows: Iterable[ObjectRow] = ()
+    complete: bool = False
+    deletes: Iterable[str] = ()
+    source: str = "input"
+    counts: ObjectCounts = field(default_factory=ObjectCounts)
+
+
 @dataclass(slots=True)
 class RunCommit:
     """Everything one bot run writes, committed in ONE transaction by `Store.commit_run`.
@@ -40,7 +101,8 @@ class RunCommit:
     ``in_queue``/``expected``/``position``: the checkpoint moves from ``expected`` to ``position``
     (compare-and-set: if an operator reset it meanwhile, nothing is written). ``outputs`` are
     appended in order. ``state`` replaces the bot's persistent state when not None. ``owner`` must
-    still hold the bot's lease.
+    still hold the bot's lease. ``objects`` are applied after the outputs, as `Store.apply_objects`
+    does, so a source's object changes commit with its cursor.
     """
 
     bot_id: str
@@ -51,6 +113,7 @@ class RunCommit:
     outputs: Sequence[PendingEvent] = ()
     state: Mapping[str, Any] | None = None
     events_in: int = 0
+    objects: Sequence[ObjectBatch] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +156,19 @@ class BotInfo:
     events_in: int
     events_out: int
     state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerRecord:
+    """A partner account: ``scope_json`` is its scope query as JSON text (None: it sees every
+    object), ``token_hash`` the SHA-256 of its token, ``revoked_at`` None while it is live."""
+
+    id: int
+    name: str
+    scope_json: str | None
+    created_at: int
+    revoked_at: int | None
+    token_hash: bytes = field(repr=False, default=b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +364,61 @@ class Store(ABC):
     def record_failure(self, bot_id: str, message: str) -> int:
         """Note a failed run (last error, time, error count + 1); return the new error count."""
 
+    # -- partners ------------------------------------------------------------------------------
+    @abstractmethod
+    def create_partner(self, name: str, token_hash: bytes, scope_json: str | None) -> PartnerRecord:
+        """Add a partner account in one transaction. Raises `Conflict` (and writes nothing) when
+        the name is taken, by a live or a revoked partner."""
+
+    @abstractmethod
+    def partner_by_token_hash(self, token_hash: bytes) -> PartnerRecord | None:
+        """The partner whose token hashes to `token_hash` (revoked ones included), or None.
+
+        One indexed lookup that sees every commit, this process's or another's: the server calls
+        it on every request, so a revocation takes effect on the next one.
+        """
+
+    @abstractmethod
+    def partner(self, name: str) -> PartnerRecord | None:
+        """One partner by name (revoked ones included), or None."""
+
+    @abstractmethod
+    def partners(self) -> list[PartnerRecord]:
+        """Every partner, live and revoked, by name."""
+
+    @abstractmethod
+    def revoke_partner(self, name: str) -> PartnerRecord | None:
+        """Revoke a partner (atomic; revoking again keeps the first time); None if unknown."""
+
     # -- objects -------------------------------------------------------------------------------
     @abstractmethod
     def get_object(self, object_type: str, key: str) -> ObjectRecord | None:
         """The latest state of one object (deleted ones included, flagged), or None if never seen."""
+
+    @abstractmethod
+    def list_objects(
+        self, object_type: str, *, after: str | None = None, limit: int = 1000, deleted: bool = False
+    ) -> list[ObjectRecord]:
+        """Objects of a type in key order (byte order of the UTF-8 key), those after key `after`,
+        at most `limit`; deleted ones only when `deleted`. For paging through a type."""
+
+    @abstractmethod
+    def apply_objects(self, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
+        """Bring objects up to date and append their change records, all in ONE transaction.
+
+        For each batch, in order: every row is compared with the stored object of its key by
+        content hash only (stored JSON is never decoded to compare). A new key, or one that was
+        deleted, is ``created`` (version 1, or the next version); a different hash is ``updated``
+        (version + 1); an equal hash is no change. A ``complete`` batch then deletes every live
+        key it did not hold; ``deletes`` delete the named live keys (an unknown or deleted key is
+        no change). A delete keeps the last state as the object's data. Each change appends one
+        record (``describe``) to the queue ``{object_type}.changes`` in the same transaction, and
+        the object row keeps that record's position (``seq``) and time (``changed_at``), so
+        objects and their change queues always agree, even after a crash.
+
+        Rows apply in order, as if one at a time: a key given twice in a batch that is not complete
+        is compared twice (two changes when the contents differ). Returns the (first, last)
+        positions appended ((0, 0) when nothing changed). Raises `ObjectInputError` (and writes
+        nothing) when a complete batch holds a key twice; an exception from ``rows`` also rolls
+        everything back.
+        """

@@ -65,9 +65,10 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         2,
         "objects: the latest state of every object",
         """
-        -- One row per object type and key: its latest state (the last known one once deleted),
-        -- the content hash of its canonical JSON, its version (1, 2, 3 ... per key), and the
-        -- position of its latest change record in the queue T.changes.
+        -- One row per object type and key: the content hash of its canonical JSON, its version
+        -- (1, 2, 3 ... per key), whether it is deleted, and the position and time of its latest
+        -- change record in the queue T.changes. Kept small (no JSON text) so that comparing a
+        -- large source, key by key in any order, stays within the page cache.
         CREATE TABLE objects (
             object_type TEXT NOT NULL,
             key TEXT NOT NULL,
@@ -76,8 +77,31 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
             deleted INTEGER NOT NULL DEFAULT 0,
             changed_at INTEGER NOT NULL,
             seq INTEGER NOT NULL,
-            data TEXT NOT NULL,
+            data_id INTEGER NOT NULL,
             PRIMARY KEY (object_type, key)
+        ) WITHOUT ROWID;
+        -- The JSON text of each object's latest state (its last known state once deleted),
+        -- stored as it came; read only to serve it and to name the fields a change touched.
+        CREATE TABLE object_data (
+            id INTEGER PRIMARY KEY,
+            data TEXT NOT NULL
+        )
+        """,
+    ),
+    (
+        4,
+        "partners: accounts, token hashes and scopes",
+        """
+        -- A trading partner's account. Tokens are never stored: only their SHA-256 (the UNIQUE
+        -- index is what each request looks up). scope: the partner's query as JSON text, NULL for
+        -- none. A revoked partner keeps its row (and its name) so that nothing it owned is orphaned.
+        CREATE TABLE partners (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            token_hash BLOB NOT NULL UNIQUE,
+            scope TEXT,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER
         )
         """,
     ),

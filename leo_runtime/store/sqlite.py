@@ -18,12 +18,24 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointMoved, LeaseLost, StoreError
+from ..errors import CheckpointMoved, Conflict, LeaseLost, StoreError
 from ..events import Event, encode_payload
 from ..timeutil import now_ms
-from .base import AppendListener, BotInfo, CheckpointInfo, ObjectRecord, PendingEvent, QueueInfo, RunCommit, Store
+from .base import (
+    AppendListener,
+    BotInfo,
+    CheckpointInfo,
+    ObjectBatch,
+    ObjectRecord,
+    PartnerRecord,
+    PendingEvent,
+    QueueInfo,
+    RunCommit,
+    Store,
+)
 from .migrations import SQLITE_MIGRATIONS
 from .ownership import APPLICATION_ID, check_header, check_writable, ownership, reader_uri
+from .sqlite_objects import apply_batches
 
 _INSERT_EVENT = (
     "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
@@ -33,7 +45,7 @@ _BOT_COLUMNS = (
     "bot_id, pipeline, paused, lease_owner, lease_expires_at, last_run_at, last_error, last_error_at, "
     "error_count, runs, events_in, events_out, state"
 )
-
+_PARTNER_COLUMNS = "id, name, scope, created_at, revoked_at, token_hash"
 
 class SQLiteStore(Store):
     """`Store` over one SQLite database file (see the module docstring for concurrency).
@@ -591,6 +603,12 @@ class SQLiteStore(Store):
                         "the run was rolled back and starts again from the new checkpoint"
                     )
             first, last, heads = self._insert(conn, run.outputs)
+            if run.objects:
+                objects = apply_batches(self, conn, run.objects)
+                if objects.changes:
+                    conn.execute("UPDATE bots SET events_out = events_out + ? WHERE bot_id = ?", (objects.changes, run.bot_id))
+                    first, last = first or objects.first, objects.last
+                    heads.update(objects.heads)
         self._notify(heads)
         return first, last
 
@@ -603,16 +621,71 @@ class SQLiteStore(Store):
                 (message, now_ms(), bot_id),
             ).fetchone()[0]
 
+    # -- partners ---------------------------------------------------------------------------------
+    def create_partner(self, name: str, token_hash: bytes, scope_json: str | None) -> PartnerRecord:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM partners WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"partner '{name}' already exists; choose another name")
+            row = conn.execute(
+                f"INSERT INTO partners(name, token_hash, scope, created_at) VALUES (?, ?, ?, ?) "
+                f"RETURNING {_PARTNER_COLUMNS}",
+                (name, token_hash, scope_json, now_ms()),
+            ).fetchone()
+        return PartnerRecord(*row)
+
+    def partner_by_token_hash(self, token_hash: bytes) -> PartnerRecord | None:
+        row = self._conn().execute(
+            f"SELECT {_PARTNER_COLUMNS} FROM partners WHERE token_hash = ?", (token_hash,)
+        ).fetchone()
+        return PartnerRecord(*row) if row else None
+
+    def partner(self, name: str) -> PartnerRecord | None:
+        row = self._conn().execute(f"SELECT {_PARTNER_COLUMNS} FROM partners WHERE name = ?", (name,)).fetchone()
+        return PartnerRecord(*row) if row else None
+
+    def partners(self) -> list[PartnerRecord]:
+        return [PartnerRecord(*row) for row in self._conn().execute(f"SELECT {_PARTNER_COLUMNS} FROM partners ORDER BY name")]
+
+    def revoke_partner(self, name: str) -> PartnerRecord | None:
+        with self._write() as conn:
+            row = conn.execute(
+                f"UPDATE partners SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ? RETURNING {_PARTNER_COLUMNS}",
+                (now_ms(), name),
+            ).fetchone()
+        return PartnerRecord(*row) if row else None
+
     # -- objects ----------------------------------------------------------------------------------
     def get_object(self, object_type: str, key: str) -> ObjectRecord | None:
         row = self._conn().execute(
-            "SELECT version, changed_at, deleted, seq, data FROM objects WHERE object_type = ? AND key = ?",
+            "SELECT o.version, o.changed_at, o.deleted, o.seq, d.data FROM objects o JOIN object_data d ON d.id = o.data_id "
+            "WHERE o.object_type = ? AND o.key = ?",
             (object_type, key),
         ).fetchone()
         if row is None:
             return None
         version, changed_at, deleted, seq, data = row
         return ObjectRecord(object_type, key, version, changed_at, bool(deleted), seq, data)
+
+    def list_objects(
+        self, object_type: str, *, after: str | None = None, limit: int = 1000, deleted: bool = False
+    ) -> list[ObjectRecord]:
+        live = "" if deleted else " AND o.deleted = 0"
+        rows = self._conn().execute(
+            "SELECT o.key, o.version, o.changed_at, o.deleted, o.seq, d.data "
+            "FROM objects o JOIN object_data d ON d.id = o.data_id "
+            f"WHERE o.object_type = ?{live} AND o.key > ? ORDER BY o.key LIMIT ?",
+            (object_type, after or "", limit),
+        )
+        return [
+            ObjectRecord(object_type, key, version, changed_at, bool(gone), seq, data)
+            for key, version, changed_at, gone, seq, data in rows
+        ]
+
+    def apply_objects(self, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
+        with self._write() as conn:
+            objects = apply_batches(self, conn, batches)
+        self._notify(objects.heads)
+        return objects.first, objects.last
 
 
 def _bot_info(row: tuple) -> BotInfo:

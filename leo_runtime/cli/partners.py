@@ -1,0 +1,100 @@
+"""`leo partners create|list|revoke`: partner accounts, their tokens and scopes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..config import DEFAULT_FILE
+from ..jsonio import dumps
+from ..partners import create_partner, revoke_partner, scope_from_text, scope_of
+from ..store import PartnerRecord
+from ..timeutil import format_time
+from .app import partners_app
+from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+
+SCOPE_HELP = 'a query as JSON: the partner sees only the objects it matches, like \'{"warehouse": "NYC"}\''
+
+
+@partners_app.command("create")
+@handles_errors
+def partners_create(
+    name: Annotated[str, typer.Argument(help="the partner's name (letters, digits, '_', '.', '-')")],
+    scope: Annotated[str | None, typer.Option("--scope", help=SCOPE_HELP)] = None,
+    file: FileOption = Path(DEFAULT_FILE),
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a partner account and print its token (shown only this once)."""
+    query = scope_from_text(scope) if scope is not None else None
+    the_store, _ = open_project(file, store)
+    try:
+        record, token = create_partner(the_store, name, query)
+    finally:
+        the_store.close()
+    if as_json:
+        emit_json({"name": record.name, "token": token, "scope": scope_of(record)})
+        return
+    shown = f" with scope {record.scope_json}" if record.scope_json else " (no scope: it sees every object)"
+    out.print(f"partner '{record.name}' created{shown}", markup=False)
+    out.print(f"token (shown only this once; send it as 'Authorization: Bearer <token>'):\n{token}", markup=False)
+
+
+@partners_app.command("list")
+@handles_errors
+def partners_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Every partner, live and revoked, with its scope (never its token)."""
+    the_store, _ = open_project(file, store)
+    try:
+        rows = [_row(record) for record in the_store.partners()]
+    finally:
+        the_store.close()
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title="partners", title_justify="left")
+    for column in ("name", "scope"):
+        table.add_column(column, overflow="fold")
+    for column in ("created", "revoked"):
+        table.add_column(column, no_wrap=True)  # "revoked" is "-" while the partner is live
+    for row in rows:
+        table.add_row(
+            Text(row["name"]),
+            Text(dumps(row["scope"]) if row["scope"] else "-"),
+            row["created_at"],
+            row["revoked_at"] or "-",
+        )
+    out.print(table)
+
+
+@partners_app.command("revoke")
+@handles_errors
+def partners_revoke(
+    name: Annotated[str, typer.Argument(help="the partner's name")],
+    file: FileOption = Path(DEFAULT_FILE),
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a partner: its token is refused from the next request on, also by a running `leo run`."""
+    the_store, _ = open_project(file, store)
+    try:
+        record = revoke_partner(the_store, name)
+    finally:
+        the_store.close()
+    if as_json:
+        emit_json(_row(record))
+        return
+    out.print(f"partner '{record.name}' revoked at {format_time(record.revoked_at)}", markup=False)
+
+
+def _row(record: PartnerRecord) -> dict:
+    return {
+        "name": record.name,
+        "scope": scope_of(record),
+        "created_at": format_time(record.created_at),
+        "revoked_at": format_time(record.revoked_at),
+    }
