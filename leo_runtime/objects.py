@@ -103,7 +103,7 @@ def object_rows(items: Iterable[Any], key_field: str, source: str) -> Iterator[O
             canonical = _dumps(value, option=_SORTED)
             if text is None:
                 text = _dumps(value).decode()
-        except TypeError as exc:  # a value built by code, not parsed: NaN, bytes, ...
+        except TypeError as exc:  # a value built by code, not parsed: bytes, a set, a non-text key ...
             raise ObjectInputError(f"not JSON: {exc}", where or f"{source}: item {number}") from None
         yield ObjectRow(key, _blake2b(canonical).digest()[:16], text, value)
 
@@ -260,7 +260,7 @@ def parse_objects(data: bytes, name: str) -> Iterator[SourceObject]:
     if data.lstrip(b" \t\r\n").startswith(b"["):
         yield from array_objects(data, name)
         return
-    for number, text, value in iter_lines(data.splitlines(keepends=True), name):
+    for number, text, value in iter_lines(data.split(b"\n"), name):
         yield SourceObject(value, f"{name}:{number}", text.decode())
 
 

@@ -149,3 +149,11 @@ def test_a_custom_key_field_with_dots_is_a_plain_field(shop: Project, tmp_path: 
     result = ingest(shop, "inventory", input='{"item.id": "A", "item": {"id": "B"}}\n')
     assert result.exit_code == 0, result.output
     assert list(live_objects(shop.store())) == ["A"]
+
+
+def test_an_empty_snapshot_is_refused(shop: Project) -> None:
+    ingest(shop, "inventory", input='{"sku": "A"}\n')
+    result = ingest(shop, "inventory", "--snapshot", input="\n")
+    assert result.exit_code == 1
+    assert "stdin: holds no objects: a full read without any would delete every 'inventory' object" in result.output
+    assert list(live_objects(shop.store())) == ["A"]
