@@ -112,7 +112,8 @@ def ndjson_rows(lines: Iterable[bytes], name: str, key_field: str, *, first_line
     """Validate and hash NDJSON lines (bytes, one object each) lazily: `object_rows` fused with
     `jsonio.iter_lines` for the hottest input, with the same rules and messages (``NAME:LINE:
     reason``). Rows are plain tuples in `ObjectRow`'s order holding each line's bytes as their
-    text: the store decodes (and trims) only the lines it writes, never the unchanged ones."""
+    text and no value: the store decodes (and trims) only the lines it writes, and keeping a
+    page of parsed values alive costs more than decoding the few that changed again."""
     loads, dumps, blake2b, decode_error = _loads, _dumps, _blake2b, orjson.JSONDecodeError
     for number, raw in enumerate(lines, start=first_line):
         try:
@@ -132,7 +133,7 @@ def ndjson_rows(lines: Iterable[bytes], name: str, key_field: str, *, first_line
         # lines that could be that deep are counted, and only those with enough brackets walked.
         if len(raw) > _DEEP_BYTES and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth_of(value) > MAX_DEPTH:
             raise JSONInputError(f"nested deeper than {MAX_DEPTH} levels", f"{name}:{number}", number)
-        yield (key, blake2b(dumps(value, option=_SORTED)).digest()[:16], raw, value)  # type: ignore[misc]
+        yield (key, blake2b(dumps(value, option=_SORTED)).digest()[:16], raw, None)  # type: ignore[misc]
 
 
 def file_lines(handle: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
