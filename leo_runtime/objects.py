@@ -34,6 +34,7 @@ _SORTED = orjson.OPT_SORT_KEYS
 _blake2b = hashlib.blake2b
 _loads = orjson.loads
 _dumps = orjson.dumps
+_DEEP_BYTES = 2 * MAX_DEPTH + 1  # the shortest text nested deeper than MAX_DEPTH
 
 
 class SourceObject(NamedTuple):
@@ -59,8 +60,9 @@ class IngestResult:
 
 
 def content_hash(value: Any) -> bytes:
-    """The content hash of a JSON value: blake2b (16 bytes) of its canonical JSON."""
-    return _blake2b(_dumps(value, option=_SORTED), digest_size=16).digest()
+    """The content hash of a JSON value: the first 16 bytes of the blake2b digest of its
+    canonical JSON (taken whole and cut: a ``digest_size`` argument costs more than the hash)."""
+    return _blake2b(_dumps(value, option=_SORTED)).digest()[:16]
 
 
 def object_key(value: Any, key_field: str, where: str) -> str:
@@ -101,16 +103,17 @@ def object_rows(items: Iterable[Any], key_field: str, source: str) -> Iterator[O
             canonical = _dumps(value, option=_SORTED)
             if text is None:
                 text = _dumps(value).decode()
-        except TypeError as exc:  # a value built by code, not parsed: NaN, bytes, ...
+        except TypeError as exc:  # a value built by code, not parsed: bytes, a set, a non-text key ...
             raise ObjectInputError(f"not JSON: {exc}", where or f"{source}: item {number}") from None
-        yield ObjectRow(key, _blake2b(canonical, digest_size=16).digest(), text, value)
+        yield ObjectRow(key, _blake2b(canonical).digest()[:16], text, value)
 
 
 def ndjson_rows(lines: Iterable[bytes], name: str, key_field: str, *, first_line: int = 1) -> Iterator[ObjectRow]:
     """Validate and hash NDJSON lines (bytes, one object each) lazily: `object_rows` fused with
     `jsonio.iter_lines` for the hottest input, with the same rules and messages (``NAME:LINE:
     reason``). Rows are plain tuples in `ObjectRow`'s order holding each line's bytes as their
-    text: the store decodes (and trims) only the lines it writes, never the unchanged ones."""
+    text and no value: the store decodes (and trims) only the lines it writes, and keeping a
+    page of parsed values alive costs more than decoding the few that changed again."""
     loads, dumps, blake2b, decode_error = _loads, _dumps, _blake2b, orjson.JSONDecodeError
     for number, raw in enumerate(lines, start=first_line):
         try:
@@ -126,10 +129,11 @@ def ndjson_rows(lines: Iterable[bytes], name: str, key_field: str, *, first_line
                 key = object_key(value, key_field, f"{name}:{number}")
         else:
             key = object_key(value, key_field, f"{name}:{number}")
-        # Nesting deeper than MAX_DEPTH needs that many brackets: only such lines are walked.
-        if len(raw) > MAX_DEPTH and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth_of(value) > MAX_DEPTH:
+        # Nesting deeper than MAX_DEPTH needs that many brackets (and twice that many bytes): only
+        # lines that could be that deep are counted, and only those with enough brackets walked.
+        if len(raw) > _DEEP_BYTES and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth_of(value) > MAX_DEPTH:
             raise JSONInputError(f"nested deeper than {MAX_DEPTH} levels", f"{name}:{number}", number)
-        yield (key, blake2b(dumps(value, option=_SORTED), digest_size=16).digest(), raw, value)  # type: ignore[misc]
+        yield (key, blake2b(dumps(value, option=_SORTED)).digest()[:16], raw, None)  # type: ignore[misc]
 
 
 def file_lines(handle: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -257,7 +261,7 @@ def parse_objects(data: bytes, name: str) -> Iterator[SourceObject]:
     if data.lstrip(b" \t\r\n").startswith(b"["):
         yield from array_objects(data, name)
         return
-    for number, text, value in iter_lines(data.splitlines(keepends=True), name):
+    for number, text, value in iter_lines(data.split(b"\n"), name):
         yield SourceObject(value, f"{name}:{number}", text.decode())
 
 

@@ -399,6 +399,8 @@ def test_http_poll_honours_etags_and_follows_the_feed(project: Project, feed: Fe
         feed.status = 500
         await async_wait_until(lambda: "HTTP 500" in last_error(store), what="the failing poll")
         feed.status = 200
+        feed.serve([])  # an empty feed is an outage far more often than an empty catalogue
+        await async_wait_until(lambda: "holds no objects" in last_error(store), what="the empty feed refused")
         feed.serve([{"sku": "A", "quantity": 7}, {"sku": "C"}, "not an object"])
         await async_wait_until(lambda: "item 3: expected a JSON object" in last_error(store), what="the bad body")
         assert "C" not in live_objects(store)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..bot import BotContext
 from ..store import ObjectRow
@@ -51,11 +51,3 @@ def shown_path(path: Path, base: Path) -> str:
     except ValueError:
         return str(path)
 
-
-def settings_of(kind: str) -> Any:
-    """The settings model of a source kind (for the bot's discriminated union)."""
-    from .http_poll import HttpPollSettings
-    from .json_dir import JsonDirSettings
-    from .sqlite_table import SqliteTableSettings
-
-    return {"json_dir": JsonDirSettings, "sqlite_table": SqliteTableSettings, "http_poll": HttpPollSettings}[kind]

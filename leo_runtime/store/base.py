@@ -419,6 +419,7 @@ class Store(ABC):
         Rows apply in order, as if one at a time: a key given twice in a batch that is not complete
         is compared twice (two changes when the contents differ). Returns the (first, last)
         positions appended ((0, 0) when nothing changed). Raises `ObjectInputError` (and writes
-        nothing) when a complete batch holds a key twice; an exception from ``rows`` also rolls
+        nothing) when a complete batch holds a key twice or no rows at all (an empty source is
+        more often an outage than an empty catalogue); an exception from ``rows`` also rolls
         everything back.
         """

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 PAGE = 2000
 """Rows compared per round trip (one IN list; SQLite allows 32766 parameters)."""
+RANGE_RETRY = 16
+"""Pages looked up key by key after a range scan showed the input is not sorted there."""
 
 _INSERT_EVENT = (
     "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
@@ -61,12 +63,12 @@ class ObjectWriter:
         self.heads: dict[str, int] = {}
         self._seen_ready = False
         self._last_data_id: int | None = None
-        self._ranges = True
+        self._skip_ranges = 0  # pages to look up key by key before trying a range scan again
 
     def apply(self, batch: ObjectBatch) -> None:
         """Apply one batch (see `Store.apply_objects`); fills ``batch.counts``."""
         complete = batch.complete
-        self._ranges = True
+        self._skip_ranges = 0
         if complete:
             self._clear_seen()
         held = 0
@@ -84,6 +86,12 @@ class ObjectWriter:
                 continue
             held += self._page(batch, page, number)
         if complete:
+            if not held:
+                raise ObjectInputError(
+                    f"holds no objects: a full read without any would delete every '{batch.object_type}' object, so "
+                    "it is refused (an empty source is more often an outage than an empty catalogue)",
+                    batch.source,
+                )
             self._delete_missing(batch, held)
             self._clear_seen()
         deletes = batch.deletes if isinstance(batch.deletes, list | tuple) else list(batch.deletes)
@@ -139,10 +147,12 @@ class ObjectWriter:
         Sources are often sorted by key (exports, tables read in key order): then the page's
         keys are one narrow range, read in one sequential scan, about three times as fast as
         looking each key up. A page whose range holds many more stored keys than the page shows
-        the source is not sorted; the batch then looks keys up one by one.
+        the source is not sorted there; the batch then looks keys up one by one for a while.
         """
         conn = self.conn
-        if self._ranges:
+        if self._skip_ranges:
+            self._skip_ranges -= 1
+        else:
             limit = 2 * len(page) + 16
             live = dict(
                 conn.execute(
@@ -152,7 +162,8 @@ class ObjectWriter:
             )
             if len(live) < limit:
                 return live
-            self._ranges = False
+            # Not sorted here (or a new sorted file began): look keys up, and try again later.
+            self._skip_ranges = RANGE_RETRY
         return dict(
             conn.execute(
                 f"SELECT key, hash FROM objects WHERE object_type = ? AND deleted = 0 AND key IN ({_marks(len(page))})",

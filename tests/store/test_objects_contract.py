@@ -197,3 +197,27 @@ def test_change_records_wake_readers_of_the_change_queue(store: Store) -> None:
 def test_an_empty_batch_writes_nothing(store: Store) -> None:
     assert store.apply_objects([ObjectBatch("inventory", objects.change_record)]) == (0, 0)
     assert store.queues() == []
+
+
+def test_an_empty_snapshot_is_refused_and_writes_nothing(store: Store) -> None:
+    ingest(store, [{"sku": "A"}, {"sku": "B"}])
+    before = snapshot(store)
+    with pytest.raises(ObjectInputError, match="feed: holds no objects: a full read without any would delete every"):
+        ingest(store, [], snapshot=True, source="feed")
+    assert snapshot(store) == before
+
+
+def test_sources_in_any_key_order_are_compared_exactly(store: Store) -> None:
+    import random
+
+    keys = [f"K{n:05d}" for n in range(6000)]
+    ingest(store, [{"sku": key, "n": 0} for key in keys])
+    # Sorted stretches (range scans), a shuffled middle (key lookups), sorted again (ranges retried).
+    middle = keys[2000:4000]
+    random.Random(3).shuffle(middle)
+    order = keys[:2000] + middle + keys[4000:]
+    changed = set(order[::97])
+    result = ingest(store, [{"sku": key, "n": int(key in changed)} for key in order if key != "K00007"], snapshot=True)
+    assert (result.updated, result.deleted, result.created) == (len(changed - {"K00007"}), 1, 0)
+    assert result.unchanged == len(keys) - 1 - result.updated
+    assert_objects_agree_with_changes(store)
