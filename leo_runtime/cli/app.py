@@ -17,3 +17,5 @@ checkpoints_app = typer.Typer(help="Where each bot is in its input queues.", no_
 app.add_typer(bots_app, name="bots")
 app.add_typer(queues_app, name="queues")
 app.add_typer(checkpoints_app, name="checkpoints")
+deadletters_app = typer.Typer(help="Events bots gave up on (on_error.dead_letter); send them back.", no_args_is_help=True)
+app.add_typer(deadletters_app, name="deadletters")

@@ -203,6 +203,18 @@ class _Checker:
                         at="value",
                     )
                     ok = False
+        if config.on_error is not None:  # dead letters (runtime hardening)
+            if kind == "source":
+                self.error((*path, "on_error"), f"{label}: 'on_error' is for bots that read a queue; a source reads none")
+                ok = False
+            elif config.on_error.dead_letter == config.in_:
+                self.error(
+                    (*path, "on_error", "dead_letter"),
+                    f"{label}: on_error.dead_letter is '{config.in_}', the queue the bot reads: a dead-lettered "
+                    "event would come straight back; name another queue",
+                    at="value",
+                )
+                ok = False
         if not ok:
             return None
         limits = RunLimits(records=config.batch.records, bytes=config.batch.bytes, seconds=config.batch.seconds)
@@ -233,6 +245,7 @@ class _Checker:
         object_types = data.get("object_types")
         types = sorted(str(name) for name in object_types) if isinstance(object_types, dict) else []
         written = {spec.out_queue for spec in specs if spec.out_queue}
+        written |= {spec.config.on_error.dead_letter for spec in specs if spec.config.on_error}
         written |= {f"{name}.changes" for name in types}
         for spec in specs:
             queue = spec.in_queue
