@@ -87,7 +87,11 @@ class EventFailed(BotError):
 
 
 class _StartFailed(BotError):
-    """Constructing the bot, its ``setup`` or its ``watch_paths`` failed."""
+    """Constructing the bot, its ``setup`` or its ``watch_paths`` failed (``bot``: constructed or None)."""
+
+    def __init__(self, message: str, bot: Bot | None) -> None:
+        super().__init__(message)
+        self.bot = bot
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,11 @@ class BotRunner:
                     continue
                 if not ready:  # set up only where the bot runs: after the lease is ours
                     try:
-                        paths = await self._timed(self._in_thread(self._prepare))
+                        self.bot, paths = await self._timed(self._in_thread(self._prepare, self.bot))
+                    except _StartFailed as exc:
+                        self.bot = exc.bot
+                        await self._failed(exc)
+                        continue
                     except Exception as exc:
                         await self._failed(exc)
                         continue
@@ -364,24 +372,25 @@ class BotRunner:
                 log.info("bot '%s': its stuck run ended after %.1fs", self.id, seconds)
 
     # -- bot setup (bot thread) -------------------------------------------------------------------
-    def _prepare(self) -> list[Path]:
-        """Construct the bot (once), set it up, and return the paths a watching source watches."""
-        if self.bot is None:
+    def _prepare(self, bot: Bot | None) -> tuple[Bot, list[Path]]:
+        """Construct the bot (unless it was), set it up, and find the paths a watching source
+        watches. Returns the bot and the paths (the loop keeps them)."""
+        if bot is None:
             try:
-                self.bot = call_bot(self.spec.cls, self.spec.settings, self.ctx)
+                bot = call_bot(self.spec.cls, self.spec.settings, self.ctx)
             except Exception as exc:
-                raise _StartFailed(f"cannot start: {_text(exc)}") from exc
+                raise _StartFailed(f"cannot start: {_text(exc)}", None) from exc
         try:
-            call_bot(self.bot.setup, self.ctx)
+            call_bot(bot.setup, self.ctx)
         except Exception as exc:
-            raise _StartFailed(f"setup failed: {_text(exc)}") from exc
+            raise _StartFailed(f"setup failed: {_text(exc)}", bot) from exc
         schedule = self.spec.schedule
         if self.spec.kind != "source" or schedule is None or schedule.kind != "watch":
-            return []
+            return bot, []
         try:
-            return [Path(path) for path in call_bot(self.bot.watch_paths, self.ctx)]  # type: ignore[attr-defined]
+            return bot, [Path(path) for path in call_bot(bot.watch_paths, self.ctx)]  # type: ignore[attr-defined]
         except Exception as exc:
-            raise _StartFailed(f"watch_paths failed: {_text(exc)}") from exc
+            raise _StartFailed(f"watch_paths failed: {_text(exc)}", bot) from exc
 
     # -- processors and sinks (bot thread) ----------------------------------------------------------
     def _initial_position(self) -> int:
