@@ -40,6 +40,13 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def reraise_operator_interrupt(exc: BaseException) -> None:
+    """Raise `exc` again when it is a Ctrl-C on the main thread (the operator, not bot code):
+    anywhere else a KeyboardInterrupt can only come from bot code."""
+    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        raise exc
+
+
 def call_bot(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call bot code; an `Exception` passes through, anything else becomes a `BotCodeError`."""
     try:

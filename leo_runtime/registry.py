@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .bot import Bot, registered_bots
-from .botcalls import describe
+from .botcalls import describe, reraise_operator_interrupt
 from .errors import BotError
 
 ENTRY_POINT_GROUP = "leo_runtime.bots"
@@ -84,7 +84,7 @@ class BotRegistry:
             try:
                 cls = self._plugins[use].load()
             except BaseException as exc:  # a plugin's import error must name the plugin
-                _reraise_interrupt(exc)
+                reraise_operator_interrupt(exc)
                 reason = exc if isinstance(exc, Exception) else describe(exc)
                 raise BotError(f"bot '{use}': plugin {self._plugins[use].value} failed to load: {reason}") from exc
             return _check_bot_class(cls, use)
@@ -108,7 +108,7 @@ class BotRegistry:
         except ImportError as exc:
             raise BotError(f"bot '{module_name}:{attr}': cannot import module '{module_name}': {exc}") from exc
         except BaseException as exc:  # SystemExit and the like from the module's code included
-            _reraise_interrupt(exc)
+            reraise_operator_interrupt(exc)
             raise BotError(f"bot '{module_name}:{attr}': importing '{module_name}' failed: {exc!r}") from exc
         return _attr(module, attr, f"{module_name}:{attr}")
 
@@ -158,20 +158,13 @@ def _load_file(path: Path, use: str) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except BaseException as exc:  # SystemExit and the like from the file's code included
-        _reraise_interrupt(exc)
+        reraise_operator_interrupt(exc)
         if previous is None:
             sys.modules.pop(module_name, None)
         else:
             sys.modules[module_name] = previous
         raise BotError(f"bot '{use}': loading {path}{_line_in(path, exc)} failed: {exc!r}") from exc
     return module
-
-
-def _reraise_interrupt(exc: BaseException) -> None:
-    """Let a Ctrl-C on the main thread go on: that is the operator, not the bot. Anywhere else
-    (the reload thread) a KeyboardInterrupt can only come from bot code."""
-    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
-        raise exc
 
 
 def _line_in(path: Path, exc: BaseException) -> str:

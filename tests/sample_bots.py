@@ -157,3 +157,33 @@ class Writer(Bot):
     def process(self, events, ctx):
         ctx.store.append("sneaky", [{"x": 1}])
         yield from events
+
+
+class Stubborn(Bot):
+    """Yields something that is not JSON, and ignores being closed (a GeneratorExit misuse)."""
+
+    def process(self, events, ctx):
+        for event in events:
+            try:
+                yield object()
+            except GeneratorExit:
+                yield event
+
+
+class ReturnsText(Bot):
+    def process(self, events, ctx):
+        return "not a list of outputs"
+
+
+class ExitingSettings(Bot):
+    """Its settings' validator calls sys.exit()."""
+
+    class Settings(Bot.Settings):
+        level: int = 0
+
+        @classmethod
+        def model_validate(cls, *args, **kwargs):
+            sys.exit(9)
+
+    def process(self, events, ctx):
+        yield from events

@@ -579,3 +579,20 @@ def test_no_top_level_bots_or_cli_module_is_installed() -> None:
         if spec is not None and spec.origin:
             assert "site-packages" not in spec.origin, spec.origin
     assert Path(leo_runtime.__file__).parent.name == "leo_runtime"
+
+
+def test_validate_survives_a_settings_validator_that_exits(tmp_path: Path) -> None:
+    from .conftest import CUSTOM_BOTS, leo
+
+    write(tmp_path, "bots/custom.py", CUSTOM_BOTS)
+    write(tmp_path, "pipelines.yaml", """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: e, use: ./bots/custom.py:ExitingSettings, in: a, out: b, with: {level: 1}}
+        """)
+    result = leo("validate", cwd=tmp_path)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "pipelines.yaml:5:" in result.stderr and "checking the settings of './bots/custom.py:ExitingSettings' failed: " \
+        "SystemExit(9)" in result.stderr

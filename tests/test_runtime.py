@@ -798,3 +798,26 @@ def test_no_store_call_runs_on_the_event_loop(project: Project) -> None:
     store.close()
     (project.root / "gates" / "release-1").write_text("")
     assert on_loop == []
+
+
+@pytest.mark.parametrize(
+    ("bot", "error"),
+    [
+        ("Stubborn", "failed on event a@1: bot 'b' yielded something that is not JSON: "
+                     "Object of type object is not JSON serializable"),
+        ("ReturnsText", "failed on the page starting at a@1, before taking an event: process() returned a str; "
+                        "yield the outputs (or return a list of them, or None)"),
+    ],
+)
+def test_a_bot_misusing_generators_or_return_values_is_an_error_not_a_mess(project: Project, bot: str, error: str) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(f"version: 1\npipelines:\n  p:\n    bots:\n      - {{id: b, use: ./bots/custom.py:{bot}, in: a, out: o}}\n")
+    store = project.store()
+    store.append("a", [{"n": 1}])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: errors_of(store, "b") >= 2)
+
+    run_with(project, body)
+    assert store.bot("b").last_error == error  # type: ignore[union-attr]
+    assert payloads_of(store, "o") == []

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ValidationError
 
 from ..bot import Bot, BotSettings, RunLimits
+from ..botcalls import reraise_operator_interrupt
 from ..errors import BotError, ConfigError, Problem
 from ..registry import BotRegistry
 from ..timeutil import parse_time
@@ -144,7 +145,8 @@ class _Checker:
         except ValidationError as exc:
             self._report(exc, cls.Settings, (*path, "with"), label=label, relative_to=(*path, "with"))
             return None
-        except Exception as exc:  # a custom bot's own validator broke: report it, never crash the loader
+        except BaseException as exc:  # a custom bot's own validator broke (even with sys.exit): report it
+            reraise_operator_interrupt(exc)
             self.error((*path, "with"), f"{label}: checking the settings of '{use.strip()}' failed: {exc!r}", at="value")
             return None
         return cls, settings
