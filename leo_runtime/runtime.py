@@ -261,23 +261,23 @@ class Runtime:
             except ConfigError as exc:
                 problems = exc.problems or []
                 lines = [str(p) for p in problems if p.severity == "error"] or [str(exc)]
-                await self._reload_failed("; ".join(lines), f"{path} changed but is invalid")
+                await self._reload_failed(lines, f"{path} changed but is invalid")
                 return False
             except TimeoutError:
                 await self._reload_failed(
-                    f"loading {path} took more than {self.load_timeout:g}s (does a custom bot's module hang at "
-                    "import?)", "reload failed")
+                    [f"loading {path} took more than {self.load_timeout:g}s (does a custom bot's module hang at "
+                     "import?)"], "reload failed")
                 return False
             except Exception as exc:
-                await self._reload_failed(str(exc) if isinstance(exc, LeoError) else describe(exc), "reload failed")
+                await self._reload_failed([str(exc) if isinstance(exc, LeoError) else describe(exc)], "reload failed")
                 return False
             await self._apply(new)
             await self._note_runtime()
             return True
 
-    async def _reload_failed(self, error: str, what: str) -> None:
-        self.reload_error = error
-        log.error("%s; the running pipelines keep running:\n  %s", what, error.replace("; ", "\n  "))
+    async def _reload_failed(self, errors: list[str], what: str) -> None:
+        self.reload_error = "; ".join(errors)
+        log.error("%s; the running pipelines keep running:\n  %s", what, "\n  ".join(errors))
         await self._note_runtime()
 
     async def _apply(self, new: Config) -> None:

@@ -642,8 +642,8 @@ def test_a_stuck_run_is_visible_and_never_blocks_reloads(project: Project) -> No
 
     async def body(runtime: Runtime) -> None:
         await async_wait_until(lambda: runtime.runners["stuck"].state == "stuck", what="the stuck state")
-        info = store.bot("stuck")
-        assert info is not None and info.stuck_since is not None  # in the store: any process sees it
+        # In the store too (written off the loop, just after): any process sees it.
+        await async_wait_until(lambda: store.bot("stuck").stuck_since is not None, what="the store's stuck mark")
         health = runtime.health()
         assert health["status"] == "degraded" and health["stuck"] == ["stuck"]
         # A reload of another pipeline goes through at once.

@@ -156,8 +156,14 @@ class _Checker:
     ) -> BotSpec | None:
         ok = True
         kind = cls.kind
-        out = config.out or cls.default_out(settings)
-        schedule_text = config.schedule or (cls.default_schedule(settings) if kind == "source" else None)
+        try:  # bot code: it may raise anything, sys.exit() included
+            out = config.out or cls.default_out(settings)
+            schedule_text = config.schedule or (cls.default_schedule(settings) if kind == "source" else None)
+        except BaseException as exc:
+            reraise_operator_interrupt(exc)
+            self.error((*path, "use"), f"{label}: '{config.use}' failed to give its default out or schedule: {exc!r}",
+                       at="value")
+            return None
         if kind == "source":
             if config.in_ is not None:
                 self.error((*path, "in"), f"{label}: '{cls.name or config.use}' is a source bot and reads no queue; remove 'in'")
