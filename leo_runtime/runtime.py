@@ -71,6 +71,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop_requested = asyncio.Event()
         self._reload_handle: asyncio.TimerHandle | None = None
+        self._reload_tasks: set[asyncio.Task[bool]] = set()
         self._config_watch: Any = None
         self._reload_lock = asyncio.Lock()
 
@@ -119,6 +120,9 @@ class Runtime:
             self._reload_handle.cancel()
         if self._config_watch is not None:
             self.watcher.unwatch(self._config_watch)
+        for task in list(self._reload_tasks):  # a reload still loading must not start bots after the drain
+            task.cancel()
+        await asyncio.gather(*self._reload_tasks, return_exceptions=True)
         runners = list(self.runners.values())
         finished = await asyncio.gather(*(runner.stop(self.drain_timeout) for runner in runners))
         stuck = sorted(runner.id for runner, done in zip(runners, finished, strict=True) if not done)
@@ -245,7 +249,12 @@ class Runtime:
         if self._reload_handle is not None:
             self._reload_handle.cancel()
         loop = asyncio.get_running_loop()
-        self._reload_handle = loop.call_later(0.3, lambda: loop.create_task(self.reload()))
+        self._reload_handle = loop.call_later(0.3, self._start_reload)
+
+    def _start_reload(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload(), name="leo-reload")
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
 
     async def reload(self) -> bool:
         """Re-read pipelines.yaml; restart only the pipelines that changed. A broken file is

@@ -821,3 +821,28 @@ def test_a_bot_misusing_generators_or_return_values_is_an_error_not_a_mess(proje
     run_with(project, body)
     assert store.bot("b").last_error == error  # type: ignore[union-attr]
     assert payloads_of(store, "o") == []
+
+
+def test_stopping_during_a_reload_that_hangs_in_bot_imports_stops_at_once(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    gate = project.root / "gates"
+    gate.mkdir()
+    project.write(f"from pathlib import Path\nimport time\nPath({str(gate / 'importing')!r}).write_text('')\n"
+                  f"while not Path({str(gate / 'release-import')!r}).exists():\n    time.sleep(0.01)\n", "bots/hangs.py")
+
+    async def main() -> None:
+        config = load_config(project.file)
+        store = open_store(config.store_url, config.base_dir)
+        runtime = Runtime(config, store, serve_http=False)
+        await runtime.start()
+        try:
+            project.file.write_text(project.file.read_text()
+                                    + "  hangs:\n    bots:\n      - {id: h, use: ./bots/hangs.py:H, in: x, out: y}\n")
+            await async_wait_until(lambda: (gate / "importing").exists(), what="the reload importing the bot file")
+            assert await asyncio.wait_for(runtime.stop(), 10)  # not after the 60 s load timeout
+            assert runtime.runners == {} and runtime.reloads == 0
+        finally:
+            (gate / "release-import").write_text("")
+            store.close()
+
+    asyncio.run(main())
