@@ -34,10 +34,31 @@ class BotCodeError(BotError):
         self.original = original
 
 
+MESSAGE_LIMIT = 2000
+"""Characters of a bot's error kept in logs, the store and `leo status` (the rest is cut)."""
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text`, cut to `limit` characters with a note of how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def describe(exc: BaseException) -> str:
-    """``Type: message`` (or just ``Type`` when the message is empty) for any exception."""
-    text = str(exc)
+    """``Type: message`` (or just ``Type`` when the message is empty) for any exception; one
+    whose message itself cannot be made is still described."""
+    try:
+        text = str(exc)
+    except BaseException as failure:  # bot code again: its __str__ may raise anything
+        text = f"<its message could not be shown: {type(failure).__name__}>"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def show(exc: BaseException) -> str:
+    """``repr(exc)`` made safe and clipped (how the registry names an import failure)."""
+    try:
+        return clip(repr(exc))
+    except BaseException:
+        return clip(describe(exc))
 
 
 def reraise_operator_interrupt(exc: BaseException) -> None:

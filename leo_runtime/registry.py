@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .bot import Bot, registered_bots
-from .botcalls import describe, reraise_operator_interrupt
+from .botcalls import clip, describe, reraise_operator_interrupt, show
 from .errors import BotError
 
 ENTRY_POINT_GROUP = "leo_runtime.bots"
@@ -85,7 +85,7 @@ class BotRegistry:
                 cls = self._plugins[use].load()
             except BaseException as exc:  # a plugin's import error must name the plugin
                 reraise_operator_interrupt(exc)
-                reason = exc if isinstance(exc, Exception) else describe(exc)
+                reason = clip(str(exc)) if isinstance(exc, Exception) else clip(describe(exc))
                 raise BotError(f"bot '{use}': plugin {self._plugins[use].value} failed to load: {reason}") from exc
             return _check_bot_class(cls, use)
         if use.endswith(".py") or "/" in use or "\\" in use:
@@ -109,7 +109,7 @@ class BotRegistry:
             raise BotError(f"bot '{module_name}:{attr}': cannot import module '{module_name}': {exc}") from exc
         except BaseException as exc:  # SystemExit and the like from the module's code included
             reraise_operator_interrupt(exc)
-            raise BotError(f"bot '{module_name}:{attr}': importing '{module_name}' failed: {exc!r}") from exc
+            raise BotError(f"bot '{module_name}:{attr}': importing '{module_name}' failed: {show(exc)}") from exc
         return _attr(module, attr, f"{module_name}:{attr}")
 
     def _from_file(self, file_name: str, attr: str, base_dir: Path) -> type[Bot]:
@@ -163,7 +163,7 @@ def _load_file(path: Path, use: str) -> ModuleType:
             sys.modules.pop(module_name, None)
         else:
             sys.modules[module_name] = previous
-        raise BotError(f"bot '{use}': loading {path}{_line_in(path, exc)} failed: {exc!r}") from exc
+        raise BotError(f"bot '{use}': loading {path}{_line_in(path, exc)} failed: {show(exc)}") from exc
     return module
 
 

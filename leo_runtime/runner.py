@@ -23,7 +23,7 @@ from typing import Any
 from croniter import croniter
 
 from .bot import Bot, BotContext
-from .botcalls import BotThread, call_bot, describe
+from .botcalls import BotThread, call_bot, clip, describe
 from .config import NAME_PATTERN, BotSpec, Config
 from .errors import BotError, CheckpointMoved, LeaseLost, LeoError
 from .events import Event, Output, RawJSON, dumps, encode_payload
@@ -303,11 +303,11 @@ class BotRunner:
             await self.services.wakeups.wait(self.spec.in_queue, result.checkpoint, IDLE_RECHECK_SECONDS, key=self.id)
 
     async def _failed(self, exc: Exception) -> None:
-        message = str(exc) if isinstance(exc, LeoError) else describe(exc)
+        message = clip(_text(exc))
         self.last_error = message
         count = self.failures + 1
         try:
-            count = await self._in_thread(self.store.record_failure, self.id, message[:2000])
+            count = await self._in_thread(self.store.record_failure, self.id, message)
         except LeoError as store_error:
             log.warning("bot '%s': cannot record its failure: %s", self.id, store_error)
         self.failures = count

@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from .botcalls import describe, run_in_daemon_thread
+from .botcalls import clip, describe, run_in_daemon_thread
 from .config import BotSpec, Config, load_config
 from .errors import ConfigError, LeoError
 from .leases import LeaseKeeper
@@ -285,6 +285,7 @@ class Runtime:
             return True
 
     async def _reload_failed(self, errors: list[str], what: str) -> None:
+        errors = [clip(error) for error in errors[:20]] + ([f"({len(errors) - 20} more)"] if len(errors) > 20 else [])
         self.reload_error = "; ".join(errors)
         log.error("%s; the running pipelines keep running:\n  %s", what, "\n  ".join(errors))
         await self._note_runtime()

@@ -187,3 +187,22 @@ class ExitingSettings(Bot):
 
     def process(self, events, ctx):
         yield from events
+
+
+class Loud(Bot):
+    """Fails with a 1 MB message."""
+
+    def process(self, events, ctx):
+        raise RuntimeError("x" * 1_000_000)
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        sys.exit(2)
+
+
+class Unprintable(Bot):
+    """Fails with an exception whose message cannot even be made."""
+
+    def process(self, events, ctx):
+        raise _Unprintable()

@@ -800,6 +800,10 @@ def test_no_store_call_runs_on_the_event_loop(project: Project) -> None:
     assert on_loop == []
 
 
+def _clipped(text: str) -> str:
+    return f"{text[:2000]}... ({len(text) - 2000} more characters)"
+
+
 @pytest.mark.parametrize(
     ("bot", "error"),
     [
@@ -807,6 +811,9 @@ def test_no_store_call_runs_on_the_event_loop(project: Project) -> None:
                      "Object of type object is not JSON serializable"),
         ("ReturnsText", "failed on the page starting at a@1, before taking an event: process() returned a str; "
                         "yield the outputs (or return a list of them, or None)"),
+        ("Loud", _clipped("failed on the page starting at a@1, before taking an event: RuntimeError: " + "x" * 1_000_000)),
+        ("Unprintable", "failed on the page starting at a@1, before taking an event: _Unprintable: "
+                        "<its message could not be shown: SystemExit>"),
     ],
 )
 def test_a_bot_misusing_generators_or_return_values_is_an_error_not_a_mess(project: Project, bot: str, error: str) -> None:
