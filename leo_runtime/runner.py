@@ -1,5 +1,5 @@
-"""One bot, run until stopped: its lease, its runs (read a page, process, commit), its waits,
-its failures, backoff and dead letters, and the watch for a stuck run.
+"""One bot, run until stopped: its lease, its waits, its failures, backoff and dead letters,
+and the watch for a stuck run. What a run does (read a page, process, commit) is in `runs`.
 
 Bot code and the bot's store calls run on the bot's own thread (`BotThread`); everything else
 happens on the event loop, which alone changes the runner's state. A runner is handed what it
@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,21 +22,19 @@ from typing import Any
 from croniter import croniter
 
 from .bot import Bot, BotContext
-from .botcalls import BotThread, call_bot, clip, describe
-from .config import NAME_PATTERN, BotSpec, Config
-from .errors import BotError, CheckpointMoved, LeaseLost, LeoError
-from .events import Event, Output, RawJSON, dumps, encode_payload
+from .botcalls import BotThread, call_bot, clip
+from .config import BotSpec, Config
+from .errors import CheckpointMoved, LeaseLost, LeoError
 from .leases import LeaseKeeper
+from .runs import BotWork, EventFailed, Poison, RunResult, StartFailed, error_text
 from .states import BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, FAILING_AFTER, BotState, backoff_delay, stuck_after
-from .store import PendingEvent, RunCommit, Store
-from .store.base import DeadLetter
+from .store import Store
 from .storeview import StoreView
-from .timeutil import now_ms, parse_time
+from .timeutil import now_ms
 from .wakeups import Wakeups
 from .watching import FileWatcher
 
 log = logging.getLogger("leo.runtime")
-_QUEUE_NAME = re.compile(NAME_PATTERN)
 
 IDLE_RECHECK_SECONDS = 30.0
 WATCH_RESCAN_SECONDS = 60.0
@@ -65,42 +62,6 @@ class RunnerServices:
     watcher: FileWatcher
     config: Config
     executor: Executor | None = None
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What one run did (built on the bot's thread, applied on the loop)."""
-
-    processed: int
-    checkpoint: int
-    behind: bool
-    state_json: str
-    dead_lettered: Event | None = None
-
-
-class EventFailed(BotError):
-    """Bot code failed on one event of a page: the message names its queue and position."""
-
-    def __init__(self, message: str, event: Event) -> None:
-        super().__init__(message)
-        self.event = event
-
-
-class _StartFailed(BotError):
-    """Constructing the bot, its ``setup`` or its ``watch_paths`` failed (``bot``: constructed or None)."""
-
-    def __init__(self, message: str, bot: Bot | None) -> None:
-        super().__init__(message)
-        self.bot = bot
-
-
-@dataclass(frozen=True)
-class _Poison:
-    """An event the bot keeps failing on: how many runs in a row, and the last error."""
-
-    event: Event
-    failures: int
-    error: str
 
 
 class BotRunner:
@@ -136,13 +97,12 @@ class BotRunner:
         self._watch_handles: list[Any] = []
         self._due = 0.0  # sources: when the next scheduled run is due (time.monotonic())
         self._file_event = False
-        self._current: list[Event | None] = [None]  # the event the bot was last handed (its thread writes it)
         self._run_started_ms: int | None = None
         self._stuck_timer: asyncio.TimerHandle | None = None
         self._stuck = asyncio.Event()
-        self._abandoned = False  # set on the loop; the bot's thread checks it before committing
-        self._poison: _Poison | None = None
-        self._dead_letter_due: _Poison | None = None
+        self.work = BotWork(spec, services.store, services.leases.owner, self.ctx)
+        self._poison: Poison | None = None
+        self._dead_letter_due: Poison | None = None
 
     @property
     def id(self) -> str:
@@ -184,7 +144,7 @@ class BotRunner:
                 stuck_wait.cancel()
         if task.done():
             return True
-        self._abandoned = True
+        self.work.given_up.set()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         return False
@@ -203,8 +163,8 @@ class BotRunner:
                     continue
                 if not ready:  # set up only where the bot runs: after the lease is ours
                     try:
-                        self.bot, paths = await self._timed(self._in_thread(self._prepare, self.bot))
-                    except _StartFailed as exc:
+                        self.bot, paths = await self._timed(self._in_thread(self.work.prepare, self.bot))
+                    except StartFailed as exc:
                         self.bot = exc.bot
                         await self._failed(exc)
                         continue
@@ -266,8 +226,10 @@ class BotRunner:
     async def _step(self) -> None:
         self.state = BotState.RUNNING
         try:
-            run = self._run_source if self.spec.kind == "source" else self._run_queue
-            result: RunResult = await self._timed(self._in_thread(run, self._dead_letter_due))
+            run = self.work.run_source if self.spec.kind == "source" else self.work.run_queue
+            result: RunResult = await self._timed(
+                self._in_thread(run, self.bot, self._committed_state, self._dead_letter_due)
+            )
         except LeaseLost as exc:
             log.warning("%s", exc)
             self.services.leases.forget(self.id)
@@ -303,7 +265,7 @@ class BotRunner:
             await self.services.wakeups.wait(self.spec.in_queue, result.checkpoint, IDLE_RECHECK_SECONDS, key=self.id)
 
     async def _failed(self, exc: Exception) -> None:
-        message = clip(_text(exc))
+        message = clip(error_text(exc))
         self.last_error = message
         count = self.failures + 1
         try:
@@ -326,7 +288,7 @@ class BotRunner:
         assert on_error is not None
         same = self._poison is not None and self._poison.event.seq == exc.event.seq
         failures = self._poison.failures + 1 if same and self._poison else 1
-        self._poison = _Poison(exc.event, failures, message)
+        self._poison = Poison(exc.event, failures, message)
         if failures >= on_error.after:
             self._dead_letter_due = self._poison
             return 0.0  # nothing to wait for: the next run sets the event aside
@@ -350,7 +312,7 @@ class BotRunner:
         self._stuck_timer = None
         self._stuck.set()
         previous, self.state = self.state, BotState.STUCK
-        event = self._current[0]
+        event = self.work.current[0]
         where = f" on event {event.queue}@{event.seq}" if event is not None and previous == BotState.RUNNING else ""
         seconds = (now_ms() - (self._run_started_ms or now_ms())) / 1000
         log.warning("bot '%s' is stuck%s: its %s has lasted %.1fs, over its %gs bound (batch.seconds)", self.id, where,
@@ -367,186 +329,9 @@ class BotRunner:
             self._stuck_timer = None
         if self._stuck.is_set():
             self._stuck.clear()
-            if not self._abandoned:
+            if not self.work.given_up.is_set():
                 seconds = (now_ms() - (self._run_started_ms or now_ms())) / 1000
                 log.info("bot '%s': its stuck run ended after %.1fs", self.id, seconds)
-
-    # -- bot setup (bot thread) -------------------------------------------------------------------
-    def _prepare(self, bot: Bot | None) -> tuple[Bot, list[Path]]:
-        """Construct the bot (unless it was), set it up, and find the paths a watching source
-        watches. Returns the bot and the paths (the loop keeps them)."""
-        if bot is None:
-            try:
-                bot = call_bot(self.spec.cls, self.spec.settings, self.ctx)
-            except Exception as exc:
-                raise _StartFailed(f"cannot start: {_text(exc)}", None) from exc
-        try:
-            call_bot(bot.setup, self.ctx)
-        except Exception as exc:
-            raise _StartFailed(f"setup failed: {_text(exc)}", bot) from exc
-        schedule = self.spec.schedule
-        if self.spec.kind != "source" or schedule is None or schedule.kind != "watch":
-            return bot, []
-        try:
-            return bot, [Path(path) for path in call_bot(bot.watch_paths, self.ctx)]  # type: ignore[attr-defined]
-        except Exception as exc:
-            raise _StartFailed(f"watch_paths failed: {_text(exc)}", bot) from exc
-
-    # -- processors and sinks (bot thread) ----------------------------------------------------------
-    def _initial_position(self) -> int:
-        start = self.spec.config.start
-        if start in (None, "earliest"):
-            return 0
-        if start == "latest":
-            return self.store.last_position()
-        return self.store.position_at(parse_time(start))
-
-    def _run_queue(self, dead_letter: _Poison | None) -> RunResult:
-        queue = self.spec.in_queue
-        assert queue is not None
-        checkpoint = self.store.get_checkpoint(self.id, queue)
-        if checkpoint is None:
-            checkpoint = self.store.init_checkpoint(self.id, queue, self._initial_position())
-        limits = self.spec.limits
-        events = self.store.read(queue, checkpoint, limits.records, limits.bytes)
-        if not events:
-            return RunResult(0, checkpoint, False, self._committed_state)
-        poison = None
-        if dead_letter is not None:
-            poison = next((index for index, event in enumerate(events) if event.seq == dead_letter.event.seq), None)
-        page = events if poison is None else events[:poison]  # the events before a poison one run as usual
-        self.ctx.state = json.loads(self._committed_state)
-        outputs, last, cut = self._drive(page) if page else ([], None, False)
-        letters: list[DeadLetter] = []
-        if poison is not None and not cut and dead_letter is not None:
-            on_error = self.spec.config.on_error
-            assert on_error is not None
-            last = events[poison]
-            letters.append(DeadLetter(on_error.dead_letter, last, dead_letter.error, dead_letter.failures))
-        assert last is not None
-        state_json = json.dumps(self.ctx.state)
-        if self._abandoned:  # the runner gave up on this run: its events are redone by the next one
-            raise LeaseLost(f"bot '{self.id}': its run was abandoned (stuck); it was not committed")
-        self.store.commit_run(
-            RunCommit(
-                bot_id=self.id,
-                owner=self.services.leases.owner,
-                in_queue=queue,
-                expected=checkpoint,
-                position=last.seq,
-                outputs=outputs,
-                state=self.ctx.state if state_json != self._committed_state else None,
-                events_in=_count_through(events, last.seq),
-                dead_letters=letters,
-            )
-        )
-        behind = bool(letters) or cut or len(events) >= limits.records or (
-            sum(len(e.payload_json) for e in events) >= limits.bytes
-        )
-        return RunResult(len(events), last.seq, behind, state_json, letters[0].event if letters else None)
-
-    def _drive(self, events: list[Event]) -> tuple[list[PendingEvent], Event, bool]:
-        """Run `process` over a page; attribute each output to the input last handed to the bot.
-
-        The bot sees an iterator: when the run's time is up, the iterator ends early and the
-        checkpoint stops at the last event the bot was given. Events the bot never asked for
-        (it returned early) count as processed. Whatever bot code raises (SystemExit included)
-        becomes an `EventFailed` naming the event the bot was on.
-        """
-        deadline = time.monotonic() + self.spec.limits.seconds
-        current = self._current
-        current[0] = None
-        cut = [False]
-        monotonic = time.monotonic
-
-        def feed() -> Iterator[Event]:
-            countdown = 64  # look at the clock every 64 events, not for each
-            for event in events:
-                countdown -= 1
-                if not countdown:
-                    countdown = 64
-                    if monotonic() > deadline:
-                        cut[0] = True
-                        return
-                current[0] = event
-                yield event
-
-        outputs: list[PendingEvent] = []
-        result: Any = None
-        try:
-            result = self.bot.process(feed(), self.ctx)  # type: ignore[union-attr]
-            if result is not None:
-                if isinstance(result, str | bytes | dict):
-                    raise BotError(
-                        f"process() returned a {type(result).__name__}; yield the outputs (or return a list of them, or None)"
-                    )
-                convert = self._pending
-                append = outputs.append
-                for item in result:
-                    append(convert(item, current[0] or events[0]))
-        except BaseException as exc:  # bot code: SystemExit, KeyboardInterrupt and the like included
-            _close_quietly(result, self.id)
-            event = current[0] or events[0]
-            where = f"event {event.queue}@{event.seq}" if current[0] is not None else (
-                f"the page starting at {event.queue}@{event.seq}, before taking an event"
-            )
-            raise EventFailed(f"failed on {where}: {_text(exc)}", event) from exc
-        last = current[0] if cut[0] and current[0] is not None else events[-1]
-        return outputs, last, cut[0]
-
-    def _pending(self, item: Any, source: Event | None) -> PendingEvent:
-        queue = self.spec.out_queue
-        correlation = f'{{"source":"{source.queue}","start":{source.seq},"units":1}}' if source is not None else None
-        if type(item) is Event and queue is not None:  # the hot path: a forwarded event
-            return PendingEvent(queue, item.payload_json, item.event_source_timestamp, correlation)
-        origin = source.event_source_timestamp if source is not None else None
-        if isinstance(item, Event):
-            text = item.payload_json
-            origin = item.event_source_timestamp
-        elif isinstance(item, RawJSON):
-            text = item.text
-        elif isinstance(item, Output):
-            if item.queue is not None and not (isinstance(item.queue, str) and _QUEUE_NAME.fullmatch(item.queue)):
-                raise BotError(f"bot '{self.id}' yielded Output(queue={item.queue!r}): not a valid queue name")
-            queue = item.queue or queue
-            text = encode_payload(item.payload)
-            if item.event_source_timestamp is not None:
-                origin = item.event_source_timestamp
-        else:
-            try:
-                text = dumps(item)
-            except (TypeError, ValueError) as exc:
-                raise BotError(f"bot '{self.id}' yielded something that is not JSON: {exc}") from exc
-        if queue is None:
-            if self.spec.kind == "sink":
-                raise BotError(f"bot '{self.id}' is a sink and yielded an event; a sink writes no queue (return None)")
-            raise BotError(f"bot '{self.id}' yielded an event but has no 'out' queue; add out: QUEUE")
-        return PendingEvent(queue, text, origin, correlation)
-
-    # -- sources (bot thread) ---------------------------------------------------------------------
-    def _run_source(self, _dead_letter: _Poison | None = None) -> RunResult:
-        self.ctx.state = json.loads(self._committed_state)
-        self.ctx.behind = False
-        try:
-            produced = self.bot.produce(self.ctx)  # type: ignore[union-attr]
-            if isinstance(produced, str | bytes | dict):
-                raise BotError(f"produce() returned a {type(produced).__name__}; yield the outputs (or return a list)")
-            outputs = [self._pending(item, None) for item in (produced or ())]
-        except BaseException as exc:  # bot code: SystemExit, KeyboardInterrupt and the like included
-            raise BotError(f"produce() failed: {_text(exc)}") from exc
-        state_json = json.dumps(self.ctx.state)
-        if outputs or state_json != self._committed_state:
-            if self._abandoned:
-                raise LeaseLost(f"bot '{self.id}': its run was abandoned (stuck); it was not committed")
-            self.store.commit_run(
-                RunCommit(
-                    bot_id=self.id,
-                    owner=self.services.leases.owner,
-                    outputs=outputs,
-                    state=self.ctx.state if state_json != self._committed_state else None,
-                )
-            )
-        return RunResult(len(outputs), 0, self.ctx.behind, state_json)
 
     def _until_next_source_run(self) -> float:
         schedule = self.spec.schedule
@@ -568,27 +353,6 @@ class BotRunner:
         self.services.wakeups.kick(self.id)
 
 
-def _text(exc: BaseException) -> str:
-    """An error as shown to operators: a LeoError's own message, else ``Type: message``."""
-    return str(exc) if isinstance(exc, LeoError) else describe(exc)
-
-
-def _close_quietly(result: Any, bot_id: str) -> None:
-    """Close a bot's generator left half-way, so its cleanup runs now and not at some garbage
-    collection; whatever that cleanup raises is logged, never raised."""
-    close = getattr(result, "close", None)
-    if close is None or not callable(close):
-        return
-    try:
-        close()
-    except BaseException as exc:
-        log.debug("bot '%s': closing its generator raised %s", bot_id, describe(exc))
-
-
 def _log_store_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("cannot note a stuck run in the store: %s", future.exception())
-
-
-def _count_through(events: list[Event], seq: int) -> int:
-    return sum(1 for event in events if event.seq <= seq)
