@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 from .errors import BotError, QueryError
 from .events import Event
 from .query import QUERY_JSON_SCHEMA, Query
+from .storeview import StoreView
 
 BOT_KINDS = ("source", "processor", "sink")
 
@@ -55,7 +56,8 @@ class BotContext:
 
     ``state`` is the bot's persistent mapping: change it in place (JSON values only) and it is
     committed with the run's outputs. A source that stopped early because of ``limits`` sets
-    ``behind = True`` so the runtime runs it again at once.
+    ``behind = True`` so the runtime runs it again at once. ``store`` is a read-only view
+    (`StoreView`): a bot writes only through its outputs and ``state``, which commit together.
     """
 
     bot_id: str
@@ -67,7 +69,7 @@ class BotContext:
     state: dict[str, Any] = field(default_factory=dict)
     behind: bool = False
     config: Any = None
-    store: Any = None
+    store: StoreView | None = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("leo.bot"))
 
     def resolve_path(self, path: str | Path) -> Path:

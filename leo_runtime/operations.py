@@ -10,8 +10,9 @@ from typing import Any
 from .config import Config
 from .errors import UsageError
 from .events import make_eid, position_of
-from .runner import FAILING_AFTER
+from .leases import LEASE_TTL_MS
 from .safetext import redact_urls, shown
+from .states import FAILING_AFTER, BotState
 from .store import Store
 from .timeutil import format_time, now_ms, parse_duration, parse_time
 
@@ -107,32 +108,42 @@ def check_bot(store: Store, config: Config | None, bot_id: str) -> None:
         raise UsageError(f"unknown bot '{bot_id}'{suggestion}{known}")
 
 
-def bot_state(info: Any, now: int) -> str:
-    """A bot's state as seen from the store (any process can ask)."""
+def bot_state(info: Any, now: int, *, in_file: bool = True) -> BotState:
+    """A bot's state as seen from the store (any process can ask); `in_file`: whether the
+    pipelines file still has the bot (pass True when the file is not known)."""
     if info is None:
-        return "never run"
+        return BotState.NEW
+    live = bool(info.lease_owner) and (info.lease_expires_at or 0) > now
+    if live and info.stuck_since:
+        return BotState.STUCK
+    if not in_file and not live:
+        return BotState.REMOVED
     if info.paused:
-        return "paused"
+        return BotState.PAUSED
     if info.error_count >= FAILING_AFTER:
-        return "failing"
+        return BotState.FAILING
     if info.error_count:
-        return "retrying"
-    if info.lease_owner and (info.lease_expires_at or 0) > now:
-        return "running"
-    return "stopped"
+        return BotState.BACKOFF
+    if live:
+        return BotState.RUNNING
+    return BotState.STOPPED
 
 
 def status_report(store: Store, config: Config | None) -> dict[str, Any]:
-    """Bots (state, checkpoint, lag, last error) and queues (depth, head), as plain data."""
+    """Bots (state, checkpoint, lag, last error, dead letters), queues (depth, head) and the
+    runtimes running on the store (with a failed reload's error), as plain data."""
     now = now_ms()
     infos = {info.bot_id: info for info in store.bots()}
     checkpoint_rows = checkpoint_report(store)
+    dead = store.dead_letter_counts()
     specs = {spec.id: spec for spec in config.bots} if config is not None else {}
     bots = []
     for bot_id in sorted(set(infos) | set(specs)):
         info = infos.get(bot_id)
         spec = specs.get(bot_id)
         reads = [read for read in checkpoint_rows if read["bot"] == bot_id]
+        state = bot_state(info, now, in_file=spec is not None or config is None)
+        dead_total, dead_waiting = dead.get(bot_id, (0, 0))
         bots.append(
             {
                 "id": bot_id,
@@ -140,7 +151,7 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
                 "use": spec.config.use if spec else None,
                 "kind": spec.kind if spec else None,
                 "in_file": spec is not None,
-                "state": bot_state(info, now),
+                "state": str(state),
                 "checkpoints": reads,
                 "lag": sum(read["lag"] for read in reads),
                 "runs": info.runs if info else 0,
@@ -152,10 +163,52 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
                 "error_count": info.error_count if info else 0,
                 # Input a source refused (file:line: reason), kept in its state by convention.
                 "rejected": (info.state or {}).get("rejected") if info else None,
+                "stuck_since": format_time(info.stuck_since) if state == BotState.STUCK and info else None,
+                "dead_letters": dead_total,
+                "dead_letters_waiting": dead_waiting,
                 "lease_owner": info.lease_owner if info and (info.lease_expires_at or 0) > now else None,
             }
         )
-    return {"store": redact_urls(store.url), "bots": bots, "queues": queue_report(store), "webhooks": [], "streams": []}
+    return {"store": redact_urls(store.url), "runtimes": runtime_report(store, now), "bots": bots, "queues": queue_report(store),
+            "webhooks": [], "streams": []}
+
+
+def runtime_report(store: Store, now: int) -> list[dict[str, Any]]:
+    """The `leo run` processes on the store that are alive (a heartbeat within the lease TTL)."""
+    return [
+        {
+            "owner": info.owner,
+            "file": info.file,
+            "started_at": format_time(info.started_at),
+            "seen_at": format_time(info.seen_at),
+            "reloads": info.reloads,
+            "reload_failed": info.reload_error is not None,
+            "reload_error": redact_urls(info.reload_error) if info.reload_error else None,
+            "reload_error_at": format_time(info.reload_error_at),
+        }
+        for info in store.runtimes()
+        if info.seen_at > now - LEASE_TTL_MS
+    ]
+
+
+def dead_letter_report(store: Store, queue: str | None = None, *, include_redriven: bool = False) -> list[dict[str, Any]]:
+    """Dead-lettered events (waiting ones unless `include_redriven`) with where they came from."""
+    return [
+        {
+            "queue": letter.queue,
+            "position": letter.position,
+            "bot": letter.bot_id,
+            "source_queue": letter.source_queue,
+            "source_position": letter.source_position,
+            "error": letter.error,
+            "failures": letter.failures,
+            "dead_at": format_time(letter.dead_at),
+            "redriven_at": format_time(letter.redriven_at),
+            "redriven_queue": letter.redriven_queue,
+            "redriven_position": letter.redriven_position,
+        }
+        for letter in store.dead_letters(queue, include_redriven=include_redriven)
+    ]
 
 
 def checkpoint_report(store: Store) -> list[dict[str, Any]]:

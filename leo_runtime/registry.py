@@ -2,7 +2,12 @@
 
 Four ways, in this order: a built-in (`leo_runtime.bots`), an installed plugin (the
 ``leo_runtime.bots`` entry-point group), ``module:attr`` (an importable module; the pipelines
-file's folder is importable too), or ``./path/file.py:Class`` (a file next to pipelines.yaml).
+file's folder is importable too), or ``./path/file.py:Class`` (a file inside the pipelines file's
+folder: after symlinks and ``..`` are resolved it must still be there; code kept elsewhere is
+installed as a package and named ``module:Class``).
+
+Importing bot code may raise anything, ``SystemExit`` included: it becomes a `BotError` naming
+the bot (only a Ctrl-C on the main thread goes on as the operator's interrupt).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .bot import Bot, registered_bots
+from .botcalls import clip, describe, reraise_operator_interrupt, show
 from .errors import BotError
 
 ENTRY_POINT_GROUP = "leo_runtime.bots"
@@ -26,7 +32,8 @@ ENTRY_POINT_GROUP = "leo_runtime.bots"
 # Custom bot files loaded so far, shared by every registry so that a reload of pipelines.yaml
 # does not execute an unchanged file again: path -> ((mtime_ns, size), module).
 _FILE_MODULES: dict[Path, tuple[tuple[int, int], ModuleType]] = {}
-_FILE_LOCK = threading.Lock()
+_FILE_LOCK = threading.Lock()  # guards the two tables; each file has its own lock for loading
+_FILE_LOADING: dict[Path, threading.Lock] = {}
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,10 @@ class BotRegistry:
         if use in self._plugins:
             try:
                 cls = self._plugins[use].load()
-            except Exception as exc:  # a plugin's import error must name the plugin
-                raise BotError(f"bot '{use}': plugin {self._plugins[use].value} failed to load: {exc}") from exc
+            except BaseException as exc:  # a plugin's import error must name the plugin
+                reraise_operator_interrupt(exc)
+                reason = clip(str(exc)) if isinstance(exc, Exception) else clip(describe(exc))
+                raise BotError(f"bot '{use}': plugin {self._plugins[use].value} failed to load: {reason}") from exc
             return _check_bot_class(cls, use)
         if use.endswith(".py") or "/" in use or "\\" in use:
             raise BotError(f"bot '{use}': name the class after the file, like '{use}:MyBot'")
@@ -98,25 +107,42 @@ class BotRegistry:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise BotError(f"bot '{module_name}:{attr}': cannot import module '{module_name}': {exc}") from exc
-        except Exception as exc:
-            raise BotError(f"bot '{module_name}:{attr}': importing '{module_name}' failed: {exc!r}") from exc
+        except BaseException as exc:  # SystemExit and the like from the module's code included
+            reraise_operator_interrupt(exc)
+            raise BotError(f"bot '{module_name}:{attr}': importing '{module_name}' failed: {show(exc)}") from exc
         return _attr(module, attr, f"{module_name}:{attr}")
 
     def _from_file(self, file_name: str, attr: str, base_dir: Path) -> type[Bot]:
         use = f"{file_name}:{attr}"
+        project = base_dir.resolve()
         path = Path(file_name).expanduser()
-        path = (path if path.is_absolute() else base_dir / path).resolve()
-        if not path.is_file():
+        path = (path if path.is_absolute() else project / path).resolve()  # symlinks and '..' resolved
+        if not path.is_relative_to(project):
+            where = f"{file_name} is" if Path(file_name) == path else f"{file_name} resolves to {path},"
+            raise BotError(
+                f"bot '{use}': {where} outside the project folder {project} (the pipelines file's folder); a bot "
+                "file must be inside it: move it there, or install code kept elsewhere as a package and name it "
+                "module:Class"
+            )
+        if not path.exists():
             raise BotError(f"bot '{use}': file {path} does not exist")
+        if not path.is_file():
+            raise BotError(f"bot '{use}': {path} is not a file")
         stat = path.stat()
         stamp = (stat.st_mtime_ns, stat.st_size)
         with _FILE_LOCK:
-            cached = _FILE_MODULES.get(path)
+            loading = _FILE_LOADING.setdefault(path, threading.Lock())
+        # One file's import at a time, others unhindered: a module that hangs at import blocks
+        # only the loads of that same file.
+        with loading:
+            with _FILE_LOCK:
+                cached = _FILE_MODULES.get(path)
             if cached is not None and cached[0] == stamp:
                 module = cached[1]
             else:
                 module = _load_file(path, use)
-                _FILE_MODULES[path] = (stamp, module)
+                with _FILE_LOCK:
+                    _FILE_MODULES[path] = (stamp, module)
         return _attr(module, attr, use, shown=file_name)
 
 
@@ -131,12 +157,13 @@ def _load_file(path: Path, use: str) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit and the like from the file's code included
+        reraise_operator_interrupt(exc)
         if previous is None:
             sys.modules.pop(module_name, None)
         else:
             sys.modules[module_name] = previous
-        raise BotError(f"bot '{use}': loading {path}{_line_in(path, exc)} failed: {exc!r}") from exc
+        raise BotError(f"bot '{use}': loading {path}{_line_in(path, exc)} failed: {show(exc)}") from exc
     return module
 
 

@@ -1,5 +1,10 @@
-"""One bot, run until stopped: its lease, its runs (read a page, process, commit), its waits,
-its failures and backoff. The run itself happens in a worker thread; the rest on the loop."""
+"""One bot, run until stopped: its lease, its waits, its failures, backoff and dead letters,
+and the watch for a stuck run. What a run does (read a page, process, commit) is in `runs`.
+
+Bot code and the bot's store calls run on the bot's own thread (`BotThread`); everything else
+happens on the event loop, which alone changes the runner's state. A runner is handed what it
+needs (`RunnerServices`: the store, a lease keeper, wakeups, the file watcher), never the runtime.
+"""
 
 from __future__ import annotations
 
@@ -7,347 +12,326 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
-import re
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from croniter import croniter
 
 from .bot import Bot, BotContext
-from .config import NAME_PATTERN, BotSpec
-from .errors import BotError, CheckpointMoved, LeaseLost, LeoError
-from .events import Event, Output, RawJSON, dumps, encode_payload
-from .leases import LEASE_TTL_MS, owner_is_gone
-from .store import ObjectBatch, PendingEvent, RunCommit
-from .timeutil import parse_time
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .botcalls import BotThread, call_bot, clip
+from .config import BotSpec, Config
+from .errors import CheckpointMoved, LeaseLost, LeoError
+from .leases import LeaseKeeper
+from .runs import BotWork, EventFailed, Poison, RunResult, StartFailed, error_text
+from .states import BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, FAILING_AFTER, BotState, backoff_delay, stuck_after
+from .store import Store
+from .storeview import StoreView
+from .timeutil import now_ms
+from .wakeups import Wakeups
+from .watching import FileWatcher
 
 log = logging.getLogger("leo.runtime")
-_QUEUE_NAME = re.compile(NAME_PATTERN)
 
 IDLE_RECHECK_SECONDS = 30.0
 WATCH_RESCAN_SECONDS = 60.0
-BACKOFF_BASE_SECONDS = 1.0
-BACKOFF_MAX_SECONDS = 60.0
-FAILING_AFTER = 5  # consecutive failures after which a bot shows as failing
+
+__all__ = [
+    "BACKOFF_BASE_SECONDS",
+    "BACKOFF_MAX_SECONDS",
+    "FAILING_AFTER",
+    "BotRunner",
+    "EventFailed",
+    "RunResult",
+    "RunnerServices",
+]
 
 
-@dataclass
-class RunResult:
-    """What one run did: events read, where the checkpoint is now, whether more is waiting."""
+@dataclass(frozen=True)
+class RunnerServices:
+    """What a runner is lent by whoever runs it: the store, the lease keeper, wakeups, the file
+    watcher, the configuration it belongs to, and a pool for store calls that must not wait
+    behind the bot's own thread (marking a stuck run)."""
 
-    processed: int
-    checkpoint: int
-    behind: bool
+    store: Store
+    leases: LeaseKeeper
+    wakeups: Wakeups
+    watcher: FileWatcher
+    config: Config
+    executor: Executor | None = None
 
 
 class BotRunner:
-    """Runs one bot until stopped: lease, runs, waits, failures and backoff."""
+    """Runs one bot until stopped: lease, runs, waits, failures, backoff and dead letters."""
 
-    def __init__(self, spec: BotSpec, runtime: Runtime) -> None:
+    def __init__(self, spec: BotSpec, services: RunnerServices) -> None:
         self.spec = spec
-        self.runtime = runtime
-        self.store = runtime.store
-        self.state = "starting"
+        self.services = services
+        self.store = services.store
+        self.state = BotState.STARTING
         self.failures = 0
         self.last_error: str | None = None
         self.stopping = False
-        self.has_lease = False
         self.checkpoint: int | None = None
+        self.bot: Bot | None = None
+        self.ctx = BotContext(
+            bot_id=spec.id,
+            pipeline=spec.pipeline,
+            base_dir=services.config.base_dir,
+            in_queue=spec.in_queue,
+            out_queue=spec.out_queue,
+            limits=spec.limits,
+            config=services.config,
+            store=StoreView(services.store),
+            logger=logging.getLogger(f"leo.bot.{spec.id}"),
+        )
+        self.task: asyncio.Task[None] | None = None
+        # One thread per bot: its runs always use the same SQLite connection, whose page cache
+        # stays warm (SQLite drops a connection's cache when another connection wrote). A daemon
+        # thread: a run stuck for good never keeps the process from exiting.
+        self.thread = BotThread(f"leo-bot-{spec.id}"[:60])
         self._committed_state = "{}"
         self._watch_handles: list[Any] = []
         self._due = 0.0  # sources: when the next scheduled run is due (time.monotonic())
         self._file_event = False
-        self.ctx = BotContext(
-            bot_id=spec.id,
-            pipeline=spec.pipeline,
-            base_dir=runtime.config.base_dir,
-            in_queue=spec.in_queue,
-            out_queue=spec.out_queue,
-            limits=spec.limits,
-            config=runtime.config,
-            store=runtime.store,
-            logger=logging.getLogger(f"leo.bot.{spec.id}"),
-        )
-        self.bot: Bot = spec.cls(spec.settings, self.ctx)
-        self.task: asyncio.Task[None] | None = None
-        # One thread per bot: its runs always use the same SQLite connection, whose page cache
-        # stays warm (SQLite drops a connection's cache when another connection wrote).
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"leo-bot-{spec.id}"[:60])
+        self._run_started_ms: int | None = None
+        self._stuck_timer: asyncio.TimerHandle | None = None
+        self._stuck = asyncio.Event()
+        self.work = BotWork(spec, services.store, services.leases.owner, self.ctx)
+        self._poison: Poison | None = None
+        self._dead_letter_due: Poison | None = None
 
     @property
     def id(self) -> str:
         return self.spec.id
 
+    @property
+    def has_lease(self) -> bool:
+        """Whether this runtime holds the bot's lease (as far as it knows)."""
+        return self.services.leases.holds(self.id)
+
+    @property
+    def stuck(self) -> bool:
+        """Whether the current run (or setup) overran its time bound by the stuck margin."""
+        return self._stuck.is_set()
+
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._main(), name=f"bot:{self.id}")
 
-    async def stop(self) -> None:
-        """Finish the current run (its commit included), then stop."""
+    async def stop(self, timeout: float | None = None, *, abandon_stuck: bool = False) -> bool:
+        """Finish the current run (its commit included), then stop. Returns True when it did.
+
+        After `timeout` seconds (or as soon as the run is stuck, with `abandon_stuck`) the run is
+        abandoned uncommitted: its thread may go on, but it can no longer commit, and the next
+        runner of this bot redoes its events.
+        """
         self.stopping = True
-        self.runtime.wakeups.kick(self.id)
-        if self.task is not None:
-            await asyncio.shield(self.task)
+        self.services.wakeups.kick(self.id)
+        task = self.task
+        if task is None or task.done():
+            return True
+        waits: set[asyncio.Future[Any]] = {task}
+        stuck_wait = asyncio.ensure_future(self._stuck.wait()) if abandon_stuck else None
+        if stuck_wait is not None:
+            waits.add(stuck_wait)
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if stuck_wait is not None:
+                stuck_wait.cancel()
+        if task.done():
+            return True
+        self.work.given_up.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
 
     def lease_lost(self) -> None:
-        self.has_lease = False
-        self.runtime.wakeups.kick(self.id)
+        self.services.wakeups.kick(self.id)
 
     # -- the loop --------------------------------------------------------------------------------
     async def _main(self) -> None:
         ready = False
+        leases = self.services.leases
         try:
             await self._in_thread(self.store.ensure_bot, self.id, self.spec.pipeline)
-            if self.spec.kind == "source" and self.spec.schedule and self.spec.schedule.kind == "watch":
-                self._watch()
             while not self.stopping:
-                if not self.has_lease and not await self._acquire():
+                if not leases.holds(self.id) and not await self._acquire():
                     continue
                 if not ready:  # set up only where the bot runs: after the lease is ours
                     try:
-                        await self._in_thread(self.bot.setup, self.ctx)
+                        self.bot, paths = await self._timed(self._in_thread(self.work.prepare, self.bot))
+                    except StartFailed as exc:
+                        self.bot = exc.bot
+                        await self._failed(exc)
+                        continue
                     except Exception as exc:
-                        await self._failed(exc, during="setup")
+                        await self._failed(exc)
                         continue
                     ready = True
+                    self._watch(paths)
                     if self.spec.schedule is not None and self.spec.schedule.kind == "cron":
                         self._due = time.monotonic() + self._until_next_source_run()  # cron waits for its tick
-                if self.runtime.wakeups.paused(self.id):
-                    self.state = "paused"
-                    await self.runtime.wakeups.wait(None, 0, IDLE_RECHECK_SECONDS, key=self.id)
+                if self.services.wakeups.paused(self.id):
+                    self.state = BotState.PAUSED
+                    await self.services.wakeups.wait(None, 0, IDLE_RECHECK_SECONDS, key=self.id)
                     continue
                 if self.spec.kind == "source" and not self._file_event and time.monotonic() < self._due:
                     # Kicks (a lease change, a resume) do not make a source run early; file events do.
-                    self.state = "idle"
-                    await self.runtime.wakeups.wait(None, 0, self._due - time.monotonic(), key=self.id)
+                    self.state = BotState.IDLE
+                    await self.services.wakeups.wait(None, 0, self._due - time.monotonic(), key=self.id)
                     continue
                 self._file_event = False
                 await self._step()
         except asyncio.CancelledError:
-            # Abandoned by a drain that timed out: its run still occupies a worker thread, so
-            # close() cannot run; the run cannot commit either once the lease is released.
+            # Abandoned by a drain or a reload that could not wait: its run still occupies the
+            # bot's thread, so close() cannot run; the run cannot commit either (see stop()).
             ready = False
-            self.state = "abandoned"
+            self.state = BotState.ABANDONED
             raise
         except Exception as exc:  # a bug in the runner itself: report, never take the runtime down
             log.exception("bot '%s' stopped unexpectedly: %s", self.id, exc)
-            self.state = "crashed"
+            self.state = BotState.CRASHED
         finally:
+            self._run_over()
             for handle in self._watch_handles:
-                self.runtime.watcher.unwatch(handle)
-            if ready:
+                self.services.watcher.unwatch(handle)
+            if ready and self.bot is not None:
                 try:
-                    await self._in_thread(self.bot.close)
+                    await self._in_thread(call_bot, self.bot.close)
                 except Exception as exc:
                     log.warning("bot '%s': close() failed: %s", self.id, exc)
-            if self.has_lease:
-                self.runtime.release(self)
-            if self.state not in ("crashed", "abandoned"):
-                self.state = "stopped"
+            if leases.holds(self.id):
+                await leases.release(self.id)
+            if self.state not in (BotState.CRASHED, BotState.ABANDONED):
+                self.state = BotState.STOPPED
                 with contextlib.suppress(Exception):
                     await self._in_thread(self.store.close_thread)
-            self.executor.shutdown(wait=False)
+            self.thread.shutdown(wait=False)
 
     async def _acquire(self) -> bool:
-        got = await self._in_thread(
-            self.store.acquire_lease, self.id, self.runtime.owner, LEASE_TTL_MS, is_stale=owner_is_gone
-        )
-        if got:
-            self.has_lease = True
-            self.runtime.held.add(self.id)
+        if await self.services.leases.acquire(self.id, self.lease_lost):
             info = await self._in_thread(self.store.bot, self.id)
             self._committed_state = json.dumps(info.state if info else {})
             return True
-        if self.state != "standby":
+        if self.state != BotState.STANDBY:
             log.info("bot '%s' runs elsewhere (lease held); standing by", self.id)
-        self.state = "standby"
-        await self.runtime.wakeups.wait(None, 0, LEASE_TTL_MS / 3000, key=self.id)
+        self.state = BotState.STANDBY
+        await self.services.wakeups.wait(None, 0, self.services.leases.ttl_ms / 3000, key=self.id)
         return False
 
     async def _step(self) -> None:
+        self.state = BotState.RUNNING
         try:
-            if self.spec.kind == "source":
-                self.state = "running"
-                result = await self._in_thread(self._run_source)
-            else:
-                result = await self._in_thread(self._run_queue)
+            run = self.work.run_source if self.spec.kind == "source" else self.work.run_queue
+            result: RunResult = await self._timed(
+                self._in_thread(run, self.bot, self._committed_state, self._dead_letter_due)
+            )
         except LeaseLost as exc:
             log.warning("%s", exc)
-            self.has_lease = False
-            self.runtime.held.discard(self.id)
+            self.services.leases.forget(self.id)
             return
         except CheckpointMoved as exc:
             log.info("%s", exc)
+            self._poison = self._dead_letter_due = None
             return
         except Exception as exc:
             await self._failed(exc)
             return
+        self._committed_state = result.state_json
+        if self.spec.kind != "source":
+            self.checkpoint = result.checkpoint
+        if result.dead_lettered is not None:
+            event = result.dead_lettered
+            log.warning("bot '%s': moved event %s@%d to dead-letter queue '%s' after %d failed run(s)", self.id,
+                        event.queue, event.seq, self.spec.config.on_error.dead_letter,  # type: ignore[union-attr]
+                        self._dead_letter_due.failures if self._dead_letter_due else 0)
+            self._poison = self._dead_letter_due = None
+        elif self._poison is not None and result.checkpoint >= self._poison.event.seq:
+            self._poison = None
         if self.failures:
             log.info("bot '%s' recovered after %d failed run(s)", self.id, self.failures)
         self.failures = 0
         self.last_error = None
         if result.behind or self.stopping:
             return
-        self.state = "idle"
+        self.state = BotState.IDLE
         if self.spec.kind == "source":
             self._due = time.monotonic() + self._until_next_source_run()
         else:
-            await self.runtime.wakeups.wait(self.spec.in_queue, result.checkpoint, IDLE_RECHECK_SECONDS, key=self.id)
+            await self.services.wakeups.wait(self.spec.in_queue, result.checkpoint, IDLE_RECHECK_SECONDS, key=self.id)
 
-    async def _failed(self, exc: Exception, during: str = "run") -> None:
-        self.failures += 1
-        message = str(exc) if isinstance(exc, LeoError) else f"{type(exc).__name__}: {exc}"
-        if during != "run":
-            message = f"{during} failed: {message}"
+    async def _failed(self, exc: Exception) -> None:
+        message = clip(error_text(exc))
         self.last_error = message
-        count = await self._in_thread(self.store.record_failure, self.id, message[:2000])
-        delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(count - 1, 10))
-        delay *= random.uniform(0.8, 1.2)
-        self.state = "failing" if count >= FAILING_AFTER else "backoff"
+        count = self.failures + 1
+        try:
+            count = await self._in_thread(self.store.record_failure, self.id, message)
+        except LeoError as store_error:
+            log.warning("bot '%s': cannot record its failure: %s", self.id, store_error)
+        self.failures = count
+        self.state = BotState.FAILING if count >= FAILING_AFTER else BotState.BACKOFF
+        delay = backoff_delay(count, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_MAX_SECONDS)
+        if isinstance(exc, EventFailed) and self.spec.config.on_error is not None:
+            delay = self._count_poison(exc, message, delay)
         log.error("bot '%s' failed (%d in a row), retrying in %.1fs: %s", self.id, count, delay, message)
-        if not isinstance(exc, LeoError):
+        if not isinstance(exc, LeoError) or isinstance(exc, EventFailed):
             log.debug("bot '%s' traceback", self.id, exc_info=exc)
-        await self.runtime.wakeups.wait(None, 0, delay, key=self.id)
+        await self.services.wakeups.wait(None, 0, delay, key=self.id)
 
-    def _in_thread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    def _count_poison(self, exc: EventFailed, message: str, delay: float) -> float:
+        """Count failed runs on the same event; at `on_error.after`, the next run moves it aside."""
+        on_error = self.spec.config.on_error
+        assert on_error is not None
+        same = self._poison is not None and self._poison.event.seq == exc.event.seq
+        failures = self._poison.failures + 1 if same and self._poison else 1
+        self._poison = Poison(exc.event, failures, message)
+        if failures >= on_error.after:
+            self._dead_letter_due = self._poison
+            return 0.0  # nothing to wait for: the next run sets the event aside
+        return delay
+
+    def _in_thread(self, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
+
+    # -- stuck runs -------------------------------------------------------------------------------
+    async def _timed(self, work: asyncio.Future[Any]) -> Any:
+        """Await work on the bot's thread; flag it stuck when it overruns its bound by the margin."""
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))
+        self._run_started_ms = now_ms()
+        self._stuck_timer = loop.call_later(stuck_after(self.spec.limits.seconds), self._mark_stuck)
+        try:
+            return await work
+        finally:
+            self._run_over()
 
-    # -- processors and sinks (worker thread) ----------------------------------------------------
-    def _initial_position(self) -> int:
-        start = self.spec.config.start
-        if start in (None, "earliest"):
-            return 0
-        if start == "latest":
-            return self.store.last_position()
-        return self.store.position_at(parse_time(start))
-
-    def _run_queue(self) -> RunResult:
-        queue = self.spec.in_queue
-        assert queue is not None
-        checkpoint = self.store.get_checkpoint(self.id, queue)
-        if checkpoint is None:
-            checkpoint = self.store.init_checkpoint(self.id, queue, self._initial_position())
-        self.checkpoint = checkpoint
-        limits = self.spec.limits
-        events = self.store.read(queue, checkpoint, limits.records, limits.bytes)
-        if not events:
-            return RunResult(0, checkpoint, False)
-        self.state = "running"
-        self.ctx.state = json.loads(self._committed_state)
-        outputs, last, cut = self._drive(events)
-        state_json = json.dumps(self.ctx.state)
-        state = self.ctx.state if state_json != self._committed_state else None
-        self.store.commit_run(
-            RunCommit(
-                bot_id=self.id,
-                owner=self.runtime.owner,
-                in_queue=queue,
-                expected=checkpoint,
-                position=last.seq,
-                outputs=outputs,
-                state=state,
-                events_in=len(events) if not cut else _count_through(events, last.seq),
-            )
+    def _mark_stuck(self) -> None:
+        self._stuck_timer = None
+        self._stuck.set()
+        previous, self.state = self.state, BotState.STUCK
+        event = self.work.current[0]
+        where = f" on event {event.queue}@{event.seq}" if event is not None and previous == BotState.RUNNING else ""
+        seconds = (now_ms() - (self._run_started_ms or now_ms())) / 1000
+        log.warning("bot '%s' is stuck%s: its %s has lasted %.1fs, over its %gs bound (batch.seconds)", self.id, where,
+                    "run" if previous == BotState.RUNNING else "setup", seconds, self.spec.limits.seconds)
+        # On the shared pool: the bot's own thread is the one that is stuck.
+        future = asyncio.get_running_loop().run_in_executor(
+            self.services.executor, self.store.mark_stuck, self.id, self.services.leases.owner, self._run_started_ms
         )
-        self._committed_state = state_json
-        self.checkpoint = last.seq
-        behind = cut or len(events) >= limits.records or sum(len(e.payload_json) for e in events) >= limits.bytes
-        return RunResult(len(events), last.seq, behind)
+        future.add_done_callback(_log_store_failure)
 
-    def _drive(self, events: list[Event]) -> tuple[list[PendingEvent], Event, bool]:
-        """Run `process` over a page; attribute each output to the input last handed to the bot.
-
-        The bot sees an iterator: when the run's time is up, the iterator ends early and the
-        checkpoint stops at the last event the bot was given. Events the bot never asked for
-        (it returned early) count as processed.
-        """
-        deadline = time.monotonic() + self.spec.limits.seconds
-        current: list[Event | None] = [None]
-        cut = [False]
-        monotonic = time.monotonic
-
-        def feed() -> Iterator[Event]:
-            countdown = 64  # look at the clock every 64 events, not for each
-            for event in events:
-                countdown -= 1
-                if not countdown:
-                    countdown = 64
-                    if monotonic() > deadline:
-                        cut[0] = True
-                        return
-                current[0] = event
-                yield event
-
-        outputs: list[PendingEvent] = []
-        result = self.bot.process(feed(), self.ctx)
-        if result is not None:
-            convert = self._pending
-            append = outputs.append
-            for item in result:
-                source = current[0] or events[0]
-                append(convert(item, source))
-        last = current[0] if cut[0] and current[0] is not None else events[-1]
-        return outputs, last, cut[0]
-
-    def _pending(self, item: Any, source: Event | None) -> PendingEvent:
-        queue = self.spec.out_queue
-        correlation = f'{{"source":"{source.queue}","start":{source.seq},"units":1}}' if source is not None else None
-        if type(item) is Event and queue is not None:  # the hot path: a forwarded event
-            return PendingEvent(queue, item.payload_json, item.event_source_timestamp, correlation)
-        origin = source.event_source_timestamp if source is not None else None
-        if isinstance(item, Event):
-            text = item.payload_json
-            origin = item.event_source_timestamp
-        elif isinstance(item, RawJSON):
-            text = item.text
-        elif isinstance(item, Output):
-            if item.queue is not None and not _QUEUE_NAME.fullmatch(item.queue):
-                raise BotError(f"bot '{self.id}' yielded Output(queue={item.queue!r}): not a valid queue name")
-            queue = item.queue or queue
-            text = encode_payload(item.payload)
-            if item.event_source_timestamp is not None:
-                origin = item.event_source_timestamp
-        else:
-            try:
-                text = dumps(item)
-            except (TypeError, ValueError) as exc:
-                raise BotError(f"bot '{self.id}' yielded something that is not JSON: {exc}") from exc
-        if queue is None:
-            if self.spec.kind == "sink":
-                raise BotError(f"bot '{self.id}' is a sink and yielded an event; a sink writes no queue (return None)")
-            raise BotError(f"bot '{self.id}' yielded an event but has no 'out' queue; add out: QUEUE")
-        return PendingEvent(queue, text, origin, correlation)
-
-    # -- sources (worker thread) -------------------------------------------------------------------
-    def _run_source(self) -> RunResult:
-        self.ctx.state = json.loads(self._committed_state)
-        self.ctx.behind = False
-        produced = self.bot.produce(self.ctx)  # type: ignore[attr-defined]
-        items = list(produced or ())
-        # Object batches (the change detector's) commit in the same transaction as the state.
-        objects = [item for item in items if isinstance(item, ObjectBatch)]
-        outputs = [self._pending(item, None) for item in items if not isinstance(item, ObjectBatch)]
-        state_json = json.dumps(self.ctx.state)
-        if outputs or objects or state_json != self._committed_state:
-            self.store.commit_run(
-                RunCommit(
-                    bot_id=self.id,
-                    owner=self.runtime.owner,
-                    outputs=outputs,
-                    state=self.ctx.state if state_json != self._committed_state else None,
-                    objects=objects,
-                )
-            )
-            self._committed_state = state_json
-        return RunResult(len(outputs), 0, self.ctx.behind)
+    def _run_over(self) -> None:
+        if self._stuck_timer is not None:
+            self._stuck_timer.cancel()
+            self._stuck_timer = None
+        if self._stuck.is_set():
+            self._stuck.clear()
+            if not self.work.given_up.is_set():
+                seconds = (now_ms() - (self._run_started_ms or now_ms())) / 1000
+                log.info("bot '%s': its stuck run ended after %.1fs", self.id, seconds)
 
     def _until_next_source_run(self) -> float:
         schedule = self.spec.schedule
@@ -358,17 +342,17 @@ class BotRunner:
         now = time.time()
         return max(0.0, croniter(schedule.cron, now).get_next(float) - now)
 
-    def _watch(self) -> None:
-        source_paths = self.bot.watch_paths(self.ctx)  # type: ignore[attr-defined]
+    def _watch(self, paths: list[Path]) -> None:
         loop = asyncio.get_running_loop()
-        for path in source_paths:
-            handle = self.runtime.watcher.watch(Path(path), lambda: loop.call_soon_threadsafe(self._on_file_event))
+        for path in paths:
+            handle = self.services.watcher.watch(path, lambda: loop.call_soon_threadsafe(self._on_file_event))
             self._watch_handles.append(handle)
 
     def _on_file_event(self) -> None:
         self._file_event = True
-        self.runtime.wakeups.kick(self.id)
+        self.services.wakeups.kick(self.id)
 
 
-def _count_through(events: list[Event], seq: int) -> int:
-    return sum(1 for event in events if event.seq <= seq)
+def _log_store_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("cannot note a stuck run in the store: %s", future.exception())

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import signal
 import socket
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import uvicorn
 
+from .botcalls import clip, describe, run_in_daemon_thread
 from .config import BotSpec, Config, load_config
 from .errors import ConfigError, LeoError
-from .leases import LEASE_TTL_MS, make_owner
-from .runner import FAILING_AFTER, BotRunner
+from .leases import LeaseKeeper
+from .runner import BotRunner, RunnerServices
+from .states import FAILING_AFTER, BotState
 from .store import Store
 from .timeutil import now_ms
 from .wakeups import Wakeups
@@ -31,31 +35,50 @@ from .watching import FileChangeWatch, FileWatcher
 
 log = logging.getLogger("leo.runtime")
 
+LOAD_TIMEOUT_SECONDS = 60.0
+"""How long a reload may take to load the file (custom bot code is imported then) before it is
+given up as failed; the thread doing it is left behind, the running pipelines keep running."""
+
 
 class Runtime:
     """All pipelines of one pipelines.yaml, the HTTP API, leases, retention and reloads."""
 
-    def __init__(self, config: Config, store: Store, *, serve_http: bool = True, drain_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        serve_http: bool = True,
+        drain_timeout: float = 30.0,
+        load_timeout: float = LOAD_TIMEOUT_SECONDS,
+    ) -> None:
         self.config = config
         self.store = store
-        self.owner = make_owner()
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="leo-worker")
+        self.leases = LeaseKeeper(store, executor=self.executor)
         self.wakeups = Wakeups(store)
         self.watcher = FileWatcher()
-        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="leo-worker")
         self.runners: dict[str, BotRunner] = {}
-        self.held: set[str] = set()
         self.serve_http = serve_http
         self.drain_timeout = drain_timeout
+        self.load_timeout = load_timeout
         self.http_address: str | None = None
         self.reload_error: str | None = None
         self.reloads = 0
         self.started_at = now_ms()
+        self._abandoned: list[BotRunner] = []  # runners whose run was given up but may still be going
         self._server: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop_requested = asyncio.Event()
         self._reload_handle: asyncio.TimerHandle | None = None
+        self._reload_tasks: set[asyncio.Task[bool]] = set()
         self._config_watch: Any = None
         self._reload_lock = asyncio.Lock()
+
+    @property
+    def owner(self) -> str:
+        """This runtime's lease owner id (``host:pid:nonce``)."""
+        return self.leases.owner
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -66,9 +89,11 @@ class Runtime:
             await self._start_http()
         self.watcher.start()
         await self.wakeups.start()
+        await self._store_call(self.store.register_runtime, self.owner, str(self.config.path))
         for spec in self.config.bots:
             self._start_runner(spec)
-        self._tasks.append(loop.create_task(self._renew_leases(), name="leo-leases"))
+        self._tasks.append(loop.create_task(self.leases.renew_forever(), name="leo-leases"))
+        self._tasks.append(loop.create_task(self._heartbeat(), name="leo-heartbeat"))
         self._tasks.append(loop.create_task(self._prune(), name="leo-retention"))
         # However the file is replaced (in place, rename, symlinks, a ConfigMap's ..data swap).
         self._config_watch = FileChangeWatch(
@@ -93,18 +118,15 @@ class Runtime:
             self._reload_handle.cancel()
         if self._config_watch is not None:
             self._config_watch.close()
+        for task in list(self._reload_tasks):  # a reload still loading must not start bots after the drain
+            task.cancel()
+        await asyncio.gather(*self._reload_tasks, return_exceptions=True)
         runners = list(self.runners.values())
-        _, pending = await asyncio.wait(
-            [asyncio.ensure_future(runner.stop()) for runner in runners], timeout=self.drain_timeout
-        ) if runners else (set(), set())
-        drained = not pending
-        if pending:
-            stuck = [runner for runner in runners if runner.task is not None and not runner.task.done()]
+        finished = await asyncio.gather(*(runner.stop(self.drain_timeout) for runner in runners))
+        stuck = sorted(runner.id for runner, done in zip(runners, finished, strict=True) if not done)
+        if stuck:
             log.error("bot(s) %s did not finish within %ss; their current runs are abandoned uncommitted "
-                      "and will be redone", ", ".join(sorted(r.id for r in stuck)), self.drain_timeout)
-            for runner in stuck:
-                runner.task.cancel()  # type: ignore[union-attr]
-            await asyncio.gather(*pending, return_exceptions=True)
+                      "and will be redone", ", ".join(stuck), self.drain_timeout)
         self.runners.clear()
         for task in self._tasks:
             task.cancel()
@@ -114,11 +136,12 @@ class Runtime:
             self._server.should_exit = True
             await asyncio.gather(self._server_task, return_exceptions=True)
         await self.wakeups.stop()
+        await self._store_call(self.store.unregister_runtime, self.owner)
         self.watcher.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
-        if drained:
+        if not stuck:
             log.info("stopped; every run committed")
-        return drained
+        return not stuck
 
     def request_stop(self) -> None:
         """Ask `run_until_stopped` to drain and return (signal handlers call this)."""
@@ -153,40 +176,37 @@ class Runtime:
 
     # -- bots -------------------------------------------------------------------------------------
     def _start_runner(self, spec: BotSpec) -> None:
-        try:
-            runner = BotRunner(spec, self)
-        except Exception as exc:  # a bot whose constructor fails must not stop the others
-            message = f"cannot start: {type(exc).__name__}: {exc}"
-            log.error("bot '%s' %s", spec.id, message)
-            with contextlib.suppress(LeoError):
-                self.store.record_failure(spec.id, message)
-            return
+        services = RunnerServices(self.store, self.leases, self.wakeups, self.watcher, self.config, self.executor)
+        runner = BotRunner(spec, services)  # runs no bot code: construction happens on the bot's thread
         self.runners[spec.id] = runner
         runner.start()
 
-    def release(self, runner: BotRunner) -> None:
-        self.held.discard(runner.id)
-        runner.has_lease = False
-        try:
-            self.store.release_leases(self.owner, [runner.id])
-        except LeoError as exc:
-            log.warning("cannot release the lease of bot '%s': %s", runner.id, exc)
+    async def _stop_runners(self, runners: list[BotRunner], why: str) -> None:
+        """Stop runners for a reload: each gets `drain_timeout` to commit, a stuck one none."""
+        finished = await asyncio.gather(*(r.stop(self.drain_timeout, abandon_stuck=True) for r in runners))
+        for runner, done in zip(runners, finished, strict=True):
+            if self.runners.get(runner.id) is runner:
+                del self.runners[runner.id]
+            if not done:
+                self._abandoned.append(runner)
+                log.error("bot '%s' did not finish its run (%s); it was abandoned uncommitted and its events are "
+                          "redone by the next run", runner.id, why)
 
-    async def _renew_leases(self) -> None:
+    async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(LEASE_TTL_MS / 3000)
-            held = sorted(self.held)
-            try:
-                lost = await asyncio.to_thread(self.store.renew_leases, self.owner, held, LEASE_TTL_MS)
-            except LeoError as exc:
-                log.warning("cannot renew leases: %s", exc)
-                continue
-            for bot_id in lost:
-                self.held.discard(bot_id)
-                runner = self.runners.get(bot_id)
-                if runner is not None:
-                    log.warning("bot '%s' lost its lease; standing by", bot_id)
-                    runner.lease_lost()
+            await asyncio.sleep(self.leases.ttl_ms / 3000)
+            await self._note_runtime()
+
+    async def _note_runtime(self) -> None:
+        await self._store_call(self.store.note_runtime, self.owner, reloads=self.reloads, reload_error=self.reload_error)
+
+    async def _store_call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """A housekeeping store call, off the loop; a store error is logged, not raised."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(func, *args, **kwargs))
+        except LeoError as exc:
+            log.warning("store: %s", exc)
+            return None
 
     async def _prune(self) -> None:
         while True:
@@ -198,29 +218,23 @@ class Runtime:
                 log.warning("retention: cannot prune old events: %s", exc)
             await asyncio.sleep(60)
 
-    def bot_states(self) -> dict[str, dict[str, Any]]:
-        """The live state of every bot this process runs (for /healthz)."""
-        return {
-            bot_id: {
-                "state": runner.state,
-                "failures": runner.failures,
-                "failing": runner.failures >= FAILING_AFTER or runner.state == "crashed",
-                "last_error": runner.last_error,
-            }
-            for bot_id, runner in sorted(self.runners.items())
-        }
-
     def health(self) -> dict[str, Any]:
-        """What /healthz adds for this runtime (handed to the HTTP API as its health snapshot)."""
-        states = self.bot_states()
-        failing = sorted(bot for bot, info in states.items() if info["failing"])
+        """A snapshot for /healthz: states, counts and flags only. It never holds error text
+        (bot errors, reload errors): /healthz needs no token; `leo status` shows the details."""
+        self._abandoned = [runner for runner in self._abandoned if runner.thread.busy()]
+        runners = sorted(self.runners.items())
+        failing = [bot for bot, r in runners if r.failures >= FAILING_AFTER or r.state == BotState.CRASHED]
+        stuck = [bot for bot, r in runners if r.stuck]
         return {
-            "status": "degraded" if failing else "ok",
+            "status": "degraded" if failing or stuck or self._abandoned else "ok",
             "pipelines": sorted(self.config.model.pipelines),
-            "bots": states,
+            "bots": {bot: {"state": str(r.state), "failures": r.failures} for bot, r in runners},
+            "states": dict(sorted(Counter(str(r.state) for _, r in runners).items())),
             "failing": failing,
+            "stuck": stuck,
+            "abandoned_runs": len(self._abandoned),
             "reloads": self.reloads,
-            "reload_error": self.reload_error,
+            "reload_failed": self.reload_error is not None,
             "waiting_readers": self.wakeups.waiting(),
         }
 
@@ -233,30 +247,46 @@ class Runtime:
         if self._reload_handle is not None:
             self._reload_handle.cancel()
         loop = asyncio.get_running_loop()
-        self._reload_handle = loop.call_later(0.3, lambda: loop.create_task(self.reload()))
+        self._reload_handle = loop.call_later(0.3, self._start_reload)
+
+    def _start_reload(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload(), name="leo-reload")
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
 
     async def reload(self) -> bool:
         """Re-read pipelines.yaml; restart only the pipelines that changed. A broken file is
         reported and the running pipelines keep running. Returns True when applied."""
         async with self._reload_lock:
+            path = self.config.path
+            # Loading imports custom bot code: on a daemon thread, with a time limit, so that code
+            # that exits, hangs or raises anything at import cannot stop or block the runtime.
+            loading = run_in_daemon_thread(functools.partial(load_config, path, display_name=str(path)),
+                                           name="leo-reload")
             try:
-                new = await asyncio.to_thread(load_config, self.config.path, display_name=str(self.config.path))
+                new = await asyncio.wait_for(asyncio.wrap_future(loading), self.load_timeout)
             except ConfigError as exc:
                 problems = exc.problems or []
                 lines = [str(p) for p in problems if p.severity == "error"] or [str(exc)]
-                self.reload_error = "; ".join(lines)
-                log.error(
-                    "%s changed but is invalid; the running pipelines keep running:\n  %s",
-                    self.config.path,
-                    "\n  ".join(lines),
-                )
+                await self._reload_failed(lines, f"{path} changed but is invalid")
+                return False
+            except TimeoutError:
+                await self._reload_failed(
+                    [f"loading {path} took more than {self.load_timeout:g}s (does a custom bot's module hang at "
+                     "import?)"], "reload failed")
                 return False
             except Exception as exc:
-                self.reload_error = f"{type(exc).__name__}: {exc}"
-                log.error("reload failed; the running pipelines keep running: %s", self.reload_error)
+                await self._reload_failed([str(exc) if isinstance(exc, LeoError) else describe(exc)], "reload failed")
                 return False
             await self._apply(new)
+            await self._note_runtime()
             return True
+
+    async def _reload_failed(self, errors: list[str], what: str) -> None:
+        errors = [clip(error) for error in errors[:20]] + ([f"({len(errors) - 20} more)"] if len(errors) > 20 else [])
+        self.reload_error = "; ".join(errors)
+        log.error("%s; the running pipelines keep running:\n  %s", what, "\n  ".join(errors))
+        await self._note_runtime()
 
     async def _apply(self, new: Config) -> None:
         old = self.config
@@ -278,9 +308,7 @@ class Runtime:
             log.info("%s reloaded: no pipeline changed", new.path)
             return
         stopping = [runner for runner in self.runners.values() if runner.spec.pipeline in changed]
-        await asyncio.gather(*(runner.stop() for runner in stopping), return_exceptions=True)
-        for runner in stopping:
-            self.runners.pop(runner.id, None)
+        await self._stop_runners(stopping, "its pipeline was reloaded")
         for spec in new.bots:
             if spec.pipeline in changed:
                 self._start_runner(spec)

@@ -2,8 +2,9 @@
 
 Appends made through this process's store are announced at once (an append listener). Commits
 of other processes (the CLI beside ``leo run``) are noticed by a cheap check every
-``poll_interval`` seconds (SQLite's ``data_version``), which also brings operator controls
-(pause, checkpoint resets). Thousands of idle waiters cost one future and one timer each.
+``poll_interval`` seconds (SQLite's ``data_version``) on a thread of its own, so the event loop
+never waits on the store; it also brings operator controls (pause, checkpoint resets). Thousands
+of idle waiters cost one future and one timer each.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,22 +32,24 @@ class Wakeups:
         self._queue_waiters: dict[str, dict[asyncio.Future[bool], int]] = {}
         self._key_waiters: dict[str, set[asyncio.Future[bool]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     async def start(self) -> None:
         """Load the current heads and start listening (call from the running loop)."""
         self._loop = asyncio.get_running_loop()
-        self._heads = await asyncio.to_thread(self.store.queue_heads)
-        self._controls = await asyncio.to_thread(self.store.bot_controls)
+        self._heads, self._controls = await asyncio.to_thread(self._read_marks)
         self.store.add_append_listener(self._from_any_thread)
-        self._task = self._loop.create_task(self._watch_other_processes(), name="leo-wakeups")
+        self._stopping.clear()
+        # A thread, not a task: the store is never called on the event loop.
+        self._thread = threading.Thread(target=self._watch_other_processes, name="leo-wakeups", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10)
+            self._thread = None
 
     def head(self, queue: str) -> int:
         """The newest position of `queue` this process knows of."""
@@ -80,7 +84,6 @@ class Wakeups:
         for future in list(self._key_waiters.get(key, ())):
             if not future.done():
                 future.set_result(True)
-
 
     async def wait(self, queue: str | None, after: int, timeout: float, key: str | None = None) -> bool:
         """Wait until `queue` grows past `after`, `key` is kicked, or `timeout` seconds pass.
@@ -117,24 +120,37 @@ class Wakeups:
         """How many waits are pending (for health output and tests)."""
         return sum(len(waiters) for waiters in self._queue_waiters.values())
 
-    async def _watch_other_processes(self) -> None:
+    def _watch_other_processes(self) -> None:
+        """The polling thread: every `poll_interval`, ask the store whether anyone committed."""
         token: Any = None
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                changed, token = self.store.changed_since(token)
-                if not changed:
+        try:
+            while not self._stopping.wait(self.poll_interval):
+                try:
+                    changed, token = self.store.changed_since(token)
+                    if not changed:
+                        continue
+                    heads, controls = self._read_marks()
+                except Exception as exc:  # a store hiccup must not end wakeups
+                    log.warning("cannot check the store for changes: %s", exc)
                     continue
-                heads, controls = await asyncio.to_thread(self._read_marks)
-            except Exception as exc:  # a store hiccup must not end wakeups
-                log.warning("cannot check the store for changes: %s", exc)
-                continue
-            self.publish(heads)
-            for key, control in controls.items():
-                if self._controls.get(key) != control:
-                    self._controls[key] = control
-                    self.kick(key)
-            self._controls = {**self._controls, **controls}
+                loop = self._loop
+                if loop is None or loop.is_closed():
+                    return
+                try:
+                    loop.call_soon_threadsafe(self._apply_marks, heads, controls)
+                except RuntimeError:  # the loop closed meanwhile
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                self.store.close_thread()
+
+    def _apply_marks(self, heads: Mapping[str, int], controls: Mapping[str, tuple[bool, int, str | None]]) -> None:
+        """Publish heads and wake the bots whose controls changed (loop thread only)."""
+        self.publish(heads)
+        for key, control in controls.items():
+            if self._controls.get(key) != control:
+                self._controls[key] = control
+                self.kick(key)
 
     def _read_marks(self) -> tuple[dict[str, int], dict[str, tuple[bool, int, str | None]]]:
         return self.store.queue_heads(), self.store.bot_controls()

@@ -1,6 +1,14 @@
-"""Custom bots the tests run: copied into each test project as ./bots/custom.py."""
+"""Custom bots the tests run: copied into each test project as ./bots/custom.py.
 
+No bot here sleeps to make something happen "probably in time": a bot that must be caught in
+the middle of a run blocks on a file the test controls (`Gate`).
+"""
+
+import asyncio
+import json
+import sys
 import time
+from pathlib import Path
 
 from leo_runtime import Bot, Output, RawJSON, SinkBot, SourceBot
 
@@ -49,11 +57,15 @@ class Tick(SourceBot):
 
 
 class Collect(SinkBot):
-    received = []
+    """Delivers each event to a file (one JSON line: idempotency key and payload)."""
+
+    class Settings(SinkBot.Settings):
+        path: str
 
     def process(self, events, ctx):
-        for event in events:
-            Collect.received.append((event.idempotency_key, event.payload))
+        with ctx.resolve_path(self.settings.path).open("a") as delivered:
+            for event in events:
+                delivered.write(json.dumps([event.idempotency_key, event.payload]) + "\n")
         return None
 
 
@@ -64,28 +76,133 @@ class BadSink(SinkBot):
         yield from events
 
 
-class Slowish(Bot):
-    """Takes a millisecond per event: long enough to cross a run's time bound."""
+class Gate(Bot):
+    """Forwards events (marked when `stamp`). At an event whose payload `n` is in `hold`, it
+    writes ``DIR/held-N`` and waits until the test creates ``DIR/release-N``: the test decides
+    when the run goes on, so a kill or a signal lands in the middle of a run for sure."""
+
+    class Settings(Bot.Settings):
+        dir: str = "gates"
+        hold: list[int] = []
+        stamp: bool = False
+
+    def process(self, events, ctx):
+        folder = ctx.resolve_path(self.settings.dir)
+        hold = set(self.settings.hold)
+        for event in events:
+            number = event.payload.get("n")
+            if number in hold:
+                wait_for_release(folder, number)
+            yield {**event.payload, "stamped": True} if self.settings.stamp else event
+
+
+def wait_for_release(folder: Path, name: object) -> None:
+    release = folder / f"release-{name}"
+    if release.exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"held-{name}").write_text("")
+    while not release.exists():  # waits on the test, not on time
+        time.sleep(0.005)
+
+
+def raise_what(what):
+    if what == "exit":
+        sys.exit(3)
+    if what == "interrupt":
+        raise KeyboardInterrupt
+    if what == "generator_exit":
+        raise GeneratorExit
+    if what == "cancel":
+        raise asyncio.CancelledError
+    raise RuntimeError(f"unknown: {what}")
+
+
+class Exits(Bot):
+    """Raises `what` (exit: sys.exit(3), interrupt, generator_exit, cancel) `when` told to:
+    in __init__, setup, close, or process (on an event with "poison": true)."""
+
+    class Settings(Bot.Settings):
+        when: str = "process"
+        what: str = "exit"
+
+    def __init__(self, settings, ctx):
+        super().__init__(settings, ctx)
+        if settings.when == "init":
+            raise_what(settings.what)
+
+    def setup(self, ctx):
+        if self.settings.when == "setup":
+            raise_what(self.settings.what)
+
+    def close(self):
+        if self.settings.when == "close":
+            raise_what(self.settings.what)
 
     def process(self, events, ctx):
         for event in events:
-            time.sleep(0.001)
+            if self.settings.when == "process" and event.payload.get("poison"):
+                raise_what(self.settings.what)
             yield event
 
 
-class Stamp(Bot):
-    """Marks each event; a little slow so that a kill lands in the middle of the work."""
+class ExitingSource(SourceBot):
+    def produce(self, ctx):
+        sys.exit(5)
+
+
+class Writer(Bot):
+    """Tries to write around its run's commit through ctx.store."""
+
+    def process(self, events, ctx):
+        ctx.store.append("sneaky", [{"x": 1}])
+        yield from events
+
+
+class Stubborn(Bot):
+    """Yields something that is not JSON, and ignores being closed (a GeneratorExit misuse)."""
 
     def process(self, events, ctx):
         for event in events:
-            time.sleep(0.0002)
-            yield {**event.payload, "stamped": True}
+            try:
+                yield object()
+            except GeneratorExit:
+                yield event
 
 
-class Stuck(Bot):
-    """Never finishes its run."""
+class ReturnsText(Bot):
+    def process(self, events, ctx):
+        return "not a list of outputs"
+
+
+class ExitingSettings(Bot):
+    """Its settings' validator calls sys.exit()."""
+
+    class Settings(Bot.Settings):
+        level: int = 0
+
+        @classmethod
+        def model_validate(cls, *args, **kwargs):
+            sys.exit(9)
 
     def process(self, events, ctx):
-        for event in events:
-            time.sleep(3600)
-            yield event
+        yield from events
+
+
+class Loud(Bot):
+    """Fails with a 1 MB message."""
+
+    def process(self, events, ctx):
+        raise RuntimeError("x" * 1_000_000)
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        sys.exit(2)
+
+
+class Unprintable(Bot):
+    """Fails with an exception whose message cannot even be made."""
+
+    def process(self, events, ctx):
+        raise _Unprintable()

@@ -23,3 +23,10 @@ def test_the_built_in_bots_install_under_leo_runtime() -> None:
     assert package_dir == {"leo_runtime.bots": "bots"}
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"leo": "leo_runtime.cli:main"}
+
+
+def test_migrations_are_numbered_in_order_without_repeats() -> None:
+    from leo_runtime.store.migrations import SQLITE_MIGRATIONS
+
+    versions = [version for version, _, _ in SQLITE_MIGRATIONS]
+    assert versions == sorted(set(versions)) == list(range(1, len(versions) + 1))

@@ -209,7 +209,7 @@ def test_file_forms_relative_nested_and_absolute(tmp_path: Path) -> None:
     registry = BotRegistry()
     first = registry.resolve("deep/er/shout.py:Shout", tmp_path)
     assert registry.resolve("./deep/er/../er/shout.py:Shout", tmp_path) is first
-    assert registry.resolve(f"{path}:Shout", Path("/nonexistent")) is first  # absolute: base_dir unused
+    assert registry.resolve(f"{path}:Shout", tmp_path) is first  # absolute, inside the project folder
 
 
 def test_file_defaults_to_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -325,6 +325,106 @@ def test_two_files_with_the_same_name_in_different_folders(tmp_path: Path) -> No
     assert first is not second
     assert sys.modules[first.__module__].VERSION == 1
     assert sys.modules[second.__module__].VERSION == 2
+
+
+@pytest.mark.parametrize(
+    ("use", "shown"),
+    [
+        ("../outside/shout.py:Shout", "../outside/shout.py resolves to {outside},"),
+        ("./bots/../../outside/shout.py:Shout", "./bots/../../outside/shout.py resolves to {outside},"),
+        ("{outside}:Shout", "{outside} is"),
+        ("./bots/link.py:Shout", "./bots/link.py resolves to {outside},"),  # a symlink inside pointing outside
+        ("./bots/linked-dir/shout.py:Shout", "./bots/linked-dir/shout.py resolves to {outside},"),
+    ],
+)
+def test_a_bot_file_outside_the_project_folder_is_refused(tmp_path: Path, use: str, shown: str) -> None:
+    project = tmp_path / "project"
+    outside = bot_file(tmp_path, "outside/shout.py").resolve()
+    bot_file(project, "bots/inside.py")
+    (project / "bots" / "link.py").symlink_to(outside)
+    (project / "bots" / "linked-dir").symlink_to(outside.parent, target_is_directory=True)
+    use = use.format(outside=outside)
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve(use, project)
+    assert str(info.value) == (
+        f"bot '{use}': {shown.format(outside=outside)} outside the project folder {project.resolve()} (the pipelines "
+        "file's folder); a bot file must be inside it: move it there, or install code kept elsewhere as a package "
+        "and name it module:Class"
+    )
+    assert not [name for name in sys.modules if name.startswith("leo_user_bots.shout_")]  # never executed
+
+
+def test_symlinks_and_dots_that_stay_inside_the_project_are_fine(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    real = bot_file(project, "lib/shout.py")
+    (project / "bots").mkdir()
+    (project / "bots" / "link.py").symlink_to(real)
+    linked_project = tmp_path / "linked-project"  # the project reached through a symlink
+    linked_project.symlink_to(project, target_is_directory=True)
+    registry = BotRegistry()
+    first = registry.resolve("./bots/link.py:Shout", project)
+    assert registry.resolve("./bots/../lib/shout.py:Shout", project) is first
+    assert registry.resolve("./lib/shout.py:Shout", linked_project) is first
+    assert registry.resolve(f"{linked_project}/lib/shout.py:Shout", project) is first
+
+
+def test_a_folder_or_home_path_as_a_bot_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bots" / "pkg.py").mkdir(parents=True)
+    with pytest.raises(BotError, match=r"bots/pkg.py is not a file$"):
+        BotRegistry().resolve("./bots/pkg.py:Shout", tmp_path)
+    home = tmp_path / "home"
+    bot_file(home, "shout.py")
+    monkeypatch.setenv("HOME", str(home))
+    with pytest.raises(BotError, match=r"~/shout.py resolves to .*, outside the project folder"):
+        BotRegistry().resolve("~/shout.py:Shout", tmp_path / "bots")
+
+
+@pytest.mark.parametrize(
+    ("statement", "shown"),
+    [
+        ("raise SystemExit(3)", "SystemExit(3)"),
+        ("import sys; sys.exit()", "SystemExit()"),
+        ("raise KeyboardInterrupt", "KeyboardInterrupt()"),
+        ("raise GeneratorExit", "GeneratorExit()"),
+        ("import asyncio; raise asyncio.CancelledError", "CancelledError()"),
+    ],
+)
+def test_bot_code_raising_any_base_exception_at_import_is_a_bot_error(tmp_path: Path, statement: str, shown: str) -> None:
+    # On a thread other than the main one, as a reload loads the file: nothing there is a Ctrl-C.
+    import threading
+
+    path = write(tmp_path, "bots/exits.py", f"from leo_runtime import Bot\n{statement}\n")
+    write(tmp_path, "leo_reg_exits.py", f"{statement}\n")
+    caught: list[BaseException] = []
+
+    def load() -> None:
+        for use in ("./bots/exits.py:Exits", "leo_reg_exits:Exits"):
+            try:
+                BotRegistry().resolve(use, tmp_path)
+            except BaseException as exc:
+                caught.append(exc)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join(30)
+    assert [type(exc) for exc in caught] == [BotError, BotError]
+    assert str(caught[0]) == f"bot './bots/exits.py:Exits': loading {path.resolve()} (line 2) failed: {shown}"
+    assert str(caught[1]) == f"bot 'leo_reg_exits:Exits': importing 'leo_reg_exits' failed: {shown}"
+
+
+def test_ctrl_c_on_the_main_thread_during_an_import_still_interrupts(tmp_path: Path) -> None:
+    write(tmp_path, "bots/slow.py", "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        BotRegistry().resolve("./bots/slow.py:Slow", tmp_path)
+
+
+def test_a_plugin_that_exits_at_import_is_a_bot_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_distribution(tmp_path, "fake-leo-exits", {"exits": "fake_leo_exits:Bot"},
+                      {"fake_leo_exits": "import sys\nsys.exit(7)\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BotError) as info:
+        BotRegistry().resolve("exits")
+    assert str(info.value) == "bot 'exits': plugin fake_leo_exits:Bot failed to load: SystemExit: 7"
 
 
 # --------------------------------------------------------------------------------------------
@@ -479,3 +579,20 @@ def test_no_top_level_bots_or_cli_module_is_installed() -> None:
         if spec is not None and spec.origin:
             assert "site-packages" not in spec.origin, spec.origin
     assert Path(leo_runtime.__file__).parent.name == "leo_runtime"
+
+
+def test_validate_survives_a_settings_validator_that_exits(tmp_path: Path) -> None:
+    from .conftest import CUSTOM_BOTS, leo
+
+    write(tmp_path, "bots/custom.py", CUSTOM_BOTS)
+    write(tmp_path, "pipelines.yaml", """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: e, use: ./bots/custom.py:ExitingSettings, in: a, out: b, with: {level: 1}}
+        """)
+    result = leo("validate", cwd=tmp_path)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "pipelines.yaml:5:" in result.stderr and "checking the settings of './bots/custom.py:ExitingSettings' failed: " \
+        "SystemExit(9)" in result.stderr

@@ -22,6 +22,7 @@ from .conftest import CUSTOM_BOTS, FILTER_PIPELINE, Project, async_wait_until, p
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "BACKOFF_BASE_SECONDS", 0.02)
     monkeypatch.setattr(runner_module, "BACKOFF_MAX_SECONDS", 0.2)
+    monkeypatch.setattr("leo_runtime.states.STUCK_MIN_MARGIN_SECONDS", 0.3)
 
 
 def run_with(project: Project, body: Callable[[Runtime], Awaitable[Any]]) -> Any:
@@ -121,7 +122,7 @@ def test_custom_bots_outputs_other_queues_state_and_sources(project: Project) ->
             bots:
               - {id: counter, use: ./bots/custom.py:Counter, out: counts, schedule: 1h}
               - {id: enrich, use: ./bots/custom.py:Enrich, in: in, out: enriched, with: {tag: blue}}
-              - {id: collect, use: ./bots/custom.py:Collect, in: enriched}
+              - {id: collect, use: ./bots/custom.py:Collect, in: enriched, with: {path: delivered.ndjson}}
         """
     )
     store = project.store()
@@ -139,6 +140,9 @@ def test_custom_bots_outputs_other_queues_state_and_sources(project: Project) ->
     assert payloads_of(store, "counts") == [{"count": 1}, {"count": 2}, {"count": 3}]
     assert store.bot("enrich").state == {"seen": 2}  # type: ignore[union-attr]
     assert store.bot("counter").state == {"count": 3}  # type: ignore[union-attr]
+    # The sink got every event of its queue once, with the stable idempotency key of each.
+    delivered = [json.loads(line) for line in (project.root / "delivered.ndjson").read_text().splitlines()]
+    assert delivered == [[f"enriched:{event.seq}", event.payload] for event in store.read("enriched", 0)]
 
 
 def test_failing_bot_backs_off_reports_and_others_keep_running(project: Project, tmp_path: Any) -> None:
@@ -225,17 +229,25 @@ def test_reset_to_earliest_makes_a_running_bot_reprocess(project: Project) -> No
 
 
 def test_pause_and_resume(project: Project) -> None:
-    project.write(FILTER_PIPELINE)
+    project.write(FILTER_PIPELINE + "      - {id: sibling, use: filter, in: inventory.in, out: sibling.out, with: {query: {}}}\n")
     store = project.store()
     operator = project.store()
+
+    def waiting_again(bot: str, runtime: Runtime) -> bool:
+        return any(not future.done() for future in runtime.wakeups._key_waiters.get(bot, ()))
 
     async def body(runtime: Runtime) -> None:
         operator.ensure_bot("low-stock", "feed")
         operator.set_paused("low-stock", True)
         await async_wait_until(lambda: runtime.runners["low-stock"].state == "paused")
         store.append("inventory.in", [{"quantity": 1}])
-        await async_wait_until(lambda: runtime.wakeups.head("inventory.in") > 0)
+        # The sibling reading the same queue woke and committed: the paused bot had its chance too.
+        await async_wait_until(lambda: payloads_of(store, "sibling.out"), what="the unpaused sibling")
+        runtime.wakeups.kick("low-stock")  # even woken on purpose, a paused bot does not run
+        await async_wait_until(lambda: waiting_again("low-stock", runtime), what="the paused bot waiting again")
+        assert runtime.runners["low-stock"].state == "paused"
         assert payloads_of(store, "inventory.low") == []
+        assert store.get_checkpoint("low-stock", "inventory.in") in (None, 0)
         operator.set_paused("low-stock", False)
         await async_wait_until(lambda: payloads_of(store, "inventory.low"))
 
@@ -358,9 +370,12 @@ def test_healthz_is_served_with_bot_states(project: Project) -> None:
             await runtime.stop()
 
     health = asyncio.run(main())
-    assert health["status"] == "ok"
-    assert health["bots"]["low-stock"]["state"] in ("idle", "running", "starting")
-    assert json.dumps(health)
+    assert health["status"] == "ok" and health["version"]
+    assert health["pipelines"] == ["feed"]
+    assert health["bots"] == {"low-stock": {"state": health["bots"]["low-stock"]["state"], "failures": 0}}
+    assert health["bots"]["low-stock"]["state"] in {"starting", "idle", "running"}
+    assert health["states"] == {health["bots"]["low-stock"]["state"]: 1}
+    assert health["failing"] == [] and health["stuck"] == [] and health["reload_failed"] is False
 
 
 def test_kicks_do_not_make_a_scheduled_source_run_early(project: Project) -> None:
@@ -402,18 +417,25 @@ def test_a_run_is_cut_by_its_time_bound_and_nothing_is_lost_or_repeated(project:
         pipelines:
           p:
             bots:
-              - {id: slow, use: ./bots/custom.py:Slowish, in: a, out: b, batch: {records: 1000, seconds: 0.01}}
+              - {id: slow, use: ./bots/custom.py:Gate, in: a, out: b, batch: {records: 1000, seconds: 0.01},
+                 with: {hold: [100]}}
         """
     )
     store = project.store()
     store.append("a", [{"n": n} for n in range(300)])
+    gates = project.root / "gates"
 
     async def body(runtime: Runtime) -> None:
+        # The bot holds at n=100 until released; once it shows as stuck, its 0.01 s are over for sure.
+        await async_wait_until(lambda: (gates / "held-100").exists(), what="the bot holding at 100")
+        await async_wait_until(lambda: runtime.runners["slow"].stuck, what="the run overrunning its bound")
+        (gates / "release-100").write_text("")
         await async_wait_until(lambda: checkpoint(runtime, "slow", "a") == store.queue_head("a"))
 
     run_with(project, body)
     assert [p["n"] for p in payloads_of(store, "b")] == list(range(300))
     info = store.bot("slow")
+    # One page of 300 (records: 1000) needed more than one run: the time bound cut the first.
     assert info is not None and info.runs > 1 and info.events_in == 300
 
 
@@ -441,4 +463,393 @@ def test_healthz_reports_a_failing_bot_as_degraded(project: Project, monkeypatch
 
     health = asyncio.run(main())
     assert health["status"] == "degraded" and health["failing"] == ["explode"]
-    assert "boom on 1" in health["bots"]["explode"]["last_error"]
+    assert health["bots"]["explode"]["state"] in ("backoff", "failing", "running")
+    assert health["bots"]["explode"]["failures"] >= 2
+    assert "boom" not in json.dumps(health)  # /healthz needs no token: no error text in it
+
+
+# -- bot code can never stop the runtime ------------------------------------------------------------
+
+EXITS_PIPELINE = """
+version: 1
+pipelines:
+  broken:
+    bots:
+      - {{id: exits, use: ./bots/custom.py:Exits, in: a, out: a.out, with: {{when: {when}, what: {what}}}}}
+  healthy:
+    bots:
+      - {{id: pass, use: filter, in: b, out: b.out, with: {{query: {{}}}}}}
+"""
+
+RAISED = {"exit": "SystemExit: 3", "interrupt": "KeyboardInterrupt", "generator_exit": "GeneratorExit",
+          "cancel": "CancelledError"}
+
+
+@pytest.mark.parametrize("what", list(RAISED))
+@pytest.mark.parametrize("when", ["init", "setup", "process"])
+def test_bot_code_raising_anything_is_that_bots_error_and_the_others_keep_running(
+    project: Project, when: str, what: str
+) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(EXITS_PIPELINE.format(when=when, what=what))
+    store = project.store()
+    store.append("a", [{"n": 1}, {"n": 2, "poison": True}, {"n": 3}])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: errors_of(store, "exits") >= 3, what="repeated failures, each with backoff")
+        store.append("b", [{"n": n} for n in range(5)])
+        await async_wait_until(lambda: len(payloads_of(store, "b.out")) == 5, what="the other pipeline")
+        assert runtime.runners["exits"].failures >= 3
+
+    run_with(project, body)  # asyncio.run would end with SystemExit or CancelledError if one got through
+    expected = {
+        "init": f"cannot start: {RAISED[what]}",
+        "setup": f"setup failed: {RAISED[what]}",
+        "process": f"failed on event a@2: {RAISED[what]}",
+    }[when]
+    assert store.bot("exits").last_error == expected  # type: ignore[union-attr]
+    assert payloads_of(store, "a.out") == [] and store.get_checkpoint("exits", "a") in (None, 0)
+
+
+def test_a_bot_exiting_in_close_or_in_a_source_does_not_stop_the_runtime(project: Project) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: closes, use: ./bots/custom.py:Exits, in: a, out: a.out, with: {when: close, what: exit}}
+              - {id: source, use: ./bots/custom.py:ExitingSource, out: s, schedule: 1h}
+        """
+    )
+    store = project.store()
+    store.append("a", [{"n": 1}])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: payloads_of(store, "a.out") and errors_of(store, "source") >= 1)
+
+    run_with(project, body)  # stop() calls close(), which calls sys.exit(3)
+    assert store.bot("source").last_error == "produce() failed: SystemExit: 5"  # type: ignore[union-attr]
+    assert store.bot("closes").lease_owner is None  # released as usual after the failed close
+
+
+def test_a_bot_cannot_write_around_its_commit_through_ctx_store(project: Project) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write("version: 1\npipelines:\n  p:\n    bots:\n      - {id: writer, use: ./bots/custom.py:Writer, in: a, out: b}\n")
+    store = project.store()
+    store.append("a", [{"n": 1}])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: errors_of(store, "writer") >= 1)
+
+    run_with(project, body)
+    assert "AttributeError" in store.bot("writer").last_error  # type: ignore[union-attr]
+    assert store.queue_head("sneaky") == 0
+
+
+def test_backoff_never_exceeds_its_cap_whatever_the_jitter() -> None:
+    import random
+
+    from leo_runtime.states import BACKOFF_MAX_SECONDS, backoff_delay
+
+    rng = random.Random(7)
+    for failures in [*range(1, 12), 60, 10_000]:
+        delays = [backoff_delay(failures, rng=rng) for _ in range(2000)]
+        ideal = min(BACKOFF_MAX_SECONDS, 2.0 ** min(failures - 1, 62))
+        assert max(delays) <= min(ideal, BACKOFF_MAX_SECONDS)
+        assert min(delays) >= 0.8 * ideal
+    assert max(backoff_delay(7, rng=random.Random(seed)) for seed in range(500)) <= BACKOFF_MAX_SECONDS
+
+
+# -- dead letters ---------------------------------------------------------------------------------
+
+
+def test_an_event_that_keeps_failing_moves_to_the_dead_letter_queue_with_the_checkpoint(project: Project) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: explode, use: ./bots/custom.py:Explode, in: a, out: a.out, on_error: {dead_letter: a.dead, after: 3}}
+        """
+    )
+    store = project.store()
+    store.append("a", [{"id": 1}, {"id": 2, "boom": True}, {"id": 3}])
+    poison = store.read("a", 0)[1]
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: checkpoint(runtime, "explode", "a") == store.queue_head("a"), what="the page done")
+
+    run_with(project, body)
+    assert [p["id"] for p in payloads_of(store, "a.out")] == [1, 3]  # before and after the poison event
+    dead = store.read("a.dead", 0)
+    assert [e.payload_json for e in dead] == [poison.payload_json]  # untouched text
+    assert dead[0].correlation_id == {"source": "a", "start": poison.seq, "units": 1}
+    letters = store.dead_letters("a.dead")
+    assert len(letters) == 1
+    letter = letters[0]
+    assert (letter.bot_id, letter.source_queue, letter.source_position, letter.failures) == ("explode", "a", poison.seq, 3)
+    assert letter.error == f"failed on event a@{poison.seq}: RuntimeError: boom on 2"
+    info = store.bot("explode")
+    assert info is not None and info.error_count == 0 and info.events_in == 3
+    assert store.dead_letter_counts() == {"explode": (1, 1)}
+
+
+def test_dead_letters_leave_earlier_events_of_the_page_to_be_processed_once(project: Project) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: explode, use: ./bots/custom.py:Explode, in: a, out: a.out, on_error: {dead_letter: dead, after: 1}}
+        """
+    )
+    store = project.store()
+    store.append("a", [{"id": n, "boom": n in (5, 6, 9)} for n in range(1, 11)])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: checkpoint(runtime, "explode", "a") == store.queue_head("a"))
+
+    run_with(project, body)
+    assert [p["id"] for p in payloads_of(store, "a.out")] == [1, 2, 3, 4, 7, 8, 10]
+    assert [p["id"] for p in payloads_of(store, "dead")] == [5, 6, 9]
+
+
+# -- stuck runs --------------------------------------------------------------------------------------
+
+STUCK_PIPELINES = """
+version: 1
+pipelines:
+  stuck:
+    bots:
+      - {id: stuck, use: ./bots/custom.py:Gate, in: a, out: a.out, batch: {seconds: 0.05}, with: {hold: [1]}}
+  other:
+    bots:
+      - {id: other, use: filter, in: b, out: b.out, with: {query: {}}}
+"""
+
+
+def test_a_stuck_run_is_visible_and_never_blocks_reloads(project: Project) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(STUCK_PIPELINES)
+    store = project.store()
+    store.append("a", [{"n": 1}])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: runtime.runners["stuck"].state == "stuck", what="the stuck state")
+        # In the store too (written off the loop, just after): any process sees it.
+        await async_wait_until(lambda: store.bot("stuck").stuck_since is not None, what="the store's stuck mark")
+        health = runtime.health()
+        assert health["status"] == "degraded" and health["stuck"] == ["stuck"]
+        # A reload of another pipeline goes through at once.
+        project.file.write_text(project.file.read_text().replace("query: {}", "query: {n: {gte: 0}}"))
+        assert await runtime.reload()
+        store.append("b", [{"n": 1}])
+        await async_wait_until(lambda: payloads_of(store, "b.out"), what="the other pipeline after its reload")
+        # A reload of its own pipeline abandons the stuck run (uncommitted) instead of waiting for it.
+        stuck_runner = runtime.runners["stuck"]
+        project.file.write_text(project.file.read_text().replace("seconds: 0.05", "seconds: 0.06"))
+        assert await asyncio.wait_for(runtime.reload(), 10)
+        assert stuck_runner.state == "abandoned" and runtime.runners["stuck"] is not stuck_runner
+        assert runtime.health()["abandoned_runs"] == 1
+        (project.root / "gates" / "release-1").write_text("")  # the restarted bot redoes the event
+        await async_wait_until(lambda: payloads_of(store, "a.out"), what="the restarted bot")
+
+    run_with(project, body)
+    assert payloads_of(store, "a.out") == [{"n": 1}]  # once: the abandoned run never committed
+    assert store.bot("stuck").stuck_since is None  # type: ignore[union-attr]
+
+
+def test_shutdown_waits_for_a_stuck_run_no_longer_than_the_drain_timeout(project: Project) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(STUCK_PIPELINES)
+    store = project.store()
+    store.append("a", [{"n": 1}])
+
+    async def main() -> bool:
+        config = load_config(project.file)
+        runtime = Runtime(config, open_store(config.store_url, config.base_dir), serve_http=False, drain_timeout=0.2)
+        await runtime.start()
+        await async_wait_until(lambda: (project.root / "gates" / "held-1").exists())
+        return await asyncio.wait_for(runtime.stop(), 10)
+
+    assert asyncio.run(main()) is False
+    assert store.get_checkpoint("stuck", "a") == 0 and store.bot("stuck").lease_owner is None  # type: ignore[union-attr]
+    (project.root / "gates" / "release-1").write_text("")
+
+
+# -- reloads that meet hostile bot code -----------------------------------------------------------------
+
+
+def test_a_reload_whose_bot_file_exits_at_import_is_refused_and_recorded(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    project.write("import sys\nsys.exit(4)\n", "bots/evil.py")
+    store = project.store()
+
+    async def body(runtime: Runtime) -> None:
+        project.file.write_text(project.file.read_text()
+                                + "  evil:\n    bots:\n      - {id: evil, use: ./bots/evil.py:Evil, in: x, out: y}\n")
+        assert not await runtime.reload()
+        assert "loading" in (runtime.reload_error or "") and "SystemExit(4)" in (runtime.reload_error or "")
+        record = next(info for info in store.runtimes() if info.owner == runtime.owner)
+        assert record.reload_error == runtime.reload_error
+        store.append("inventory.in", [{"quantity": 1}])
+        await async_wait_until(lambda: payloads_of(store, "inventory.low"), what="the running pipeline")
+        assert runtime.health()["reload_failed"] is True
+
+    run_with(project, body)
+    assert store.runtimes() == []  # a stopped runtime unregisters
+
+
+def test_a_reload_whose_bot_module_hangs_at_import_gives_up_and_later_reloads_work(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    gate = project.root / "gates"
+    project.write(f"from pathlib import Path\nimport time\nwhile not Path({str(gate / 'release-import')!r}).exists():\n"
+                  "    time.sleep(0.01)\n", "bots/hangs.py")
+
+    async def main() -> None:
+        config = load_config(project.file)
+        store = open_store(config.store_url, config.base_dir)
+        runtime = Runtime(config, store, serve_http=False, load_timeout=0.5)
+        await runtime.start()
+        try:
+            good = project.file.read_text()
+            project.file.write_text(good + "  hangs:\n    bots:\n      - {id: h, use: ./bots/hangs.py:H, in: x, out: y}\n")
+            assert not await asyncio.wait_for(runtime.reload(), 10)
+            assert "took more than 0.5s" in (runtime.reload_error or "")
+            project.file.write_text(good.replace("lt: 5", "lt: 6"))
+            assert await asyncio.wait_for(runtime.reload(), 10)  # the hung import blocks nothing else
+        finally:
+            gate.mkdir(exist_ok=True)
+            (gate / "release-import").write_text("")
+            await runtime.stop()
+            store.close()
+
+    asyncio.run(main())
+
+
+# -- the event loop never waits on the store -------------------------------------------------------------
+
+
+def test_no_store_call_runs_on_the_event_loop(project: Project) -> None:
+    import threading
+
+    from leo_runtime.store import SQLiteStore
+    from leo_runtime.store.base import Store
+
+    on_loop: list[str] = []
+    loop_thread: list[threading.Thread] = []
+
+    class WatchedStore(SQLiteStore):
+        pass
+
+    def watched(name: str) -> Any:
+        method = getattr(SQLiteStore, name)
+
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if loop_thread and threading.current_thread() is loop_thread[0]:
+                on_loop.append(name)
+            return method(self, *args, **kwargs)
+
+        return call
+
+    for name in Store.__abstractmethods__ - {"add_append_listener"}:  # that one only registers a callback
+        setattr(WatchedStore, name, watched(name))
+
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(
+        """
+        version: 1
+        pipelines:
+          p:
+            bots:
+              - {id: explode, use: ./bots/custom.py:Explode, in: a, out: a.out}
+              - {id: stuck, use: ./bots/custom.py:Gate, in: c, out: c.out, batch: {seconds: 0.05}, with: {hold: [1]}}
+              - {id: pass, use: filter, in: b, out: b.out, with: {query: {}}}
+        """
+    )
+    operator = project.store()
+    operator.append("a", [{"id": 1, "boom": True}])
+    operator.append("c", [{"n": 1}])
+
+    store = WatchedStore(project.db)
+
+    async def main() -> None:
+        loop_thread.append(threading.current_thread())
+        config = load_config(project.file)
+        runtime = Runtime(config, store, serve_http=False, drain_timeout=0.3)
+        await runtime.start()
+        await async_wait_until(lambda: errors_of(operator, "explode") >= 2)
+        await async_wait_until(lambda: runtime.runners["stuck"].stuck)
+        operator.append("b", [{"n": 1}])  # another process: noticed by polling
+        operator.set_paused("pass", True)
+        await async_wait_until(lambda: runtime.runners["pass"].state == "paused")
+        project.file.write_text(project.file.read_text().replace("query: {}", "query: {n: 1}"))
+        assert await runtime.reload()
+        await runtime.stop()
+        loop_thread.clear()
+
+    asyncio.run(main())
+    store.close()
+    (project.root / "gates" / "release-1").write_text("")
+    assert on_loop == []
+
+
+def _clipped(text: str) -> str:
+    return f"{text[:2000]}... ({len(text) - 2000} more characters)"
+
+
+@pytest.mark.parametrize(
+    ("bot", "error"),
+    [
+        ("Stubborn", "failed on event a@1: bot 'b' yielded something that is not JSON: "
+                     "Object of type object is not JSON serializable"),
+        ("ReturnsText", "failed on the page starting at a@1, before taking an event: process() returned a str; "
+                        "yield the outputs (or return a list of them, or None)"),
+        ("Loud", _clipped("failed on the page starting at a@1, before taking an event: RuntimeError: " + "x" * 1_000_000)),
+        ("Unprintable", "failed on the page starting at a@1, before taking an event: _Unprintable: "
+                        "<its message could not be shown: SystemExit>"),
+    ],
+)
+def test_a_bot_misusing_generators_or_return_values_is_an_error_not_a_mess(project: Project, bot: str, error: str) -> None:
+    project.write(CUSTOM_BOTS, "bots/custom.py")
+    project.write(f"version: 1\npipelines:\n  p:\n    bots:\n      - {{id: b, use: ./bots/custom.py:{bot}, in: a, out: o}}\n")
+    store = project.store()
+    store.append("a", [{"n": 1}])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: errors_of(store, "b") >= 2)
+
+    run_with(project, body)
+    assert store.bot("b").last_error == error  # type: ignore[union-attr]
+    assert payloads_of(store, "o") == []
+
+
+def test_stopping_during_a_reload_that_hangs_in_bot_imports_stops_at_once(project: Project) -> None:
+    project.write(FILTER_PIPELINE)
+    gate = project.root / "gates"
+    gate.mkdir()
+    project.write(f"from pathlib import Path\nimport time\nPath({str(gate / 'importing')!r}).write_text('')\n"
+                  f"while not Path({str(gate / 'release-import')!r}).exists():\n    time.sleep(0.01)\n", "bots/hangs.py")
+
+    async def main() -> None:
+        config = load_config(project.file)
+        store = open_store(config.store_url, config.base_dir)
+        runtime = Runtime(config, store, serve_http=False)
+        await runtime.start()
+        try:
+            project.file.write_text(project.file.read_text()
+                                    + "  hangs:\n    bots:\n      - {id: h, use: ./bots/hangs.py:H, in: x, out: y}\n")
+            await async_wait_until(lambda: (gate / "importing").exists(), what="the reload importing the bot file")
+            assert await asyncio.wait_for(runtime.stop(), 10)  # not after the 60 s load timeout
+            assert runtime.runners == {} and runtime.reloads == 0
+        finally:
+            (gate / "release-import").write_text("")
+            store.close()
+
+    asyncio.run(main())

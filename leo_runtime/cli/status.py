@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ..config import DEFAULT_FILE
 from ..operations import status_report
@@ -16,7 +17,7 @@ from .common import FileOption, JsonOption, StoreOption, emit_json, handles_erro
 @app.command()
 @handles_errors
 def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Bots (state, checkpoint, lag, last error), queues (depth, head), webhooks, streams."""
+    """Bots (state, checkpoint, lag, dead letters, last error), queues (depth, head), webhooks, streams."""
     the_store, config = open_project(file, store, read_only=True)
     try:
         report = status_report(the_store, config)
@@ -26,15 +27,23 @@ def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_
         emit_json(report)
         return
     out.print(f"store: {report['store']}", markup=False)
+    for runtime in report["runtimes"]:
+        out.print(f"leo run {runtime['owner']}: up since {runtime['started_at']}, {runtime['reloads']} reload(s)",
+                  markup=False)
+        if runtime["reload_failed"]:
+            # Bot and user text is printed verbatim (never read as rich markup).
+            out.print(f"  the last reload failed at {runtime['reload_error_at']} (the running pipelines keep "
+                      f"running): {runtime['reload_error']}", markup=False)
     bots = Table(title="bots", title_justify="left")
-    for column in ("bot", "pipeline", "state", "checkpoint", "lag", "runs", "in", "out", "last run", "last error"):
+    for column in ("bot", "pipeline", "state", "checkpoint", "lag", "runs", "in", "out", "dead", "last run", "last error"):
         bots.add_column(column, overflow="fold")
     for bot in report["bots"]:
         where = ", ".join(f"{c['queue']}@{c['checkpoint']}" for c in bot["checkpoints"]) or "-"
-        bots.add_row(
-            bot["id"], bot["pipeline"] or "-", bot["state"], where, str(bot["lag"]), str(bot["runs"]),
-            str(bot["events_in"]), str(bot["events_out"]), bot["last_run_at"] or "-", bot["last_error"] or "",
-        )
+        state = bot["state"] + (f" since {bot['stuck_since']}" if bot["stuck_since"] else "")
+        dead = f"{bot['dead_letters_waiting']}/{bot['dead_letters']}" if bot["dead_letters"] else "-"
+        cells = (bot["id"], bot["pipeline"] or "-", state, where, str(bot["lag"]), str(bot["runs"]), str(bot["events_in"]),
+                 str(bot["events_out"]), dead, bot["last_run_at"] or "-", bot["last_error"] or "")
+        bots.add_row(*(Text(cell) for cell in cells))
     out.print(bots)
     for bot in report["bots"]:
         rejected = bot.get("rejected")
@@ -42,6 +51,8 @@ def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_
             out.print(f"bot '{bot['id']}' refused {rejected['count']} input line(s); latest:", markup=False)
             for message in rejected.get("recent", []):
                 out.print(f"  {message}", markup=False)
+    if any(bot["dead_letters"] for bot in report["bots"]):
+        out.print("dead: dead-lettered events waiting/total (see `leo deadletters list`)", markup=False)
     print_queues(report["queues"])
     out.print("webhooks: none    streams: none", markup=False)
 
@@ -51,7 +62,7 @@ def print_queues(queues: list[dict[str, Any]]) -> None:
     for column in ("queue", "depth", "head", "oldest", "newest"):
         table.add_column(column)
     for queue in queues:
-        table.add_row(queue["name"], str(queue["depth"]), str(queue["head"]), queue["oldest_at"] or "-",
+        table.add_row(Text(queue["name"]), str(queue["depth"]), str(queue["head"]), queue["oldest_at"] or "-",
                       queue["newest_at"] or "-")
     out.print(table)
 

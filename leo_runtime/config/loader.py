@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..bot import Bot, BotSettings, RunLimits, registered_bots
+from ..botcalls import reraise_operator_interrupt
 from ..errors import BotError, ConfigError, ConfigFileMissing, Problem
 from ..registry import BotRegistry
 from ..safetext import shown
@@ -214,7 +215,8 @@ class _Checker:
         except ValidationError as exc:
             self._report(exc, cls.Settings, (*path, "with"), label=label, relative_to=(*path, "with"))
             return None
-        except Exception as exc:  # a custom bot's own validator broke: report it, never crash the loader
+        except BaseException as exc:  # a custom bot's own validator broke (even with sys.exit): report it
+            reraise_operator_interrupt(exc)
             self.error(
                 (*path, "with"), f"{label}: checking the settings of {shown(use.strip())} failed: {exc!r}", at="value"
             )
@@ -226,8 +228,14 @@ class _Checker:
     ) -> BotSpec | None:
         ok = True
         kind = cls.kind
-        out = config.out or cls.default_out(settings)
-        schedule_text = config.schedule or (cls.default_schedule(settings) if kind == "source" else None)
+        try:  # bot code: it may raise anything, sys.exit() included
+            out = config.out or cls.default_out(settings)
+            schedule_text = config.schedule or (cls.default_schedule(settings) if kind == "source" else None)
+        except BaseException as exc:
+            reraise_operator_interrupt(exc)
+            self.error((*path, "use"), f"{label}: '{config.use}' failed to give its default out or schedule: {exc!r}",
+                       at="value")
+            return None
         if kind == "source":
             if config.in_ is not None:
                 self.error((*path, "in"), f"{label}: '{cls.name or config.use}' is a source bot and reads no queue; remove 'in'")
@@ -280,6 +288,18 @@ class _Checker:
                         at="value",
                     )
                     ok = False
+        if config.on_error is not None:  # dead letters (runtime hardening)
+            if kind == "source":
+                self.error((*path, "on_error"), f"{label}: 'on_error' is for bots that read a queue; a source reads none")
+                ok = False
+            elif config.on_error.dead_letter == config.in_:
+                self.error(
+                    (*path, "on_error", "dead_letter"),
+                    f"{label}: on_error.dead_letter is '{config.in_}', the queue the bot reads: a dead-lettered "
+                    "event would come straight back; name another queue",
+                    at="value",
+                )
+                ok = False
         if not ok:
             return None
         limits = RunLimits(records=config.batch.records, bytes=config.batch.bytes, seconds=config.batch.seconds)
@@ -310,6 +330,7 @@ class _Checker:
         object_types = data.get("object_types")
         types = sorted(str(name) for name in object_types) if isinstance(object_types, dict) else []
         written = {spec.out_queue for spec in specs if spec.out_queue}
+        written |= {spec.config.on_error.dead_letter for spec in specs if spec.config.on_error}
         written |= {f"{name}.changes" for name in types}
         for spec in specs:
             queue = spec.in_queue

@@ -117,6 +117,14 @@ class BatchConfig(Model):
     seconds: Duration = 5.0
 
 
+class OnErrorConfig(Model):
+    """What to do with an event that keeps failing: after `after` failed runs in a row on the
+    same event, move it to the queue `dead_letter` (with the run's checkpoint) and go on."""
+
+    dead_letter: Name = Field(description="the dead-letter queue")
+    after: int = Field(5, ge=1, le=1000, description="failed runs in a row on the same event before it moves")
+
+
 class BotConfig(Model):
     """One step of a pipeline."""
 
@@ -128,6 +136,7 @@ class BotConfig(Model):
     schedule: ScheduleText | None = Field(None, description="sources: watch, an interval (5s, PT1M) or a cron line")
     start: TimeText | None = Field(None, description="first run: earliest (default), latest or an RFC 3339 time")
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    on_error: OnErrorConfig | None = Field(None, description="send an event that keeps failing to a dead-letter queue")
     description: str | None = None
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel, Field
 
 from .. import __version__
 from ..config import PipelinesFile
@@ -21,7 +22,31 @@ from . import admin, auth, objects
 from .problems import install_handlers
 
 HealthSnapshot = Callable[[], dict[str, Any]]
-"""Returns the runtime's health as plain data: ``status`` (``ok`` or ``degraded``) and details."""
+"""Returns the runtime's health as plain data, the fields of `Health` (anything else is dropped)."""
+
+
+class BotHealth(BaseModel):
+    """One bot as /healthz shows it: its state and its failed runs in a row."""
+
+    state: str
+    failures: int = 0
+
+
+class Health(BaseModel):
+    """What /healthz answers. It needs no token, so it holds states, counts and flags only,
+    never error text (bot errors and reload errors are in `leo status`)."""
+
+    status: str = Field("ok", description="ok, or degraded when a bot is failing or stuck")
+    version: str = __version__
+    pipelines: list[str] = Field(default_factory=list)
+    bots: dict[str, BotHealth] = Field(default_factory=dict)
+    states: dict[str, int] = Field(default_factory=dict, description="how many bots are in each state")
+    failing: list[str] = Field(default_factory=list)
+    stuck: list[str] = Field(default_factory=list)
+    abandoned_runs: int = Field(0, description="runs given up (stuck) whose thread has not ended yet")
+    reloads: int = 0
+    reload_failed: bool = Field(False, description="the last change of pipelines.yaml could not be applied")
+    waiting_readers: int = 0
 
 QueueWaiter = Callable[[str, int, float], Awaitable[bool]]
 """``await wait(queue, after, timeout)``: True as soon as `queue` grows past `after`, False on timeout."""
@@ -48,10 +73,9 @@ def create_app(store: Store, context: ApiContext | None = None) -> FastAPI:
     admin.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and bot states (no token needed)")
-    async def healthz() -> dict[str, Any]:
-        answer: dict[str, Any] = {"status": "ok", "version": __version__}
-        if context.health is not None:
-            answer.update(context.health())
-        return answer
+    async def healthz() -> Health:
+        snapshot = context.health() if context.health is not None else {}
+        # Only the fields of `Health`: whatever else a snapshot holds never reaches this open route.
+        return Health.model_validate({key: snapshot[key] for key in Health.model_fields if key in snapshot})
 
     return app

@@ -94,15 +94,27 @@ class ObjectBatch:
     counts: ObjectCounts = field(default_factory=ObjectCounts)
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a bot gives up on: it moves to ``queue`` (its payload text untouched) in the
+    run's transaction, remembering where it came from (``event.queue`` and ``event.seq``)."""
+
+    queue: str
+    event: Event
+    error: str
+    failures: int
+
+
 @dataclass(slots=True)
 class RunCommit:
     """Everything one bot run writes, committed in ONE transaction by `Store.commit_run`.
 
     ``in_queue``/``expected``/``position``: the checkpoint moves from ``expected`` to ``position``
     (compare-and-set: if an operator reset it meanwhile, nothing is written). ``outputs`` are
-    appended in order. ``state`` replaces the bot's persistent state when not None. ``owner`` must
-    still hold the bot's lease. ``objects`` are applied after the outputs, as `Store.apply_objects`
-    does, so a source's object changes commit with its cursor.
+    appended in order, then ``dead_letters`` (each to its queue, with a `dead_letters` record).
+    ``state`` replaces the bot's persistent state when not None. ``owner`` must still hold the
+    bot's lease. ``objects`` are applied after the outputs, as `Store.apply_objects` does, so a
+    source's object changes commit with its cursor.
     """
 
     bot_id: str
@@ -114,6 +126,7 @@ class RunCommit:
     state: Mapping[str, Any] | None = None
     events_in: int = 0
     objects: Sequence[ObjectBatch] = ()
+    dead_letters: Sequence[DeadLetter] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +169,38 @@ class BotInfo:
     events_in: int
     events_out: int
     state: dict[str, Any] = field(default_factory=dict)
+    stuck_since: int | None = None  # a live runtime found its current run stuck since then
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterInfo:
+    """A dead-lettered event: ``position`` in the dead-letter ``queue``, the bot that gave up on
+    it, where it came from, why, and where a redrive sent it (None while waiting)."""
+
+    position: int
+    queue: str
+    bot_id: str
+    source_queue: str
+    source_position: int
+    error: str
+    failures: int
+    dead_at: int
+    redriven_at: int | None = None
+    redriven_queue: str | None = None
+    redriven_position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeInfo:
+    """A `leo run` that registered itself on the store: ``seen_at`` is its last heartbeat."""
+
+    owner: str
+    file: str | None
+    started_at: int
+    seen_at: int
+    reloads: int
+    reload_error: str | None
+    reload_error_at: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +407,56 @@ class Store(ABC):
 
     @abstractmethod
     def record_failure(self, bot_id: str, message: str) -> int:
-        """Note a failed run (last error, time, error count + 1); return the new error count."""
+        """Note a failed run (last error, time, error count + 1, not stuck); return the new error count."""
+
+    @abstractmethod
+    def mark_stuck(self, bot_id: str, owner: str, since_ms: int) -> None:
+        """Note that `owner`'s current run of the bot is stuck since `since_ms` (only while
+        `owner` holds the lease). A commit, a failure or releasing the lease clears it."""
+
+    # -- dead letters --------------------------------------------------------------------------
+    @abstractmethod
+    def dead_letters(
+        self, queue: str | None = None, *, bot_id: str | None = None, include_redriven: bool = False
+    ) -> list[DeadLetterInfo]:
+        """Dead-lettered events still retained, oldest first (of one queue or bot when given);
+        by default only those waiting (not redriven yet)."""
+
+    @abstractmethod
+    def dead_letter_counts(self) -> dict[str, tuple[int, int]]:
+        """Per bot: (dead-lettered events retained, of which still waiting for a redrive)."""
+
+    @abstractmethod
+    def redrive_dead_letters(
+        self,
+        queue: str,
+        *,
+        to: str | None = None,
+        bot_id: str | None = None,
+        positions: Sequence[int] | None = None,
+    ) -> list[DeadLetterInfo]:
+        """Send waiting dead letters of `queue` back, in ONE transaction: each is appended (payload
+        text untouched, in order) to `to` or else to the queue it came from, and marked redriven
+        with its new position. Narrowed to one bot and/or some positions when given. Returns the
+        updated records (empty when nothing waits); listeners are told after the commit."""
+
+    # -- runtimes ------------------------------------------------------------------------------
+    @abstractmethod
+    def register_runtime(self, owner: str, file: str | None) -> None:
+        """Note a running `leo run` (and forget ones not seen for a day)."""
+
+    @abstractmethod
+    def note_runtime(self, owner: str, *, reloads: int, reload_error: str | None) -> None:
+        """A runtime's heartbeat: refresh ``seen_at`` and its reload outcome (None: the last
+        reload, if any, was applied)."""
+
+    @abstractmethod
+    def unregister_runtime(self, owner: str) -> None:
+        """Forget a runtime that stopped."""
+
+    @abstractmethod
+    def runtimes(self) -> list[RuntimeInfo]:
+        """Every registered runtime, newest first (stale ones included: compare ``seen_at``)."""
 
     # -- partners ------------------------------------------------------------------------------
     @abstractmethod

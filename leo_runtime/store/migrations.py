@@ -89,6 +89,42 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (
+        3,
+        "dead letters, stuck runs, runtimes",
+        """
+        -- When a live runtime found the bot's current run overrunning its time bound (NULL when
+        -- not); cleared by the run's commit, a failure or the lease's release.
+        ALTER TABLE bots ADD COLUMN stuck_since INTEGER;
+        -- One row per event a bot moved to a dead-letter queue: seq is the event's position in
+        -- that queue; source_queue/source_seq say where it came from (where a redrive sends it).
+        CREATE TABLE dead_letters (
+            seq INTEGER PRIMARY KEY,
+            queue TEXT NOT NULL,
+            bot_id TEXT NOT NULL,
+            source_queue TEXT NOT NULL,
+            source_seq INTEGER NOT NULL,
+            error TEXT NOT NULL,
+            failures INTEGER NOT NULL,
+            dead_at INTEGER NOT NULL,
+            redriven_at INTEGER,
+            redriven_queue TEXT,
+            redriven_seq INTEGER
+        );
+        CREATE INDEX dead_letters_by_queue ON dead_letters(queue, seq);
+        CREATE INDEX dead_letters_by_bot ON dead_letters(bot_id);
+        -- Every running `leo run` on this store: what `leo status` shows of it (a failed reload).
+        CREATE TABLE runtimes (
+            owner TEXT PRIMARY KEY,
+            file TEXT,
+            started_at INTEGER NOT NULL,
+            seen_at INTEGER NOT NULL,
+            reloads INTEGER NOT NULL DEFAULT 0,
+            reload_error TEXT,
+            reload_error_at INTEGER
+        )
+        """,
+    ),
+    (
         4,
         "partners: accounts, token hashes and scopes",
         """

@@ -8,6 +8,7 @@ never wait on SQLite's busy handler, other processes (the CLI beside ``leo run``
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import sqlite3
@@ -25,12 +26,14 @@ from .base import (
     AppendListener,
     BotInfo,
     CheckpointInfo,
+    DeadLetterInfo,
     ObjectBatch,
     ObjectRecord,
     PartnerRecord,
     PendingEvent,
     QueueInfo,
     RunCommit,
+    RuntimeInfo,
     Store,
 )
 from .migrations import SQLITE_MIGRATIONS
@@ -46,6 +49,7 @@ _BOT_COLUMNS = (
     "error_count, runs, events_in, events_out, state"
 )
 _PARTNER_COLUMNS = "id, name, scope, created_at, revoked_at, token_hash"
+
 
 class SQLiteStore(Store):
     """`Store` over one SQLite database file (see the module docstring for concurrency).
@@ -78,6 +82,7 @@ class SQLiteStore(Store):
         self._version_lock = threading.Lock()
         self.read_only = read_only
         self._reader: tuple[str, bool] | None = None  # read-only: (URI, add query_only)
+        self._schema_seen = 0
         if not self.path.parent.exists():
             raise StoreError(f"store {self.url}: directory {self.path.parent} does not exist")
         if read_only and not self.path.exists():
@@ -456,6 +461,7 @@ class SQLiteStore(Store):
                 "SELECT MAX(seq) FROM (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)", (cutoff, limit)
             ).fetchone()[0]
             conn.execute("DELETE FROM events WHERE seq <= ?", (last,))
+            conn.execute("DELETE FROM dead_letters WHERE seq <= ?", (last,))
             for queue_id, count in rows:
                 conn.execute("UPDATE queues SET depth = MAX(depth - ?, 0) WHERE id = ?", (count, queue_id))
         return sum(count for _, count in rows)
@@ -525,12 +531,21 @@ class SQLiteStore(Store):
                 (bot_id, pipeline),
             )
 
+    def _at_least(self, version: int) -> bool:
+        """Whether the database has migration `version` (a read-only opener may not migrate)."""
+        if self._schema_seen < version:
+            self._schema_seen = self.schema_version()
+        return self._schema_seen >= version
+
+    def _bot_columns(self) -> str:
+        return _BOT_COLUMNS + (", stuck_since" if self._at_least(3) else ", NULL")
+
     def bot(self, bot_id: str) -> BotInfo | None:
-        row = self._conn().execute(f"SELECT {_BOT_COLUMNS} FROM bots WHERE bot_id = ?", (bot_id,)).fetchone()
+        row = self._conn().execute(f"SELECT {self._bot_columns()} FROM bots WHERE bot_id = ?", (bot_id,)).fetchone()
         return _bot_info(row) if row else None
 
     def bots(self) -> list[BotInfo]:
-        return [_bot_info(row) for row in self._conn().execute(f"SELECT {_BOT_COLUMNS} FROM bots ORDER BY bot_id")]
+        return [_bot_info(row) for row in self._conn().execute(f"SELECT {self._bot_columns()} FROM bots ORDER BY bot_id")]
 
     def set_paused(self, bot_id: str, paused: bool) -> None:
         with self._write() as conn:
@@ -576,7 +591,8 @@ class SQLiteStore(Store):
     def release_leases(self, owner: str, bot_ids: Sequence[str]) -> None:
         with self._write() as conn:
             conn.executemany(
-                "UPDATE bots SET lease_owner = NULL, lease_expires_at = NULL WHERE bot_id = ? AND lease_owner = ?",
+                "UPDATE bots SET lease_owner = NULL, lease_expires_at = NULL, stuck_since = NULL "
+                "WHERE bot_id = ? AND lease_owner = ?",
                 [(bot_id, owner) for bot_id in bot_ids],
             )
 
@@ -585,7 +601,8 @@ class SQLiteStore(Store):
             now = now_ms()
             held = conn.execute(
                 "UPDATE bots SET last_run_at = ?, error_count = 0, runs = runs + 1, events_in = events_in + ?, "
-                "events_out = events_out + ?, state = COALESCE(?, state) WHERE bot_id = ? AND lease_owner = ?",
+                "events_out = events_out + ?, state = COALESCE(?, state), stuck_since = NULL "
+                "WHERE bot_id = ? AND lease_owner = ?",
                 (now, run.events_in, len(run.outputs),
                  json.dumps(run.state) if run.state is not None else None, run.bot_id, run.owner),
             ).rowcount
@@ -602,7 +619,19 @@ class SQLiteStore(Store):
                         f"bot '{run.bot_id}': checkpoint on '{run.in_queue}' was moved during the run; "
                         "the run was rolled back and starts again from the new checkpoint"
                     )
-            first, last, heads = self._insert(conn, run.outputs)
+            if not run.dead_letters:
+                first, last, heads = self._insert(conn, run.outputs)
+            else:
+                first, last, heads = self._insert(conn, [*run.outputs, *map(_dead_letter_event, run.dead_letters)])
+                conn.executemany(
+                    "INSERT INTO dead_letters(seq, queue, bot_id, source_queue, source_seq, error, failures, dead_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (last - len(run.dead_letters) + 1 + index, letter.queue, run.bot_id, letter.event.queue,
+                         letter.event.seq, letter.error, letter.failures, now)
+                        for index, letter in enumerate(run.dead_letters)
+                    ],
+                )
             if run.objects:
                 objects = apply_batches(self, conn, run.objects)
                 if objects.changes:
@@ -616,10 +645,106 @@ class SQLiteStore(Store):
         with self._write() as conn:
             conn.execute("INSERT OR IGNORE INTO bots(bot_id) VALUES (?)", (bot_id,))
             return conn.execute(
-                "UPDATE bots SET last_error = ?, last_error_at = ?, error_count = error_count + 1 "
+                "UPDATE bots SET last_error = ?, last_error_at = ?, error_count = error_count + 1, stuck_since = NULL "
                 "WHERE bot_id = ? RETURNING error_count",
                 (message, now_ms(), bot_id),
             ).fetchone()[0]
+
+    def mark_stuck(self, bot_id: str, owner: str, since_ms: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE bots SET stuck_since = ? WHERE bot_id = ? AND lease_owner = ?", (since_ms, bot_id, owner)
+            )
+
+    # -- dead letters ---------------------------------------------------------------------------
+    def dead_letters(
+        self, queue: str | None = None, *, bot_id: str | None = None, include_redriven: bool = False
+    ) -> list[DeadLetterInfo]:
+        if not self._at_least(3):
+            return []
+        where, params = _dead_letter_filter(queue, bot_id, None, include_redriven)
+        rows = self._conn().execute(f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters{where} ORDER BY seq", params)
+        return [DeadLetterInfo(*row) for row in rows]
+
+    def dead_letter_counts(self) -> dict[str, tuple[int, int]]:
+        if not self._at_least(3):
+            return {}
+        rows = self._conn().execute(
+            "SELECT bot_id, COUNT(*), COUNT(*) - COUNT(redriven_at) FROM dead_letters GROUP BY bot_id"
+        )
+        return {bot_id: (total, waiting) for bot_id, total, waiting in rows}
+
+    def redrive_dead_letters(
+        self,
+        queue: str,
+        *,
+        to: str | None = None,
+        bot_id: str | None = None,
+        positions: Sequence[int] | None = None,
+    ) -> list[DeadLetterInfo]:
+        where, params = _dead_letter_filter(queue, bot_id, positions, False, "d.")
+        with self._write() as conn:
+            letters = [
+                (DeadLetterInfo(*row), payload, source_time)
+                for *row, payload, source_time in conn.execute(
+                    f"SELECT {_DEAD_LETTER_COLUMNS_OF_D}, e.payload, e.event_source_timestamp FROM dead_letters d "
+                    f"JOIN events e ON e.seq = d.seq{where} ORDER BY d.seq",
+                    params,
+                ).fetchall()
+            ]
+            if not letters:
+                return []
+            pending = [
+                PendingEvent(to or letter.source_queue, payload, source_time,
+                             f'{{"source":{json.dumps(letter.queue)},"start":{letter.position},"units":1}}')
+                for letter, payload, source_time in letters
+            ]
+            first, _, heads = self._insert(conn, pending)
+            now = now_ms()
+            conn.executemany(
+                "UPDATE dead_letters SET redriven_at = ?, redriven_queue = ?, redriven_seq = ? WHERE seq = ?",
+                [(now, event.queue, first + index, letter.position)
+                 for index, ((letter, _, _), event) in enumerate(zip(letters, pending, strict=True))],
+            )
+            redriven = [
+                dataclasses.replace(letter, redriven_at=now, redriven_queue=event.queue, redriven_position=first + index)
+                for index, ((letter, _, _), event) in enumerate(zip(letters, pending, strict=True))
+            ]
+        self._notify(heads)
+        return redriven
+
+    # -- runtimes -------------------------------------------------------------------------------
+    def register_runtime(self, owner: str, file: str | None) -> None:
+        with self._write() as conn:
+            now = now_ms()
+            conn.execute("DELETE FROM runtimes WHERE seen_at < ?", (now - 86_400_000,))
+            conn.execute(
+                "INSERT OR REPLACE INTO runtimes(owner, file, started_at, seen_at) VALUES (?, ?, ?, ?)",
+                (owner, file, now, now),
+            )
+
+    def note_runtime(self, owner: str, *, reloads: int, reload_error: str | None) -> None:
+        with self._write() as conn:
+            now = now_ms()
+            conn.execute(
+                "UPDATE runtimes SET seen_at = ?, reloads = ?, reload_error = ?, "
+                "reload_error_at = CASE WHEN ? IS NULL THEN NULL "
+                "WHEN reload_error IS ? THEN reload_error_at ELSE ? END WHERE owner = ?",
+                (now, reloads, reload_error, reload_error, reload_error, now, owner),
+            )
+
+    def unregister_runtime(self, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM runtimes WHERE owner = ?", (owner,))
+
+    def runtimes(self) -> list[RuntimeInfo]:
+        if not self._at_least(3):
+            return []
+        rows = self._conn().execute(
+            "SELECT owner, file, started_at, seen_at, reloads, reload_error, reload_error_at FROM runtimes "
+            "ORDER BY started_at DESC"
+        )
+        return [RuntimeInfo(*row) for row in rows]
 
     # -- partners ---------------------------------------------------------------------------------
     def create_partner(self, name: str, token_hash: bytes, scope_json: str | None) -> PartnerRecord:
@@ -688,9 +813,47 @@ class SQLiteStore(Store):
         return objects.first, objects.last
 
 
+_DEAD_LETTER_COLUMNS = (
+    "seq, queue, bot_id, source_queue, source_seq, error, failures, dead_at, redriven_at, redriven_queue, redriven_seq"
+)
+_DEAD_LETTER_COLUMNS_OF_D = ", ".join(f"d.{column}" for column in _DEAD_LETTER_COLUMNS.split(", "))
+
+
+def _dead_letter_filter(
+    queue: str | None, bot_id: str | None, positions: Sequence[int] | None, include_redriven: bool, table: str = ""
+) -> tuple[str, list[Any]]:
+    """A WHERE clause over dead_letters (columns prefixed with `table`, like ``d.``) and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if queue is not None:
+        clauses.append(f"{table}queue = ?")
+        params.append(queue)
+    if bot_id is not None:
+        clauses.append(f"{table}bot_id = ?")
+        params.append(bot_id)
+    if positions is not None:
+        clauses.append(f"{table}seq IN ({', '.join('?' * len(positions))})" if positions else "0")
+        params.extend(positions)
+    if not include_redriven:
+        clauses.append(f"{table}redriven_at IS NULL")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _dead_letter_event(letter: Any) -> PendingEvent:
+    """The event a dead letter appends: the payload text untouched, its origin time kept, and a
+    correlation id naming the queue and position it came from (Leo's ``source``/``start``)."""
+    event = letter.event
+    return PendingEvent(
+        letter.queue,
+        event.payload_json,
+        event.event_source_timestamp,
+        f'{{"source":{json.dumps(event.queue)},"start":{event.seq},"units":1}}',
+    )
+
+
 def _bot_info(row: tuple) -> BotInfo:
     (bot_id, pipeline, paused, owner, expires, last_run, last_error, last_error_at, errors, runs,
-     events_in, events_out, state) = row
+     events_in, events_out, state, stuck_since) = row
     return BotInfo(
         bot_id=bot_id,
         pipeline=pipeline,
@@ -705,6 +868,7 @@ def _bot_info(row: tuple) -> BotInfo:
         events_in=events_in,
         events_out=events_out,
         state=json.loads(state) if state else {},
+        stuck_since=stuck_since,
     )
 
 

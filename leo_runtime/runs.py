@@ -1,0 +1,283 @@
+"""What a bot does on its own thread: set up, and run (read a page from its checkpoint, drive
+the bot over it, commit outputs, state, checkpoint and dead letters in one transaction).
+
+Everything here runs on the bot's `BotThread`, never on the event loop. Whatever bot code
+raises, ``SystemExit`` included, comes out as a `BotError` that names where it happened (for a
+processor or a sink: the event, by queue and position); the runner turns it into backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .bot import Bot, BotContext
+from .botcalls import call_bot, describe
+from .config import NAME_PATTERN, BotSpec
+from .errors import BotError, LeaseLost, LeoError
+from .events import Event, Output, RawJSON, dumps, encode_payload
+from .store import ObjectBatch, PendingEvent, RunCommit, Store
+from .store.base import DeadLetter
+from .timeutil import parse_time
+
+log = logging.getLogger("leo.runtime")
+_QUEUE_NAME = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run did (built on the bot's thread, applied on the loop)."""
+
+    processed: int
+    checkpoint: int
+    behind: bool
+    state_json: str
+    dead_lettered: Event | None = None
+
+
+class EventFailed(BotError):
+    """Bot code failed on one event of a page: the message names its queue and position."""
+
+    def __init__(self, message: str, event: Event) -> None:
+        super().__init__(message)
+        self.event = event
+
+
+class StartFailed(BotError):
+    """Constructing the bot, its ``setup`` or its ``watch_paths`` failed (``bot``: constructed or None)."""
+
+    def __init__(self, message: str, bot: Bot | None) -> None:
+        super().__init__(message)
+        self.bot = bot
+
+
+@dataclass(frozen=True)
+class Poison:
+    """An event the bot keeps failing on: how many runs in a row, and the last error."""
+
+    event: Event
+    failures: int
+    error: str
+
+
+class BotWork:
+    """One bot's work on its thread. ``current`` is the event the bot was last handed (for the
+    runner's stuck message); ``given_up`` is set by the runner when it abandons the run in
+    progress, which then never commits."""
+
+    def __init__(self, spec: BotSpec, store: Store, owner: str, ctx: BotContext) -> None:
+        self.spec = spec
+        self.store = store
+        self.owner = owner
+        self.ctx = ctx
+        self.current: list[Event | None] = [None]
+        self.given_up = threading.Event()
+
+    def prepare(self, bot: Bot | None) -> tuple[Bot, list[Path]]:
+        """Construct the bot (unless it was), set it up, and find the paths a watching source
+        watches. Returns the bot and the paths (the loop keeps them)."""
+        if bot is None:
+            try:
+                bot = call_bot(self.spec.cls, self.spec.settings, self.ctx)
+            except Exception as exc:
+                raise StartFailed(f"cannot start: {error_text(exc)}", None) from exc
+        try:
+            call_bot(bot.setup, self.ctx)
+        except Exception as exc:
+            raise StartFailed(f"setup failed: {error_text(exc)}", bot) from exc
+        schedule = self.spec.schedule
+        if self.spec.kind != "source" or schedule is None or schedule.kind != "watch":
+            return bot, []
+        try:
+            return bot, [Path(path) for path in call_bot(bot.watch_paths, self.ctx)]  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise StartFailed(f"watch_paths failed: {error_text(exc)}", bot) from exc
+
+    def _initial_position(self) -> int:
+        start = self.spec.config.start
+        if start in (None, "earliest"):
+            return 0
+        if start == "latest":
+            return self.store.last_position()
+        return self.store.position_at(parse_time(start))
+
+    def run_queue(self, bot: Bot, committed_state: str, dead_letter: Poison | None) -> RunResult:
+        """Read a page from the checkpoint, drive the bot over it (setting aside `dead_letter`
+        when it is in the page) and commit outputs, state, checkpoint and dead letter together."""
+        queue = self.spec.in_queue
+        assert queue is not None
+        checkpoint = self.store.get_checkpoint(self.spec.id, queue)
+        if checkpoint is None:
+            checkpoint = self.store.init_checkpoint(self.spec.id, queue, self._initial_position())
+        limits = self.spec.limits
+        events = self.store.read(queue, checkpoint, limits.records, limits.bytes)
+        if not events:
+            return RunResult(0, checkpoint, False, committed_state)
+        poison = None
+        if dead_letter is not None:
+            poison = next((index for index, event in enumerate(events) if event.seq == dead_letter.event.seq), None)
+        page = events if poison is None else events[:poison]  # the events before a poison one run as usual
+        self.ctx.state = json.loads(committed_state)
+        outputs, last, cut = self._drive(bot, page) if page else ([], None, False)
+        letters: list[DeadLetter] = []
+        if poison is not None and not cut and dead_letter is not None:
+            on_error = self.spec.config.on_error
+            assert on_error is not None
+            last = events[poison]
+            letters.append(DeadLetter(on_error.dead_letter, last, dead_letter.error, dead_letter.failures))
+        assert last is not None
+        state_json = json.dumps(self.ctx.state)
+        if self.given_up.is_set():  # the runner gave up on this run: its events are redone by the next one
+            raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
+        self.store.commit_run(
+            RunCommit(
+                bot_id=self.spec.id,
+                owner=self.owner,
+                in_queue=queue,
+                expected=checkpoint,
+                position=last.seq,
+                outputs=outputs,
+                state=self.ctx.state if state_json != committed_state else None,
+                events_in=_count_through(events, last.seq),
+                dead_letters=letters,
+            )
+        )
+        behind = bool(letters) or cut or len(events) >= limits.records or (
+            sum(len(e.payload_json) for e in events) >= limits.bytes
+        )
+        return RunResult(len(events), last.seq, behind, state_json, letters[0].event if letters else None)
+
+    def _drive(self, bot: Bot, events: list[Event]) -> tuple[list[PendingEvent], Event, bool]:
+        """Run `process` over a page; attribute each output to the input last handed to the bot.
+
+        The bot sees an iterator: when the run's time is up, the iterator ends early and the
+        checkpoint stops at the last event the bot was given. Events the bot never asked for
+        (it returned early) count as processed. Whatever bot code raises (SystemExit included)
+        becomes an `EventFailed` naming the event the bot was on.
+        """
+        deadline = time.monotonic() + self.spec.limits.seconds
+        current = self.current
+        current[0] = None
+        cut = [False]
+        monotonic = time.monotonic
+
+        def feed() -> Iterator[Event]:
+            countdown = 64  # look at the clock every 64 events, not for each
+            for event in events:
+                countdown -= 1
+                if not countdown:
+                    countdown = 64
+                    if monotonic() > deadline:
+                        cut[0] = True
+                        return
+                current[0] = event
+                yield event
+
+        outputs: list[PendingEvent] = []
+        result: Any = None
+        try:
+            result = bot.process(feed(), self.ctx)
+            if result is not None:
+                if isinstance(result, str | bytes | dict):
+                    raise BotError(
+                        f"process() returned a {type(result).__name__}; yield the outputs (or return a list of them, or None)"
+                    )
+                convert = self._pending
+                append = outputs.append
+                for item in result:
+                    append(convert(item, current[0] or events[0]))
+        except BaseException as exc:  # bot code: SystemExit, KeyboardInterrupt and the like included
+            _close_quietly(result, self.spec.id)
+            event = current[0] or events[0]
+            where = f"event {event.queue}@{event.seq}" if current[0] is not None else (
+                f"the page starting at {event.queue}@{event.seq}, before taking an event"
+            )
+            raise EventFailed(f"failed on {where}: {error_text(exc)}", event) from exc
+        last = current[0] if cut[0] and current[0] is not None else events[-1]
+        return outputs, last, cut[0]
+
+    def _pending(self, item: Any, source: Event | None) -> PendingEvent:
+        queue = self.spec.out_queue
+        correlation = f'{{"source":"{source.queue}","start":{source.seq},"units":1}}' if source is not None else None
+        if type(item) is Event and queue is not None:  # the hot path: a forwarded event
+            return PendingEvent(queue, item.payload_json, item.event_source_timestamp, correlation)
+        origin = source.event_source_timestamp if source is not None else None
+        if isinstance(item, Event):
+            text = item.payload_json
+            origin = item.event_source_timestamp
+        elif isinstance(item, RawJSON):
+            text = item.text
+        elif isinstance(item, Output):
+            if item.queue is not None and not (isinstance(item.queue, str) and _QUEUE_NAME.fullmatch(item.queue)):
+                raise BotError(f"bot '{self.spec.id}' yielded Output(queue={item.queue!r}): not a valid queue name")
+            queue = item.queue or queue
+            text = encode_payload(item.payload)
+            if item.event_source_timestamp is not None:
+                origin = item.event_source_timestamp
+        else:
+            try:
+                text = dumps(item)
+            except (TypeError, ValueError) as exc:
+                raise BotError(f"bot '{self.spec.id}' yielded something that is not JSON: {exc}") from exc
+        if queue is None:
+            if self.spec.kind == "sink":
+                raise BotError(f"bot '{self.spec.id}' is a sink and yielded an event; a sink writes no queue (return None)")
+            raise BotError(f"bot '{self.spec.id}' yielded an event but has no 'out' queue; add out: QUEUE")
+        return PendingEvent(queue, text, origin, correlation)
+
+    def run_source(self, bot: Bot, committed_state: str, _dead_letter: Poison | None = None) -> RunResult:
+        """Call the source's ``produce`` and commit its outputs with its state."""
+        self.ctx.state = json.loads(committed_state)
+        self.ctx.behind = False
+        try:
+            produced = bot.produce(self.ctx)  # type: ignore[attr-defined]
+            if isinstance(produced, str | bytes | dict):
+                raise BotError(f"produce() returned a {type(produced).__name__}; yield the outputs (or return a list)")
+            items = list(produced or ())
+        except BaseException as exc:  # bot code: SystemExit, KeyboardInterrupt and the like included
+            raise BotError(f"produce() failed: {error_text(exc)}") from exc
+        # Object batches (the change detector's) commit in the same transaction as the state.
+        objects = [item for item in items if isinstance(item, ObjectBatch)]
+        outputs = [self._pending(item, None) for item in items if not isinstance(item, ObjectBatch)]
+        state_json = json.dumps(self.ctx.state)
+        if outputs or objects or state_json != committed_state:
+            if self.given_up.is_set():
+                raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
+            self.store.commit_run(
+                RunCommit(
+                    bot_id=self.spec.id,
+                    owner=self.owner,
+                    outputs=outputs,
+                    state=self.ctx.state if state_json != committed_state else None,
+                    objects=objects,
+                )
+            )
+        return RunResult(len(outputs), 0, self.ctx.behind, state_json)
+
+
+def error_text(exc: BaseException) -> str:
+    """An error as shown to operators: a LeoError's own message, else ``Type: message``."""
+    return str(exc) if isinstance(exc, LeoError) else describe(exc)
+
+
+def _close_quietly(result: Any, bot_id: str) -> None:
+    """Close a bot's generator left half-way, so its cleanup runs now and not at some garbage
+    collection; whatever that cleanup raises is logged, never raised."""
+    close = getattr(result, "close", None)
+    if close is None or not callable(close):
+        return
+    try:
+        close()
+    except BaseException as exc:
+        log.debug("bot '%s': closing its generator raised %s", bot_id, describe(exc))
+
+
+def _count_through(events: list[Event], seq: int) -> int:
+    return sum(1 for event in events if event.seq <= seq)
