@@ -200,4 +200,4 @@ QuerySetting = Annotated[
     PlainSerializer(lambda query: query.spec),
     WithJsonSchema(_QUERY_SCHEMA),
 ]
-"""A bot setting holding a query (CONTRACT.md section 3), compiled once when the file loads."""
+"""A bot setting holding a query (README, "Queries"), compiled once when the file loads."""

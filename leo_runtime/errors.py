@@ -46,7 +46,7 @@ class ConfigError(LeoError):
 
 
 class QueryError(LeoError):
-    """A query (CONTRACT.md section 3) is malformed.
+    """A query (README, "Queries") is malformed.
 
     `path` locates the offending part inside the query mapping, as the keys leading to it
     (for example ``("quantity", "less")``), so callers can point at the exact YAML node.

@@ -5,7 +5,7 @@ decoding stored rows: an object pushed again with identical content is no change
 key order or spacing. The JSON text an object came with is stored as it came (an NDJSON line is
 kept byte for byte); only the hash is taken of the canonical form. The store compares and writes
 (`Store.apply_objects`); this module validates input, hashes it and writes the change records
-(CONTRACT.md section 2):
+(README, "Objects and change records"):
 
     {"object_type": "inventory", "key": "SKU-1", "op": "updated", "version": 3,
      "changed_at": "2026-11-26T19:10:33.123Z", "changed_fields": ["quantity"], "data": {...}}

@@ -6,7 +6,7 @@ SHA-256: a token carries 256 bits of entropy, so a fast hash is as safe as a slo
 every request find its partner with one indexed lookup. The lookup result is compared again
 with `hmac.compare_digest`, so no comparison on secret material depends on where bytes differ.
 
-A scope is a query (CONTRACT.md section 3) over an object's data. `Partner.sees` is THE scope
+A scope is a query (README, "Queries") over an object's data. `Partner.sees` is THE scope
 check: Get Object, batches and streams all ask it, so a partner sees the same objects
 everywhere.
 """
