@@ -22,7 +22,7 @@ class Filter(Bot):
     description = "forward the events that match a query"
 
     class Settings(BotSettings):
-        query: QuerySetting = Field(description="the condition events must meet (README, "Queries")")
+        query: QuerySetting = Field(description="the condition events must meet (see Queries in the README)")
 
     def process(self, events: Iterator[Event], ctx: BotContext) -> Iterator[Event]:
         matches = self.settings.query.predicate

@@ -14,6 +14,7 @@ from .leases import LEASE_TTL_MS
 from .safetext import redact_urls, shown
 from .states import FAILING_AFTER, BotState
 from .store import Store
+from .system import is_system_bot, system_pipelines
 from .timeutil import format_time, now_ms, parse_duration, parse_time
 
 
@@ -137,6 +138,8 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
     checkpoint_rows = checkpoint_report(store)
     dead = store.dead_letter_counts()
     specs = {spec.id: spec for spec in config.bots} if config is not None else {}
+    if config is not None:  # partner webhooks' and streams' bots, derived from the store
+        specs.update((spec.id, spec) for pipeline in system_pipelines() for spec in pipeline.specs(store, config))
     bots = []
     for bot_id in sorted(set(infos) | set(specs)):
         info = infos.get(bot_id)
@@ -150,7 +153,8 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
                 "pipeline": spec.pipeline if spec else (info.pipeline if info else None),
                 "use": spec.config.use if spec else None,
                 "kind": spec.kind if spec else None,
-                "in_file": spec is not None,
+                "in_file": spec is not None and not is_system_bot(spec),
+                "system": is_system_bot(spec or (info.pipeline if info else None)),
                 "state": str(state),
                 "checkpoints": reads,
                 "lag": sum(read["lag"] for read in reads),

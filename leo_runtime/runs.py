@@ -101,6 +101,8 @@ class BotWork:
             raise StartFailed(f"watch_paths failed: {error_text(exc)}", bot) from exc
 
     def _initial_position(self) -> int:
+        if self.spec.initial_position is not None:
+            return self.spec.initial_position
         start = self.spec.config.start
         if start in (None, "earliest"):
             return 0

@@ -29,11 +29,15 @@ from .leases import LeaseKeeper
 from .runner import BotRunner, RunnerServices
 from .states import FAILING_AFTER, BotState
 from .store import Store
+from .system import SystemPipeline, spec_fingerprint, system_pipelines
 from .timeutil import now_ms
 from .wakeups import Wakeups
 from .watching import FileChangeWatch, FileWatcher
 
 log = logging.getLogger("leo.runtime")
+
+SYSTEM_RECHECK_SECONDS = 1.0
+"""How often the store is asked whether partner webhooks or streams changed in another process."""
 
 LOAD_TIMEOUT_SECONDS = 60.0
 """How long a reload may take to load the file (custom bot code is imported then) before it is
@@ -51,8 +55,10 @@ class Runtime:
         serve_http: bool = True,
         drain_timeout: float = 30.0,
         load_timeout: float = LOAD_TIMEOUT_SECONDS,
+        system: list[SystemPipeline] | None = None,
     ) -> None:
         self.config = config
+        self.system = system_pipelines() if system is None else system
         self.store = store
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="leo-worker")
         self.leases = LeaseKeeper(store, executor=self.executor)
@@ -74,6 +80,9 @@ class Runtime:
         self._reload_tasks: set[asyncio.Task[bool]] = set()
         self._config_watch: Any = None
         self._reload_lock = asyncio.Lock()
+        self._system_lock = asyncio.Lock()
+        self._system_marks: dict[str, Any] = {}
+        self._system_kick = asyncio.Event()
 
     @property
     def owner(self) -> str:
@@ -92,6 +101,8 @@ class Runtime:
         await self._store_call(self.store.register_runtime, self.owner, str(self.config.path))
         for spec in self.config.bots:
             self._start_runner(spec)
+        await self._reconcile_system()
+        self._tasks.append(loop.create_task(self._watch_system(), name="leo-system-bots"))
         self._tasks.append(loop.create_task(self.leases.renew_forever(), name="leo-leases"))
         self._tasks.append(loop.create_task(self._heartbeat(), name="leo-heartbeat"))
         self._tasks.append(loop.create_task(self._prune(), name="leo-retention"))
@@ -191,6 +202,62 @@ class Runtime:
                 self._abandoned.append(runner)
                 log.error("bot '%s' did not finish its run (%s); it was abandoned uncommitted and its events are "
                           "redone by the next run", runner.id, why)
+
+    # -- system bots (partner webhooks and streams, derived from the store) ------------------------
+    def system_changed(self) -> None:
+        """Reconcile the system bots now (the HTTP API calls this after creating or deleting a
+        webhook or stream); changes made by other processes are noticed within a second."""
+        self._system_kick.set()
+
+    async def _watch_system(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._system_kick.wait(), SYSTEM_RECHECK_SECONDS)
+            self._system_kick.clear()
+            try:
+                await self._reconcile_system()
+            except Exception as exc:  # a provider's bug must not end the watch
+                log.error("system bots: cannot reconcile: %s", describe(exc))
+
+    async def _reconcile_system(self) -> None:
+        """Start the system bots the store now asks for, stop the ones it no longer does, and
+        restart the ones whose settings changed; nothing happens while the store is unchanged.
+        A provider that fails is logged and keeps its bots as they are; the others go on."""
+        if not self.system:
+            return
+        async with self._system_lock:
+            loop = asyncio.get_running_loop()
+            marks, wanted = await loop.run_in_executor(self.executor, self._system_wanted)
+            for pipeline, mark in zip(self.system, marks, strict=True):
+                if mark == self._system_marks.get(pipeline.name) or pipeline.name not in wanted:
+                    continue
+                self._system_marks[pipeline.name] = mark
+                specs = {spec.id: spec for spec in wanted[pipeline.name]}
+                running = [runner for runner in self.runners.values() if runner.spec.pipeline == pipeline.name]
+                stale = [
+                    runner for runner in running
+                    if runner.id not in specs or spec_fingerprint(specs[runner.id]) != spec_fingerprint(runner.spec)
+                ]
+                if stale:
+                    await self._stop_runners(stale, "its webhook or stream changed")
+                for bot_id, spec in specs.items():
+                    if bot_id not in self.runners:
+                        self._start_runner(spec)
+
+    def _system_wanted(self) -> tuple[list[Any], dict[str, list[BotSpec]]]:
+        """(every provider's fingerprint, the specs of those whose fingerprint changed); runs off the loop."""
+        marks: list[Any] = []
+        wanted: dict[str, list[BotSpec]] = {}
+        for pipeline in self.system:
+            try:
+                mark = pipeline.fingerprint(self.store)
+                if mark != self._system_marks.get(pipeline.name):
+                    wanted[pipeline.name] = pipeline.specs(self.store, self.config)
+            except Exception as exc:  # a provider's bug or a store hiccup: retried at the next check
+                log.error("system bots '%s': cannot derive them from the store: %s", pipeline.name, describe(exc))
+                mark = None
+            marks.append(mark)
+        return marks, wanted
 
     async def _heartbeat(self) -> None:
         while True:
@@ -331,7 +398,9 @@ class Runtime:
                 f"cannot serve HTTP on {server_config.host}:{server_config.port}: {exc.strerror or exc}; "
                 "pick another with --port (0 picks a free one) or run with --no-http"
             ) from None
-        context = ApiContext(settings=self.config.model, health=self.health, wait=self._wait_for_queue)
+        context = ApiContext(
+            settings=self.config.model, health=self.health, wait=self._wait_for_queue, changed=self.system_changed
+        )
         app = create_app(self.store, context)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = _EmbeddedServer(config)

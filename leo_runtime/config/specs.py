@@ -59,6 +59,7 @@ class BotSpec:
     schedule: Schedule | None
     limits: RunLimits
     path: tuple = ()  # where the bot sits in the file: ("pipelines", name, "bots", index)
+    initial_position: int | None = None  # system bots: where the first run starts (beats `start`)
 
     @property
     def id(self) -> str:

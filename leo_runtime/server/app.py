@@ -59,6 +59,8 @@ class ApiContext:
     settings: PipelinesFile = field(default_factory=lambda: PipelinesFile(version=1))
     health: HealthSnapshot | None = None
     wait: QueueWaiter | None = None
+    changed: Callable[[], None] | None = None
+    """Tell the runtime that partner webhooks or streams changed (it reconciles their bots at once)."""
 
 
 def create_app(store: Store, context: ApiContext | None = None) -> FastAPI:

@@ -1,0 +1,4 @@
+"""Delivery to partners: webhook batches and streams, built on the store and the built-in bots.
+
+Importing this package registers their system pipelines (see `leo_runtime.system`).
+"""
