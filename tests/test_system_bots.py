@@ -83,7 +83,7 @@ def test_store_derived_bots_start_change_and_stop_with_the_store(project: Projec
 def test_a_system_bot_starts_at_its_initial_position(project: Project) -> None:
     project.write(FILTER_PIPELINE)
     store = project.store()
-    first, last = store.append("inventory.in", [{"sku": f"S{i}", "quantity": 1} for i in range(5)])
+    _, last = store.append("inventory.in", [{"sku": f"S{i}", "quantity": 1} for i in range(5)])
     store.append("test.subs", [{"id": "late", "query": {}, "from": last - 2}])
 
     async def main() -> None:
