@@ -217,8 +217,8 @@ class SQLiteWebhooks:
     def route_subscriptions(self: SQLiteStore, source_queue: str) -> list[tuple[WebhookRecord, str | None]]:
         rows = self._conn().execute(
             f"SELECT {_W_COLUMNS}, p.scope FROM webhooks w LEFT JOIN partners p ON p.id = w.partner_id "
-            "WHERE w.source_queue = ? AND w.mode = 'changes' AND w.status != 'deleted' "
-            "AND (w.partner_id IS NULL OR p.revoked_at IS NULL) ORDER BY w.rid",
+            "WHERE w.source_queue = ? AND w.partner_id IS NOT NULL AND w.mode = 'changes' AND w.status != 'deleted' "
+            "AND p.revoked_at IS NULL ORDER BY w.rid",
             (source_queue,),
         )
         return [(_webhook(row[:-1]), row[-1]) for row in rows]
@@ -226,7 +226,8 @@ class SQLiteWebhooks:
     def next_seal_at(self: SQLiteStore, rids: Sequence[int] | None = None) -> int | None:
         if rids is None:
             row = self._conn().execute(
-                "SELECT MIN(next_run_at) FROM webhooks WHERE partner_id IS NOT NULL AND status != 'deleted'"
+                "SELECT MIN(next_run_at) FROM webhooks WHERE partner_id IS NOT NULL AND mode = 'changes' AND true_up = 0 "
+                "AND status != 'deleted'"
             ).fetchone()
         else:
             row = self._conn().execute(
@@ -308,7 +309,7 @@ class SQLiteWebhooks:
         with self._write() as conn:
             conn.execute("UPDATE batches SET fetched_at = ? WHERE bid = ?", (now, bid))
 
-    def webhook_status(self: SQLiteStore) -> list[WebhookStatusRow]:
+    def webhook_status(self: SQLiteStore, partner_id: int | None = None) -> list[WebhookStatusRow]:
         if not self._at_least(5):
             return []
         conn = self._conn()
@@ -316,7 +317,9 @@ class SQLiteWebhooks:
         rows = []
         for row in conn.execute(
             f"SELECT {_W_COLUMNS}, p.name FROM webhooks w LEFT JOIN partners p ON p.id = w.partner_id "
-            "WHERE w.status != 'deleted' ORDER BY p.name, w.created_at, w.rid"
+            f"WHERE w.status != 'deleted'{' AND w.partner_id = ?' if partner_id is not None else ''} "
+            "ORDER BY p.name, w.created_at, w.rid",
+            () if partner_id is None else (partner_id,),
         ).fetchall():
             webhook = _webhook(row[:-1])
             last = conn.execute(

@@ -308,12 +308,13 @@ class WebhookStore(ABC):
 
     @abstractmethod
     def route_subscriptions(self, source_queue: str) -> list[tuple[WebhookRecord, str | None]]:
-        """What a router of `source_queue` serves: its webhooks in ``changes`` mode whose partner
-        is live, each with its partner's scope (JSON text, None: no scope)."""
+        """What a router of `source_queue` serves: its partner webhooks in ``changes`` mode whose
+        partner is live, each with its partner's scope (JSON text, None: no scope)."""
 
     @abstractmethod
     def next_seal_at(self, rids: Sequence[int] | None = None) -> int | None:
-        """The earliest ``next_run_at`` among partner webhooks (or the given rids); None if none."""
+        """The earliest ``next_run_at`` among partner webhooks that seal windows (``changes`` mode,
+        no true-up waiting), or among the given rids; None if none."""
 
     @abstractmethod
     def due_snapshots(self, now: int) -> list[tuple[WebhookRecord, str | None]]:
@@ -344,8 +345,9 @@ class WebhookStore(ABC):
         """Note that a batch was downloaded (its last fetch time)."""
 
     @abstractmethod
-    def webhook_status(self) -> list[WebhookStatusRow]:
-        """Every webhook with its partner, last batch, unfetched batches and delivery counts."""
+    def webhook_status(self, partner_id: int | None = None) -> list[WebhookStatusRow]:
+        """Every webhook (of one partner when given) with its partner, last batch, unfetched
+        batches and delivery counts."""
 
 
 __all__ = [
