@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from ..delivery.callbacks import check_callback_url
@@ -58,11 +58,11 @@ class WebhookIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    object_type: str = Field(examples=["inventory"])
+    object_type: StrictStr = Field(examples=["inventory"])
     query: dict[str, Any] | None = Field(None, examples=[{"quantity": {"lt": 5}}], description=_QUERY_DOC)
-    callback_url: str = Field(examples=["https://partner.example/hooks/leo"],
+    callback_url: StrictStr = Field(examples=["https://partner.example/hooks/leo"],
                               description="where the batch.ready notifications are POSTed (http or https)")
-    interval: int | float | str = Field(examples=[300, "PT5M"], description=_INTERVAL_DOC)
+    interval: StrictInt | StrictFloat | StrictStr = Field(examples=[300, "PT5M"], description=_INTERVAL_DOC)
     mode: Literal["changes", "all"] = Field("changes", description="changes: the matching changes of the interval; "
                                             "all: every interval, every matching object (a true-up)")
 
@@ -72,9 +72,9 @@ class WebhookPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    interval: int | float | str | None = Field(None, description=_INTERVAL_DOC)
+    interval: StrictInt | StrictFloat | StrictStr | None = Field(None, description=_INTERVAL_DOC)
     query: dict[str, Any] | None = Field(None, description=_QUERY_DOC + "; null: every object of your scope")
-    callback_url: str | None = None
+    callback_url: StrictStr | None = None
     status: Literal["active", "paused"] | None = Field(
         None, description="paused: batches are still sealed, notifications wait; active also turns a webhook "
         "disabled by a 410 back on")
