@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import httpx
 import orjson
 
 from .. import __version__
@@ -250,6 +251,7 @@ class DeliveryService:
         self._semaphore: asyncio.Semaphore | None = None
         self._transport: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._targets: dict[str, tuple[Any, str | None]] = {}
         self.failure: BaseException | None = None
 
     # -- the bot's side (any thread) -------------------------------------------------------------
@@ -362,23 +364,26 @@ class DeliveryService:
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
-        refusal = connect_refusal(item.url, self.allow_private)
+        target = self._targets.get(item.url)
+        if target is None:  # parsed and judged once per callback URL
+            if len(self._targets) > 10_000:
+                self._targets.clear()
+            target = self._targets[item.url] = (_parse_url(item.url), connect_refusal(item.url, self.allow_private))
+        url, refusal = target
         if refusal is not None:
             error = refusal
         else:
             headers = signed_headers(item.key, delivery.batch_id, item.body, attempted_at // 1000)
             try:
                 async with asyncio.timeout(self.timeout):
-                    status, retry_after, error = await self._post(item.url, headers, item.body)
+                    status, retry_after, error = await self._post(url, headers, item.body)
             except TimeoutError:
                 error = f"no answer within {self.timeout:g}s (webhooks.timeout)"
             except Exception as exc:
                 error = _network_error(exc)
         return judge(delivery, self.schedule, attempted_at, status=status, error=error, retry_after=retry_after)
 
-    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> tuple[int, float | None, str | None]:
-        import httpx
-
+    async def _post(self, url: Any, headers: dict[str, str], body: bytes) -> tuple[int, float | None, str | None]:
         if self._transport is None:
             self._transport = self._transport_factory()
         timeout = {"connect": self.timeout, "read": self.timeout, "write": self.timeout, "pool": self.timeout}
@@ -407,10 +412,8 @@ class DeliveryService:
         import aiohttp
         from httpx_aiohttp import AiohttpTransport
 
-        connector = aiohttp.TCPConnector(
-            limit=self.max_in_flight, limit_per_host=0, resolver=guarded_resolver(self.allow_private),
-            enable_cleanup_closed=True,
-        )
+        connector = aiohttp.TCPConnector(limit=self.max_in_flight, limit_per_host=0,
+                                         resolver=guarded_resolver(self.allow_private))
         session = aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
                                         auto_decompress=False)
         return AiohttpTransport(client=session)
@@ -422,6 +425,13 @@ class DeliveryService:
         if self._transport is not None:
             await self._transport.aclose()
             self._transport = None
+
+
+def _parse_url(url: str) -> Any:
+    try:
+        return httpx.URL(url)
+    except Exception:  # an invalid URL fails its attempts (with the client's own message)
+        return url
 
 
 def _network_error(exc: BaseException) -> str:
