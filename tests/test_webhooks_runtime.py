@@ -281,3 +281,29 @@ def test_true_up_and_all_mode_batches_hold_every_matching_object_as_snapshots(pr
                 assert everything["mode"] == "all"
 
     run(main())
+
+
+def test_a_restart_resumes_the_retry_schedule_where_it_was(project: Project) -> None:
+    settings = SETTINGS.replace("[0.2, 0.2, 0.3]", "[0.2, 3600]")
+
+    async def main() -> None:
+        with receiver() as down, receiver() as up:
+            down.answer = lambda received: (500, {})
+            async with running(project, settings) as (_runtime, store, base), partner_client(store, base) as client:
+                failing = await create(client, down.url + "/down")
+                await put(store, {"sku": "A", "quantity": 1})
+                rid = store.webhook(failing["id"]).rid
+                await async_wait_until(lambda: [b.attempts for b in store.batches(rid)] == [2], what="two attempts")
+                [before] = store.batches(rid)
+                token = client.headers["authorization"]
+            async with running(project, settings) as (_runtime, store, base), httpx.AsyncClient(
+                base_url=base, headers={"Authorization": token}
+            ) as client:
+                await create(client, up.url + "/up")
+                await put(store, {"sku": "B", "quantity": 1})
+                await async_wait_until(lambda: up.delivered("/up"), what="the restarted sender at work")
+                [_new, after] = store.batches(rid)
+                assert (after.id, after.attempts, after.next_attempt_at) == (before.id, 2, before.next_attempt_at)
+                assert len([r for r in down.received("/down") if r.headers["webhook-id"] == before.id]) == 2
+
+    run(main())

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from leo_runtime.store.webhooks_base import BotSubscription, RouteChanges, SealWebhooks
+from leo_runtime.timeutil import now_ms
 
 from ..webhook_helpers import commit, seal_now
 from .conftest import Api, put_object
@@ -212,3 +213,40 @@ def test_a_batcher_bots_batch_is_read_by_the_admin_and_its_named_readers(open_ap
         assert client.get(f"/v1/batches/{batch_id}").status_code == 404
     with open_api.admin() as admin:
         assert admin.get(f"/v1/batches/{batch_id}").headers["leo-record-count"] == "2"
+
+
+@pytest.mark.parametrize(("header", "gzip_"), [("gzip", True), ("br, gzip;q=0.5", True), ("*", True), ("x-gzip", True),
+                                               ("gzip;q=0", False), ("identity", False), ("", False), ("gzipped", False),
+                                               ("gzip;q=abc", False), ("deflate, br", False)])
+def test_accept_encoding_is_read_with_its_quality(header: str, gzip_: bool) -> None:
+    from leo_runtime.server.batches import accepts_gzip
+
+    assert accepts_gzip(header) is gzip_
+
+
+def test_hostile_ids_and_a_revoked_partner(open_api: Api) -> None:
+    token = open_api.partner("acme")
+    with open_api.client(token) as client:
+        for path in ("/v1/webhooks/..%2Fadmin", "/v1/webhooks/" + "x" * 5000, "/v1/batches/" + "b" * 5000,
+                     "/v1/batches/%00", "/v1/webhooks/wh_%F0%9F%98%80"):
+            assert client.get(path).status_code in (404, 414), path
+        webhook = create(client).json()
+        put_object(open_api.store, "inventory", "A", {"sku": "A", "quantity": 1})
+        assert seal_now(open_api.store, webhook["id"]) is not None
+        assert open_api.store.due_deliveries("", now_ms() + 1000)
+        with open_api.admin() as admin:
+            assert admin.delete("/v1/admin/partners/acme").status_code == 204
+        assert client.get("/v1/webhooks").status_code == 401
+    # A revoked partner's webhooks are neither routed nor notified any more.
+    assert open_api.store.due_deliveries("", now_ms() + 1000) == []
+    assert open_api.store.route_subscriptions("inventory.changes") == []
+
+
+def test_a_partner_has_at_most_100_webhooks(open_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leo_runtime.server import webhooks as routes
+
+    monkeypatch.setattr(routes, "MAX_WEBHOOKS_PER_PARTNER", 3)
+    with open_api.client(open_api.partner("acme")) as client:
+        assert [create(client).status_code for _ in range(3)] == [201, 201, 201]
+        refused = create(client)
+        assert refused.status_code == 422 and "at most 3 webhooks" in refused.json()["detail"]
