@@ -29,6 +29,7 @@ from leo_runtime.delivery.webhooks import (
     notification_body,
     secret_key,
 )
+from leo_runtime.errors import BotError
 from leo_runtime.events import Event
 from leo_runtime.store.webhooks_base import ClaimDeliveries, DueDelivery, RecordDeliveries, StoreOp
 from leo_runtime.timeutil import now_ms
@@ -54,6 +55,9 @@ def deliver(
 ) -> Iterator[StoreOp]:
     """One sender tick: commit the outcomes that came back, hand over what is due now."""
     assert ctx.store is not None
+    if service.failure is not None:  # a bug in the delivery loop: the bot's error, shown by leo status
+        failure, service.failure = service.failure, None
+        raise BotError(f"webhook delivery failed: {failure!r}")
     service.heartbeat()
     outcomes = service.take_outcomes()
     if outcomes:
