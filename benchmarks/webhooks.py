@@ -123,8 +123,11 @@ def section_sealing(store: SQLiteStore, partner_id: int, records: int) -> str:
         first, _ = store.append_texts("inventory.changes", change_records(count, chunk_start))
         commit(store, RouteChanges([(big_rid, first + i, f"SKU-{chunk_start + i:08d}") for i in range(count)]))
     print(f"   (appended and routed {records:,} changes in {time.perf_counter() - started:.1f} s)", flush=True)
-    small_times = [seal(store, rid)[0] * 1000 for rid in small_rids]
+    # Setup done: its write-ahead log is folded into the file now, not during a measured seal.
+    store._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    small_times = [seal(store, rid)[0] * 1000 for rid in small_rids[:10]]
     big_time, big_records = seal(store, big_rid)
+    small_times += [seal(store, rid)[0] * 1000 for rid in small_rids[10:]]
     median = statistics.median(small_times)
     print(f"seal 1,000 changes:     median {median:.2f} ms over 20 webhooks (min {min(small_times):.2f}, "
           f"max {max(small_times):.2f})")
