@@ -103,6 +103,16 @@ class Bot:
         """Processors and sinks: handle a batch of events; yield what to write to ``out``."""
         raise NotImplementedError(f"bot '{self.name or type(self).__name__}' must implement process()")
 
+    def tick_seconds(self) -> float | None:
+        """Bots that read a queue and also act on time (a batcher sealing on its interval): how
+        often `tick` runs while the input is quiet. None (the default): never."""
+        return None
+
+    def tick(self, ctx: BotContext) -> Iterable[Any] | None:
+        """Called at the end of every run of a bot whose `tick_seconds` is set, and every that
+        many seconds while its input is quiet; yields like `process`, committed with the run."""
+        return None
+
     # Overridable class-level hooks used by validation and scheduling ------------------------
     @classmethod
     def default_out(cls, settings: BotSettings) -> str | None:

@@ -262,7 +262,9 @@ class BotRunner:
         if self.spec.kind == "source":
             self._due = time.monotonic() + self._until_next_source_run()
         else:
-            await self.services.wakeups.wait(self.spec.in_queue, result.checkpoint, IDLE_RECHECK_SECONDS, key=self.id)
+            tick = self.work.tick_seconds  # a bot that ticks runs that often while its input is quiet
+            wait = IDLE_RECHECK_SECONDS if tick is None else min(tick, IDLE_RECHECK_SECONDS)
+            await self.services.wakeups.wait(self.spec.in_queue, result.checkpoint, wait, key=self.id)
 
     async def _failed(self, exc: Exception) -> None:
         message = clip(error_text(exc))

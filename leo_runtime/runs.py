@@ -24,7 +24,7 @@ from .config import NAME_PATTERN, BotSpec
 from .errors import BotError, LeaseLost, LeoError
 from .events import Event, Output, RawJSON, dumps, encode_payload
 from .store import ObjectBatch, PendingEvent, RunCommit, Store
-from .store.base import DeadLetter
+from .store.base import DeadLetter, StoreOp
 from .timeutil import parse_time
 
 log = logging.getLogger("leo.runtime")
@@ -79,6 +79,7 @@ class BotWork:
         self.ctx = ctx
         self.current: list[Event | None] = [None]
         self.given_up = threading.Event()
+        self.tick_seconds: float | None = None  # set by `prepare` for bots that tick
 
     def prepare(self, bot: Bot | None) -> tuple[Bot, list[Path]]:
         """Construct the bot (unless it was), set it up, and find the paths a watching source
@@ -92,6 +93,12 @@ class BotWork:
             call_bot(bot.setup, self.ctx)
         except Exception as exc:
             raise StartFailed(f"setup failed: {error_text(exc)}", bot) from exc
+        if self.spec.kind != "source":
+            try:
+                tick = call_bot(bot.tick_seconds)
+                self.tick_seconds = float(tick) if tick is not None and float(tick) > 0 else None
+            except Exception as exc:
+                raise StartFailed(f"tick_seconds failed: {error_text(exc)}", bot) from exc
         schedule = self.spec.schedule
         if self.spec.kind != "source" or schedule is None or schedule.kind != "watch":
             return bot, []
@@ -121,13 +128,19 @@ class BotWork:
         limits = self.spec.limits
         events = self.store.read(queue, checkpoint, limits.records, limits.bytes)
         if not events:
-            return RunResult(0, checkpoint, False, committed_state)
+            if self.tick_seconds is None:
+                return RunResult(0, checkpoint, False, committed_state)
+            return self._tick_only(bot, queue, checkpoint, committed_state)
         poison = None
         if dead_letter is not None:
             poison = next((index for index, event in enumerate(events) if event.seq == dead_letter.event.seq), None)
         page = events if poison is None else events[:poison]  # the events before a poison one run as usual
         self.ctx.state = json.loads(committed_state)
-        outputs, last, cut = self._drive(bot, page) if page else ([], None, False)
+        ops: list[StoreOp] = []
+        outputs, last, cut = self._drive(bot, page, ops) if page else ([], None, False)
+        self.ctx.behind = False
+        if self.tick_seconds is not None:
+            outputs += self._tick(bot, ops, last or events[0])
         letters: list[DeadLetter] = []
         if poison is not None and not cut and dead_letter is not None:
             on_error = self.spec.config.on_error
@@ -149,14 +162,49 @@ class BotWork:
                 state=self.ctx.state if state_json != committed_state else None,
                 events_in=_count_through(events, last.seq),
                 dead_letters=letters,
+                ops=ops,
             )
         )
-        behind = bool(letters) or cut or len(events) >= limits.records or (
+        behind = bool(letters) or cut or self.ctx.behind or len(events) >= limits.records or (
             sum(len(e.payload_json) for e in events) >= limits.bytes
         )
         return RunResult(len(events), last.seq, behind, state_json, letters[0].event if letters else None)
 
-    def _drive(self, bot: Bot, events: list[Event]) -> tuple[list[PendingEvent], Event, bool]:
+    def _tick(self, bot: Bot, ops: list[StoreOp], source: Event | None) -> list[PendingEvent]:
+        """Call the bot's `tick`; its store ops go to `ops`, its other outputs are returned."""
+        outputs: list[PendingEvent] = []
+        result: Any = None
+        try:
+            result = bot.tick(self.ctx)
+            for item in result or ():
+                if isinstance(item, StoreOp):
+                    ops.append(item)
+                else:
+                    outputs.append(self._pending(item, source))
+        except BaseException as exc:  # bot code, as in _drive
+            _close_quietly(result, self.spec.id)
+            raise BotError(f"tick() failed: {error_text(exc)}") from exc
+        return outputs
+
+    def _tick_only(self, bot: Bot, queue: str, checkpoint: int, committed_state: str) -> RunResult:
+        """A run with nothing to read, of a bot that ticks: its tick commits (the checkpoint stays)."""
+        self.ctx.state = json.loads(committed_state)
+        self.ctx.behind = False
+        ops: list[StoreOp] = []
+        outputs = self._tick(bot, ops, None)
+        state_json = json.dumps(self.ctx.state)
+        if outputs or ops or state_json != committed_state:
+            if self.given_up.is_set():
+                raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
+            self.store.commit_run(
+                RunCommit(bot_id=self.spec.id, owner=self.owner, in_queue=queue, expected=checkpoint, position=checkpoint,
+                          outputs=outputs, state=self.ctx.state if state_json != committed_state else None, ops=ops)
+            )
+        return RunResult(0, checkpoint, self.ctx.behind, state_json)
+
+    def _drive(
+        self, bot: Bot, events: list[Event], ops: list[StoreOp] | None = None
+    ) -> tuple[list[PendingEvent], Event, bool]:
         """Run `process` over a page; attribute each output to the input last handed to the bot.
 
         The bot sees an iterator: when the run's time is up, the iterator ends early and the
@@ -194,6 +242,11 @@ class BotWork:
                 convert = self._pending
                 append = outputs.append
                 for item in result:
+                    if isinstance(item, StoreOp):  # a typed store write (a router's routed changes)
+                        if ops is None:
+                            raise BotError("process() yielded a store op where none is taken")
+                        ops.append(item)
+                        continue
                     append(convert(item, current[0] or events[0]))
         except BaseException as exc:  # bot code: SystemExit, KeyboardInterrupt and the like included
             _close_quietly(result, self.spec.id)
@@ -247,9 +300,10 @@ class BotWork:
             raise BotError(f"produce() failed: {error_text(exc)}") from exc
         # Object batches (the change detector's) commit in the same transaction as the state.
         objects = [item for item in items if isinstance(item, ObjectBatch)]
-        outputs = [self._pending(item, None) for item in items if not isinstance(item, ObjectBatch)]
+        ops = [item for item in items if isinstance(item, StoreOp)]
+        outputs = [self._pending(item, None) for item in items if not isinstance(item, ObjectBatch | StoreOp)]
         state_json = json.dumps(self.ctx.state)
-        if outputs or objects or state_json != committed_state:
+        if outputs or objects or ops or state_json != committed_state:
             if self.given_up.is_set():
                 raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
             self.store.commit_run(
@@ -259,6 +313,7 @@ class BotWork:
                     outputs=outputs,
                     state=self.ctx.state if state_json != committed_state else None,
                     objects=objects,
+                    ops=ops,
                 )
             )
         return RunResult(len(outputs), 0, self.ctx.behind, state_json)

@@ -83,6 +83,7 @@ class Runtime:
         self._system_lock = asyncio.Lock()
         self._system_marks: dict[str, Any] = {}
         self._system_kick = asyncio.Event()
+        self._configured_server = config.model.server  # as the file (and command line) gave it
 
     @property
     def owner(self) -> str:
@@ -366,8 +367,11 @@ class Runtime:
             or _pipeline_fingerprint(old, name) != _pipeline_fingerprint(new, name)
         )
         for key in ("store", "server"):
-            if getattr(old.model, key) != getattr(new.model, key):
+            before = self._configured_server if key == "server" else old.model.store
+            if before != getattr(new.model, key):
                 log.warning("'%s' changed in %s: restart leo run to apply it", key, new.path)
+        # What is served stays as it started (its address, the URL handed to partners) until a restart.
+        new.model = new.model.model_copy(update={"server": old.model.server})
         self.reload_error = None
         self.reloads += 1
         self.config = new
@@ -398,6 +402,11 @@ class Runtime:
                 f"cannot serve HTTP on {server_config.host}:{server_config.port}: {exc.strerror or exc}; "
                 "pick another with --port (0 picks a free one) or run with --no-http"
             ) from None
+        if server_config.public_url is None:  # the URLs handed to partners (batches) name the bound port
+            bound_host, bound_port = sock.getsockname()[:2]
+            host = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+            server_config = server_config.model_copy(update={"public_url": f"http://{host}:{bound_port}"})
+            self.config.model = self.config.model.model_copy(update={"server": server_config})
         context = ApiContext(
             settings=self.config.model, health=self.health, wait=self._wait_for_queue, changed=self.system_changed
         )

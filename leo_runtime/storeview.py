@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .events import Event
     from .store.base import CheckpointInfo, ObjectRecord, QueueInfo, Store
+    from .store.webhooks_base import DueDelivery, WebhookRecord
 
 
 class StoreView:
@@ -53,3 +56,32 @@ class StoreView:
     def get_object(self, object_type: str, key: str) -> ObjectRecord | None:
         """The latest state of one object, or None if never seen."""
         return self._store.get_object(object_type, key)
+
+    def list_objects(self, object_type: str, *, after: str | None = None, limit: int = 1000) -> list[ObjectRecord]:
+        """Live objects of a type in key order, after key `after` (see `Store.list_objects`)."""
+        return self._store.list_objects(object_type, after=after, limit=limit)
+
+    # -- what the webhook bots read (their writes are store ops they yield) -------------------------
+    def webhooks_version(self) -> int:
+        """A number that changes whenever a webhook is created, changed or deleted."""
+        return self._store.webhooks_version()
+
+    def webhook(self, webhook_id: str) -> WebhookRecord | None:
+        """One webhook (or batcher subscription) by id."""
+        return self._store.webhook(webhook_id)
+
+    def route_subscriptions(self, source_queue: str) -> list[tuple[WebhookRecord, str | None]]:
+        """The webhooks a router of `source_queue` serves, each with its partner's scope."""
+        return self._store.route_subscriptions(source_queue)
+
+    def next_seal_at(self, rids: Sequence[int] | None = None) -> int | None:
+        """The earliest due time of partner webhooks (or of the given ones)."""
+        return self._store.next_seal_at(rids)
+
+    def due_snapshots(self, now: int) -> list[tuple[WebhookRecord, str | None]]:
+        """Partner webhooks whose due run is a snapshot, or that have one being built."""
+        return self._store.due_snapshots(now)
+
+    def due_deliveries(self, sender: str, now: int, limit: int = 1000) -> list[DueDelivery]:
+        """Notifications of `sender` due now, oldest first."""
+        return self._store.due_deliveries(sender, now, limit)

@@ -101,6 +101,7 @@ class WebhooksConfig(Model):
 
     timeout: Duration = 15.0
     retry_schedule: list[OptionalDuration] = Field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
+    max_in_flight: int = Field(256, ge=1, le=10_000, description="notifications sent at once, across webhooks")
 
 
 class ObjectTypeConfig(Model):

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from .. import __version__
 from ..config import PipelinesFile
 from ..store import Store
-from . import admin, auth, objects
+from . import admin, auth, batches, objects, webhooks
 from .problems import install_handlers
 
 HealthSnapshot = Callable[[], dict[str, Any]]
@@ -72,6 +72,8 @@ def create_app(store: Store, context: ApiContext | None = None) -> FastAPI:
     install_handlers(app)
     auth.install(app)
     objects.install(app)
+    webhooks.install(app)
+    batches.install(app)
     admin.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and bot states (no token needed)")

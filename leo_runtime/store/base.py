@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..events import Event, RawJSON
+from .webhooks_base import StoreOp, WebhookStore
 
 
 class PendingEvent(NamedTuple):
@@ -114,7 +115,8 @@ class RunCommit:
     appended in order, then ``dead_letters`` (each to its queue, with a `dead_letters` record).
     ``state`` replaces the bot's persistent state when not None. ``owner`` must still hold the
     bot's lease. ``objects`` are applied after the outputs, as `Store.apply_objects` does, so a
-    source's object changes commit with its cursor.
+    source's object changes commit with its cursor; then ``ops`` (typed writes such as a router's
+    routed changes, see `webhooks_base`), in order.
     """
 
     bot_id: str
@@ -127,6 +129,7 @@ class RunCommit:
     events_in: int = 0
     objects: Sequence[ObjectBatch] = ()
     dead_letters: Sequence[DeadLetter] = ()
+    ops: Sequence[StoreOp] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +237,7 @@ class ObjectRecord:
 AppendListener = Callable[[Mapping[str, int]], None]
 
 
-class Store(ABC):
+class Store(WebhookStore, ABC):
     """The durable store. See the module docstring for positions, times and threading."""
 
     url: str
@@ -327,7 +330,10 @@ class Store(ABC):
 
     @abstractmethod
     def prune(self, before_ms: int, limit: int = 10_000) -> int:
-        """Delete up to `limit` of the oldest events written before `before_ms`; return how many."""
+        """Delete up to `limit` of the oldest events written before `before_ms`, never one that an
+        unexpired webhook batch (or an open window of routed changes) still holds; expired
+        batches and their rows go too. Returns how many rows went (called again while it is
+        `limit` or more)."""
 
     @abstractmethod
     def changed_since(self, token: Any) -> tuple[bool, Any]:

@@ -141,4 +141,106 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         )
         """,
     ),
+    (
+        5,
+        "webhooks: subscriptions, routed changes, sealed batches, deliveries",
+        """
+        -- A subscription that seals batches: a partner's webhook (partner_id set; id 'wh_...') or a
+        -- batcher bot of pipelines.yaml (partner_id NULL; id 'bot:<bot id>'). source_queue is
+        -- where its changes come from and router the bot whose checkpoint there closes a window.
+        -- The open window is `generation`: its routed changes sit in webhook_index under that
+        -- number, `pending` counts its distinct keys, window_from is the router's checkpoint when
+        -- it opened (every change in it lies after that position). Sealing copies nothing: a batch
+        -- row takes the window's number and the webhook moves to the next one.
+        CREATE TABLE webhooks (
+            rid INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            partner_id INTEGER REFERENCES partners(id),
+            object_type TEXT,
+            source_queue TEXT NOT NULL,
+            router TEXT NOT NULL,
+            query TEXT,
+            callback_url TEXT,
+            secret TEXT,
+            interval_ms INTEGER NOT NULL,
+            mode TEXT NOT NULL DEFAULT 'changes',
+            status TEXT NOT NULL DEFAULT 'active',
+            start_seq INTEGER NOT NULL DEFAULT 0,
+            generation INTEGER NOT NULL DEFAULT 1,
+            pending INTEGER NOT NULL DEFAULT 0,
+            window_from INTEGER NOT NULL DEFAULT 0,
+            next_run_at INTEGER NOT NULL,
+            true_up INTEGER NOT NULL DEFAULT 0,
+            out_queue TEXT,
+            readers TEXT,
+            failing INTEGER NOT NULL DEFAULT 0,
+            disabled_reason TEXT,
+            last_batch_at INTEGER,
+            last_delivered_at INTEGER,
+            last_error TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX webhooks_by_source ON webhooks(source_queue);
+        CREATE INDEX webhooks_by_partner ON webhooks(partner_id, created_at);
+        CREATE INDEX webhooks_due ON webhooks(next_run_at);
+        -- Bumped by every change of a webhook's settings: routers and the system pipeline compare it.
+        CREATE TABLE webhooks_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+        INSERT INTO webhooks_version (id, version) VALUES (1, 0);
+        -- Routed changes: per webhook and window, one row per key holding the position of its
+        -- latest change (an index into the events table, never a copy of the record).
+        CREATE TABLE webhook_index (
+            webhook INTEGER NOT NULL,
+            generation INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (webhook, generation, key)
+        ) WITHOUT ROWID;
+        -- A sealed batch: the window (webhook, generation) it holds, the positions around it, its
+        -- record count and times. A true-up (snapshot) holds its lines in batch_lines instead.
+        -- state: 'building' (a snapshot being copied; invisible), 'sealed', 'expired' (a tombstone
+        -- that answers 410 until it is dropped).
+        CREATE TABLE batches (
+            bid INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            webhook INTEGER NOT NULL,
+            generation INTEGER NOT NULL,
+            from_seq INTEGER NOT NULL,
+            to_seq INTEGER NOT NULL,
+            records INTEGER NOT NULL DEFAULT 0,
+            true_up INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'sealed',
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            fetched_at INTEGER
+        );
+        CREATE INDEX batches_by_webhook ON batches(webhook, bid);
+        CREATE INDEX batches_by_expiry ON batches(expires_at);
+        -- The lines of a snapshot batch (true-up, mode all), in order.
+        CREATE TABLE batch_lines (
+            id INTEGER PRIMARY KEY,
+            batch INTEGER NOT NULL,
+            line TEXT NOT NULL
+        );
+        CREATE INDEX batch_lines_by_batch ON batch_lines(batch, id);
+        -- A batch's notification to one destination: '' is the partner webhook's callback, a bot
+        -- id a webhook_sender of pipelines.yaml. next_attempt_at NULL: nothing to send (delivered,
+        -- or its retries ran out). round counts attempts since the last replay (the retry step).
+        CREATE TABLE deliveries (
+            batch INTEGER NOT NULL,
+            sender TEXT NOT NULL,
+            webhook INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            round INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER,
+            delivered_at INTEGER,
+            last_attempt_at INTEGER,
+            last_status INTEGER,
+            last_error TEXT,
+            PRIMARY KEY (batch, sender)
+        ) WITHOUT ROWID;
+        CREATE INDEX deliveries_due ON deliveries(sender, next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+        CREATE INDEX deliveries_by_webhook ON deliveries(webhook, sender)
+        """,
+    ),
 ]

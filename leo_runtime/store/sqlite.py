@@ -39,6 +39,7 @@ from .base import (
 from .migrations import SQLITE_MIGRATIONS
 from .ownership import APPLICATION_ID, check_header, check_writable, ownership, reader_uri
 from .sqlite_objects import apply_batches
+from .sqlite_webhooks import SQLiteWebhooks, apply_ops
 
 _INSERT_EVENT = (
     "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
@@ -51,7 +52,7 @@ _BOT_COLUMNS = (
 _PARTNER_COLUMNS = "id, name, scope, created_at, revoked_at, token_hash"
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteWebhooks, Store):
     """`Store` over one SQLite database file (see the module docstring for concurrency).
 
     Opening refuses a file that is not a leo store (see `ownership`) and leaves it untouched.
@@ -448,7 +449,12 @@ class SQLiteStore(Store):
         return row[0] if row else 0
 
     def prune(self, before_ms: int, limit: int = 10_000) -> int:
+        now = now_ms()
+        dropped = self.prune_webhooks(now, limit)  # expired batches first: they may lower the floor
         cutoff = self.position_at(before_ms)
+        floor = self.webhook_floor(now, now - before_ms)
+        if floor is not None:  # never a change an unexpired batch (or an open window) still holds
+            cutoff = min(cutoff, floor)
         with self._write() as conn:
             rows = conn.execute(
                 "SELECT queue_id, COUNT(*) FROM (SELECT queue_id FROM events WHERE seq <= ? ORDER BY seq LIMIT ?) "
@@ -456,7 +462,7 @@ class SQLiteStore(Store):
                 (cutoff, limit),
             ).fetchall()
             if not rows:
-                return 0
+                return dropped
             last = conn.execute(
                 "SELECT MAX(seq) FROM (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)", (cutoff, limit)
             ).fetchone()[0]
@@ -464,7 +470,7 @@ class SQLiteStore(Store):
             conn.execute("DELETE FROM dead_letters WHERE seq <= ?", (last,))
             for queue_id, count in rows:
                 conn.execute("UPDATE queues SET depth = MAX(depth - ?, 0) WHERE id = ?", (count, queue_id))
-        return sum(count for _, count in rows)
+        return dropped + sum(count for _, count in rows)
 
     def changed_since(self, token: Any) -> tuple[bool, Any]:
         # data_version is per connection: it must always be asked on the same one.
@@ -638,6 +644,8 @@ class SQLiteStore(Store):
                     conn.execute("UPDATE bots SET events_out = events_out + ? WHERE bot_id = ?", (objects.changes, run.bot_id))
                     first, last = first or objects.first, objects.last
                     heads.update(objects.heads)
+            if run.ops:
+                heads.update(apply_ops(self, conn, run.ops))
         self._notify(heads)
         return first, last
 
