@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..events import Event, RawJSON
+from .base_streams import StreamStore
 
 
 class PendingEvent(NamedTuple):
@@ -234,8 +235,10 @@ class ObjectRecord:
 AppendListener = Callable[[Mapping[str, int]], None]
 
 
-class Store(ABC):
-    """The durable store. See the module docstring for positions, times and threading."""
+class Store(StreamStore, ABC):
+    """The durable store. See the module docstring for positions, times and threading.
+
+    Partner streams' rows are `StreamStore`'s methods (base_streams.py)."""
 
     url: str
 
@@ -517,3 +520,4 @@ class Store(ABC):
         more often an outage than an empty catalogue); an exception from ``rows`` also rolls
         everything back.
         """
+
