@@ -2,3 +2,5 @@
 
 Importing this package registers their system pipelines (see `leo_runtime.system`).
 """
+
+from . import stream_writers  # noqa: F401  (registers the partner streams' writers)
