@@ -63,7 +63,9 @@ class RunningRuntime:
         return checkpoint is not None and checkpoint >= self.store.queue_head(f"{object_type}.changes")
 
     def waiting(self) -> int:
-        return self.runtime.wakeups.waiting()
+        """Reads waiting on stream partitions (bots wait on other queues, and come and go)."""
+        waiters = self.runtime.wakeups._queue_waiters  # what Wakeups.waiting() sums, narrowed to streams
+        return sum(len(futures) for queue, futures in list(waiters.items()) if queue.startswith("streams."))
 
 
 @contextmanager
