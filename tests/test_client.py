@@ -105,13 +105,11 @@ def test_consume_with_two_workers_processes_everything_and_replays_a_failed_batc
     rt.ingest("inventory", [{"sku": f"S{i}", "quantity": i + 100} for i in range(50)])
     seen: list[tuple[str, int]] = []
     failed: list[list[tuple[str, int]]] = []
-    threads: set[str] = set()
     lock = threading.Lock()
 
     def handle(records: list[dict[str, Any]]) -> None:
         batch = [(r["key"], r["version"]) for r in records]
         with lock:
-            threads.add(threading.current_thread().name)
             if not failed:
                 failed.append(batch)
                 raise RuntimeError("the partner's database is down (once)")
@@ -193,7 +191,8 @@ def test_ctrl_c_finishes_and_commits_the_batch_in_hand_then_returns(rt: RunningR
     wait_for_writer(rt, stream["id"])
     flag = tmp_path / "go"
     proc = subprocess.Popen([sys.executable, "-c", CTRL_C_CONSUMER, rt.url, token, stream["id"], str(flag)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("handling 5")
