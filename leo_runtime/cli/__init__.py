@@ -7,7 +7,7 @@ traceback), 2 on bad usage.
 
 from __future__ import annotations
 
-from . import bots, checkpoints, deadletters, ingest, partners, project, queues, run, status  # noqa: F401  (registers the commands)
+from . import bots, checkpoints, deadletters, ingest, partners, project, queues, run, status, streams  # noqa: F401  (registers the commands)
 from .app import app
 
 
