@@ -327,10 +327,11 @@ def lease(store: Store, record: StreamRecord, partition: int, ttl_seconds: float
 # -- operators -----------------------------------------------------------------------------------------
 def stream_report(store: Store) -> list[dict[str, Any]]:
     """Every stream with its partner, partitions, checkpoints, heads and lags (global positions)."""
-    names = {partner.id: partner.name for partner in store.partners()}
+    records = store.streams()  # first: a store older than the streams tables has none (and maybe no partners)
+    names = {partner.id: partner.name for partner in store.partners()} if records else {}
     now = now_ms()
     report = []
-    for record in store.streams():
+    for record in records:
         marks = partition_marks(store, record)
         report.append({
             "id": record.id,

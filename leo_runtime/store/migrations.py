@@ -141,6 +141,8 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         )
         """,
     ),
+    # Placeholder: 5 belongs to webhooks (issue 7); its migration replaces this entry at the merge.
+    (5, "reserved for webhooks", ""),
     (
         6,
         "streams: partner streams, their partitions, checkpoints and leases",
