@@ -28,9 +28,10 @@ class StreamWriters(SystemPipeline):
     def specs(self, store: Store, config: Config) -> list[BotSpec]:
         from ..bots.stream_writer import StreamWriter  # the built-in bots import this package
 
-        partners = {partner.id: partner for partner in store.partners()}
+        records = store.streams()
+        partners = {partner.id: partner for partner in store.partners()} if records else {}
         specs = []
-        for record in store.streams():
+        for record in records:
             partner = partners.get(record.partner_id)
             if partner is None or partner.revoked_at is not None:
                 continue
