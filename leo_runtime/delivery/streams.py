@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError, LeoError, NotFound
-from ..events import Event
 from ..jsonio import canonical, parse
 from ..safetext import shown
 from ..store import Store, StreamPartitionRecord, StreamRecord
@@ -188,19 +187,20 @@ def parse_partition(record: StreamRecord, text: object, field: str = "partition"
 # -- reading ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Page:
-    """One read of a partition: the records after ``after`` (global positions) and the head."""
+    """One read of a partition: the records after ``after`` (global positions) and the head.
+    ``records`` are ``(position, change-record JSON text)`` pairs."""
 
     stream_id: str
     partition: int
     generation: int
     after: int
     head: int
-    events: Sequence[Event]
+    records: Sequence[tuple[int, str]]
 
     @property
     def next_position(self) -> int:
         """Where the next read continues: after the last record, or where this one started."""
-        return self.events[-1].seq if self.events else self.after
+        return self.records[-1][0] if self.records else self.after
 
 
 def read_start(store: Store, record: StreamRecord, partition: int, after: str | None, lease_id: str | None) -> int:
@@ -226,27 +226,32 @@ def read_page(store: Store, record: StreamRecord, partition: int, after: int, li
     """The records of a partition after global position `after` (at most `limit`, and at most
     `READ_MAX_BYTES` of them but at least one)."""
     queue = partition_queue(partitions_base(record.id), partition)
-    events = store.read(queue, after, limit, READ_MAX_BYTES)
-    head = max(store.queue_head(queue), record.start_position, events[-1].seq if events else 0)
-    return Page(record.id, partition, record.generation, after, head, events)
+    records = store.stream_records(queue, after, limit, READ_MAX_BYTES)
+    head = max(store.queue_head(queue), record.start_position, records[-1][0] if records else 0)
+    return Page(record.id, partition, record.generation, after, head, records)
 
 
 def page_json(page: Page) -> bytes:
     """``{records, next_position, head, generation}`` as JSON bytes: each record is its stored
-    change-record text with ``"position"`` spliced in before its closing brace (never decoded)."""
+    change-record text with ``"position"`` spliced in before its closing brace (never decoded:
+    this is the hot path of every read)."""
     tag = position_tag(page.stream_id, page.partition)
-    parts = []
-    append = parts.append
-    for event in page.events:
-        text = event.payload_json
-        if text[-1:] == "}" and text[:1] == "{":
-            append(f'{text[:-1]},"position":"{tag}{event.seq:x}"}}' if text != "{}" else f'{{"position":"{tag}{event.seq:x}"}}')
-        else:  # not a JSON object (a pipelines.yaml stream fed plain values): wrapped, never mangled
-            append(f'{{"value":{text},"position":"{tag}{event.seq:x}"}}')
+    parts = [
+        f'{text[:-1]},"position":"{tag}{seq:x}"}}' if text[-1:] == "}" and text[:1] == "{" and text != "{}"
+        else _wrapped(text, tag, seq)
+        for seq, text in page.records
+    ]
     return (
         f'{{"records":[{",".join(parts)}],"next_position":"{tag}{page.next_position:x}",'
         f'"head":"{tag}{page.head:x}","generation":{page.generation}}}'
     ).encode()
+
+
+def _wrapped(text: str, tag: str, seq: int) -> str:
+    """A record that is not a non-empty JSON object (a pipelines.yaml stream fed plain values)."""
+    if text == "{}":
+        return f'{{"position":"{tag}{seq:x}"}}'
+    return f'{{"value":{text},"position":"{tag}{seq:x}"}}'
 
 
 # -- committing, resetting, leasing --------------------------------------------------------------------

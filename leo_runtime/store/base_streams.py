@@ -108,6 +108,13 @@ class StreamStore(ABC):
         for an unknown stream or partition."""
 
     @abstractmethod
+    def stream_records(self, queue: str, after: int, limit: int, max_bytes: int) -> list[tuple[int, str]]:
+        """``(position, payload JSON text)`` of the events of `queue` after `after`, oldest first:
+        at most `limit`, and stopping with the event whose payload makes the total reach
+        `max_bytes` characters (at least one when there is one). `Store.read` without the
+        envelope: what a partition read needs, and nothing more (it is the hot path)."""
+
+    @abstractmethod
     def release_stream_partition(self, stream_id: str, partition: int, lease_id: str) -> bool:
         """Give the lease up at once if `lease_id` holds it; False when it did not."""
 

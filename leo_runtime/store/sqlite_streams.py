@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from ..errors import Conflict, NotFound
@@ -30,6 +31,7 @@ class SQLiteStreams(StreamStore):
         def _conn(self) -> sqlite3.Connection: ...
         def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
         def _at_least(self, version: int) -> bool: ...
+        def _queue_id(self, conn: sqlite3.Connection, name: str, *, create: bool) -> int | None: ...
 
     def create_stream(
         self, stream_id: str, partner_id: int, object_type: str, query_json: str | None, partitions: int,
@@ -139,6 +141,23 @@ class SQLiteStreams(StreamStore):
                 (lease_id, now + ttl_ms, stream_id, partition),
             )
             return StreamPartitionRecord(partition, held.checkpoint, held.updated_at, lease_id, now + ttl_ms)
+
+    def stream_records(self, queue: str, after: int, limit: int, max_bytes: int) -> list[tuple[int, str]]:
+        conn = self._conn()
+        queue_id = self._queue_id(conn, queue, create=False)
+        if queue_id is None:
+            return []
+        rows = conn.execute(
+            "SELECT seq, payload FROM events WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?", (queue_id, after, limit)
+        ).fetchall()
+        if sum(map(len, map(itemgetter(1), rows))) >= max_bytes:  # in C: measured row by row only then
+            total = 0
+            for index, (_, payload) in enumerate(rows):
+                total += len(payload)
+                if total >= max_bytes:
+                    del rows[index + 1:]
+                    break
+        return rows
 
     def release_stream_partition(self, stream_id: str, partition: int, lease_id: str) -> bool:
         with self._write() as conn:

@@ -98,3 +98,15 @@ def test_leases_are_exclusive_until_they_expire_or_are_released(store: Store, cl
     assert store.commit_stream_checkpoint("st_1", 0, 2, 1, None).checkpoint == 2
     with pytest.raises(NotFound):
         store.lease_stream_partition("st_1", 1, "L3", 1000)
+
+
+def test_stream_records_are_positions_and_texts_bounded_by_count_and_size(store: Store) -> None:
+    first, _ = store.append("streams.st_1.0", [{"n": i, "pad": "x" * 100} for i in range(10)])
+    store.append("other", [1])
+    rows = store.stream_records("streams.st_1.0", first, 3, 1_000_000)
+    assert [seq for seq, _ in rows] == [first + 1, first + 2, first + 3]
+    assert [text for _, text in rows] == [event.payload_json for event in store.read("streams.st_1.0", first, 3)]
+    size = len(rows[0][1])
+    assert len(store.stream_records("streams.st_1.0", 0, 100, 2 * size + 1)) == 3  # the one that reaches the bound is in
+    assert len(store.stream_records("streams.st_1.0", 0, 100, 1)) == 1  # at least one
+    assert store.stream_records("nothing.here", 0, 10, 100) == []
