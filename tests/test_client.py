@@ -43,9 +43,11 @@ def test_the_client_imports_nothing_else_of_leo_runtime(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "sys.modules['leo_runtime'] = None  # any import of leo_runtime now fails\n"
+        "sys.modules['orjson'] = None  # optional: the standard json module stands in\n"
         f"sys.path.insert(0, {str(vendored.parent)!r})\n"
         "import leo_client\n"
         "print(sorted(leo_client.__all__))\n"
+        "assert leo_client._json_loads(b'[1]') == [1]\n"
         "print(sorted(m for m, module in sys.modules.items() if m.startswith('leo_runtime') and module is not None))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
