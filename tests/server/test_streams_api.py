@@ -344,3 +344,15 @@ def test_a_position_older_than_retention_answers_410(rt: RunningRuntime) -> None
     assert problem_of(client.get(base), 410)  # the checkpoint is that old too
     assert client.post(f"/v1/streams/{stream['id']}/reset", json={"to": "earliest"}).status_code == 200
     assert [r["key"] for r in read_all(client, stream["id"], 0)[0]] == ["LATE"]
+
+
+def test_a_revoked_partner_is_refused_and_its_writers_stop(rt: RunningRuntime) -> None:
+    from leo_runtime.partners import revoke_partner
+
+    client = rt.client(rt.partner("acme"))
+    stream = create(client)
+    wait_until(lambda: f"streams:{stream['id']}" in rt.runtime.runners, what="the writer to start")
+    revoke_partner(rt.store, "acme")
+    assert client.get(f"/v1/streams/{stream['id']}").status_code == 401
+    rt.runtime.system_changed()
+    wait_until(lambda: f"streams:{stream['id']}" not in rt.runtime.runners, what="the writer to stop")
