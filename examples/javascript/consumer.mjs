@@ -148,6 +148,7 @@ const [command, argument, ...rest] = process.argv.slice(2);
 if (command === "consume" && argument) {
   const maxAt = rest.indexOf("--max");
   await consume(argument, maxAt >= 0 ? Number(rest[maxAt + 1]) : 0);
+  process.exit(); // do not linger on idle keep-alive connections
 } else if (command === "verify" && argument) {
   for (const file of [argument, ...rest]) {
     const { secret, headers, body } = JSON.parse(readFileSync(file, "utf8"));
