@@ -214,12 +214,18 @@ def read_start(store: Store, record: StreamRecord, partition: int, after: str | 
         position, what = decode_position(after, record.id, partition, len(record.partitions), "after"), "after"
         if position > store.last_position():
             raise InputError("after: the position is past the newest record (use a position the API returned)")
+    check_retained(store, record, partition, position, what)
+    return position
+
+
+def check_retained(store: Store, record: StreamRecord, partition: int, position: int, what: str = "after") -> None:
+    """`PositionExpired` when records of the partition after `position` may have been pruned:
+    the position is older than the oldest retained event and the partition has had records since."""
     if position < store.first_position() and store.queue_head(partition_queue(partitions_base(record.id), partition)) > position:
         raise PositionExpired(
             f"{what} is older than the stream's retention: records after it were pruned; "
             f"POST /v1/streams/{record.id}/reset with {{\"to\": \"earliest\"}} to go on from the oldest kept record"
         )
-    return position
 
 
 def read_page(store: Store, record: StreamRecord, partition: int, after: int, limit: int) -> Page:

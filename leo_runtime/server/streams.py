@@ -304,6 +304,8 @@ def _again(store: Store, partner: Partner, stream_id: str, partition: int, start
     record = service.find_stream(store, partner.id, stream_id)
     check_lease(record.partitions[partition], lease_id, stream_id, partition, now_ms())
     page = service.read_page(store, record, partition, start, limit)
+    if not page.records and not final:
+        service.check_retained(store, record, partition, start)  # woken for records pruned meanwhile: 410, no spin
     return service.page_json(page) if page.records or final else None
 
 
