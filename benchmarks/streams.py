@@ -6,7 +6,7 @@ Starts a real `leo run`, ingests `--records` objects through the admin API into 
 1. one consumer reading the 1-partition stream with limit 1000 (HTTP, keep-alive, each answer
    decoded), next to the raw cost of the same work without leo: selecting the same rows from the
    SQLite file and JSON-encoding them (target: at least 50% of that raw figure); and the same
-   consumer on httpx, whose own cost per 300 kB answer is several times the server's;
+   consumer on httpx (what leo_runtime.client uses);
 2. end-to-end latency from an ingest (admin API) to a long poll already waiting for it, p50 and
    p99 over `--changes` changes (targets: p50 < 20 ms, p99 < 100 ms);
 3. `LeoClient.consume` with 1, 2 and 4 partitions and as many workers (commits included);
@@ -303,7 +303,7 @@ def main() -> None:
     print(f"partner streams: {args.records:,} change records of ~{size:.0f} bytes, a real `leo run` over loopback")
     print(f"1. one consumer, limit 1000:       {leo_rate:>9,.0f} records/s  (http.client GET, keep-alive, answer decoded)")
     print(f"   raw SQLite select + JSON encode: {raw_rate:>9,.0f} records/s  (same rows, decoded and encoded with orjson)")
-    print(f"   the same consumer with httpx:    {httpx_rate:>9,.0f} records/s  (the client library is most of its cost)")
+    print(f"   the same consumer with httpx:    {httpx_rate:>9,.0f} records/s  (the library leo_runtime.client uses)")
     print(f"   leo / raw: {ratio:.0%} (target >= 50%) -> {'PASS' if ratio >= 0.5 else 'FAIL'}")
     print(f"2. ingest -> waiting long poll over {len(latencies)} changes: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
           f"(targets < 20 / < 100 ms) -> {'PASS' if p50 < 20 and p99 < 100 else 'FAIL'}")
