@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Config
+from .delivery.streams import stream_report
 from .delivery.webhooks import webhook_report
 from .errors import UsageError
 from .events import make_eid, position_of
@@ -175,7 +176,7 @@ def status_report(store: Store, config: Config | None) -> dict[str, Any]:
             }
         )
     return {"store": redact_urls(store.url), "runtimes": runtime_report(store, now), "bots": bots, "queues": queue_report(store),
-            "webhooks": webhook_report(store.webhook_status()), "streams": []}
+            "webhooks": webhook_report(store.webhook_status()), "streams": stream_report(store)}
 
 
 def runtime_report(store: Store, now: int) -> list[dict[str, Any]]:

@@ -7,7 +7,19 @@ traceback), 2 on bad usage.
 
 from __future__ import annotations
 
-from . import bots, checkpoints, deadletters, ingest, partners, project, queues, run, status, webhooks  # noqa: F401  (registers the commands)
+from . import (  # noqa: F401  (registers the commands)
+    bots,
+    checkpoints,
+    deadletters,
+    ingest,
+    partners,
+    project,
+    queues,
+    run,
+    status,
+    streams,
+    webhooks,
+)
 from .app import app
 
 

@@ -23,3 +23,5 @@ deadletters_app = typer.Typer(help="Events bots gave up on (on_error.dead_letter
 app.add_typer(deadletters_app, name="deadletters")
 webhooks_app = typer.Typer(help="Partner webhooks and batcher bots: batches and deliveries.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
+streams_app = typer.Typer(help="Partner streams: partitions, checkpoints, heads and lags; reset.", no_args_is_help=True)
+app.add_typer(streams_app, name="streams")

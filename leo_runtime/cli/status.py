@@ -12,6 +12,7 @@ from ..config import DEFAULT_FILE
 from ..operations import status_report
 from .app import app
 from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+from .streams import print_streams
 from .webhooks import print_webhooks
 
 
@@ -56,7 +57,7 @@ def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_
         out.print("dead: dead-lettered events waiting/total (see `leo deadletters list`)", markup=False)
     print_queues(report["queues"])
     print_webhooks(report["webhooks"])
-    out.print("streams: none", markup=False)
+    print_streams(report["streams"])
 
 
 def print_queues(queues: list[dict[str, Any]]) -> None:

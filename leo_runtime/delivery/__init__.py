@@ -3,4 +3,7 @@
 Importing this package registers their system pipelines (see `leo_runtime.system`).
 """
 
-from . import partner_webhooks  # noqa: F401  (registers the partner webhooks' system bots)
+from . import (
+    partner_webhooks,  # noqa: F401  (registers the partner webhooks' system bots)
+    stream_writers,  # noqa: F401  (registers the partner streams' writers)
+)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from .. import __version__
 from ..config import PipelinesFile
 from ..store import Store
-from . import admin, auth, batches, objects, webhooks
+from . import admin, auth, batches, objects, streams, webhooks
 from .problems import install_handlers
 
 HealthSnapshot = Callable[[], dict[str, Any]]
@@ -75,6 +75,7 @@ def create_app(store: Store, context: ApiContext | None = None) -> FastAPI:
     webhooks.install(app)
     batches.install(app)
     admin.install(app)
+    streams.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and bot states (no token needed)")
     async def healthz() -> Health:

@@ -20,11 +20,12 @@ from .base import (
     RunCommit,
     Store,
 )
+from .base_streams import StreamPartitionRecord, StreamRecord
 from .sqlite import SQLiteStore
 
 __all__ = ["BotInfo", "CheckpointInfo", "ObjectBatch", "ObjectChange", "ObjectCounts", "ObjectRecord", "ObjectRow",
-           "PartnerRecord", "PendingEvent", "QueueInfo", "RunCommit", "SQLiteStore", "Store", "open_store",
-           "resolve_store_path"]
+           "PartnerRecord", "PendingEvent", "QueueInfo", "RunCommit", "SQLiteStore", "Store", "StreamPartitionRecord",
+           "StreamRecord", "open_store", "resolve_store_path"]
 
 
 def resolve_store_path(url: str, base_dir: str | Path | None = None) -> tuple[Path, dict[str, str]]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..events import Event, RawJSON
+from .base_streams import StreamStore
 from .webhooks_base import StoreOp, WebhookStore
 
 
@@ -237,8 +238,11 @@ class ObjectRecord:
 AppendListener = Callable[[Mapping[str, int]], None]
 
 
-class Store(WebhookStore, ABC):
-    """The durable store. See the module docstring for positions, times and threading."""
+class Store(WebhookStore, StreamStore, ABC):
+    """The durable store. See the module docstring for positions, times and threading.
+
+    Partner webhooks' rows are `WebhookStore`'s methods (webhooks_base.py), partner streams'
+    `StreamStore`'s (base_streams.py)."""
 
     url: str
 
@@ -523,3 +527,4 @@ class Store(WebhookStore, ABC):
         more often an outage than an empty catalogue); an exception from ``rows`` also rolls
         everything back.
         """
+

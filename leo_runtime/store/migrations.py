@@ -243,4 +243,35 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX deliveries_by_webhook ON deliveries(webhook, sender)
         """,
     ),
+    (
+        6,
+        "streams: partner streams, their partitions, checkpoints and leases",
+        """
+        -- A partner's stream of one object type's changes (its query AND the partner's scope).
+        -- start_position: where its writer starts in T.changes (fixed when the stream is created).
+        -- generation grows with every reset, so a commit made before a reset is refused.
+        CREATE TABLE streams (
+            id TEXT PRIMARY KEY,
+            partner_id INTEGER NOT NULL REFERENCES partners(id),
+            object_type TEXT NOT NULL,
+            query TEXT,
+            partitions INTEGER NOT NULL,
+            generation INTEGER NOT NULL DEFAULT 1,
+            start_position INTEGER NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX streams_by_partner ON streams(partner_id);
+        -- One row per partition: the partner's checkpoint (a position, exclusive) and the lease
+        -- a consumer may hold on it (lease_id NULL, or expired: nobody holds it).
+        CREATE TABLE stream_partitions (
+            stream_id TEXT NOT NULL REFERENCES streams(id),
+            partition INTEGER NOT NULL,
+            checkpoint INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            lease_id TEXT,
+            lease_expires_at INTEGER,
+            PRIMARY KEY (stream_id, partition)
+        ) WITHOUT ROWID
+        """,
+    ),
 ]

@@ -39,6 +39,7 @@ from .base import (
 from .migrations import SQLITE_MIGRATIONS
 from .ownership import APPLICATION_ID, check_header, check_writable, ownership, reader_uri
 from .sqlite_objects import apply_batches
+from .sqlite_streams import SQLiteStreams
 from .sqlite_webhooks import SQLiteWebhooks, apply_ops
 
 _INSERT_EVENT = (
@@ -52,7 +53,7 @@ _BOT_COLUMNS = (
 _PARTNER_COLUMNS = "id, name, scope, created_at, revoked_at, token_hash"
 
 
-class SQLiteStore(SQLiteWebhooks, Store):
+class SQLiteStore(SQLiteWebhooks, SQLiteStreams, Store):
     """`Store` over one SQLite database file (see the module docstring for concurrency).
 
     Opening refuses a file that is not a leo store (see `ownership`) and leaves it untouched.

@@ -53,6 +53,7 @@ def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
     def install_clock(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
         monkeypatch.setattr("leo_runtime.store.sqlite.now_ms", clock)
         monkeypatch.setattr("leo_runtime.store.sqlite_webhooks.now_ms", clock)
+        monkeypatch.setattr("leo_runtime.store.sqlite_streams.now_ms", clock)
 
     yield Backend(
         name="sqlite",

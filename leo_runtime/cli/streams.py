@@ -1,0 +1,110 @@
+"""`leo streams list|reset`: partner streams with their partitions, checkpoints, heads and lags."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..config import DEFAULT_FILE, Config, PipelinesFile
+from ..delivery.streams import reset, stream_by_id, stream_report
+from ..errors import InputError, NotFound, UsageError
+from ..safetext import shown
+from ..store import Store
+from .app import streams_app
+from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+
+
+@streams_app.command("list")
+@handles_errors
+def streams_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Every partner stream: its partner, and per partition the checkpoint, head and lag."""
+    the_store, _ = open_project(file, store, read_only=True)
+    try:
+        streams = stream_report(the_store)
+    finally:
+        the_store.close()
+    if as_json:
+        emit_json(streams)
+        return
+    print_streams(streams)
+
+
+def print_streams(streams: list[dict[str, Any]]) -> None:
+    """The streams table (`leo streams list`, `leo status`): one row per partition."""
+    if not streams:
+        out.print("streams: none", markup=False)
+        return
+    table = Table(title="streams", title_justify="left")
+    for column in ("stream", "partner", "type", "gen", "partition", "checkpoint", "head", "lag", "leased until"):
+        table.add_column(column, overflow="fold")
+    for stream in streams:
+        for part in stream["partitions"]:
+            first = part["partition"] == stream["partitions"][0]["partition"]
+            cells = (stream["id"] if first else "", (stream["partner"] or "?") if first else "",
+                     stream["object_type"] if first else "", str(stream["generation"]) if first else "",
+                     str(part["partition"]), str(part["checkpoint"]), str(part["head"]), str(part["lag"]),
+                     part["leased_until"] or "-")
+            table.add_row(*(Text(cell) for cell in cells))
+    out.print(table)
+
+
+@streams_app.command("reset")
+@handles_errors
+def streams_reset(
+    stream_id: Annotated[str, typer.Argument(help="the stream's id (leo streams list)")],
+    to: Annotated[str, typer.Option("--to", help="earliest, latest, an RFC 3339 time or -PT1H (that long ago)")],
+    partitions: Annotated[str | None, typer.Option("--partitions", help="partitions to reset, like 0,2 (default: all)")] = None,
+    file: FileOption = Path(DEFAULT_FILE),
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move a stream's checkpoints (as POST /v1/streams/ID/reset does): its consumers replay from
+    there, and the generation grows so commits of earlier reads are refused."""
+    chosen = _partitions(partitions)
+    the_store, config = open_project(file, store)
+    try:
+        record = _stream(the_store, stream_id)
+        try:
+            updated, moved = reset(the_store, record, to, chosen, _retention(config), field="--to")
+        except InputError as exc:  # a value that does not parse, or names no partition: bad usage
+            raise UsageError(str(exc).replace("partitions:", "--partitions:", 1)) from None
+    finally:
+        the_store.close()
+    result = {"stream": stream_id, "generation": updated.generation,
+              "partitions": [{"partition": m["partition"], "checkpoint": m["position"], "clamped": m["clamped"]}
+                             for m in moved]}
+    if as_json:
+        emit_json(result)
+        return
+    clamped = " (clamped to the oldest retained record)" if any(m["clamped"] for m in moved) else ""
+    where = ", ".join(f"{m['partition']}@{m['position']}" for m in moved)
+    out.print(f"stream '{stream_id}' reset to {to}{clamped}: partitions {where}; generation {updated.generation}",
+              markup=False)
+
+
+def _partitions(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",")]
+    if not all(item.isascii() and item.isdecimal() and len(item) <= 4 for item in items):
+        raise UsageError(f"--partitions {shown(text)}: write partition numbers separated by commas, like 0,2")
+    return [int(item) for item in items]
+
+
+def _stream(store: Store, stream_id: str) -> Any:
+    try:
+        return stream_by_id(store, stream_id)
+    except NotFound:
+        ids = [record.id for record in store.streams()]
+        hint = difflib.get_close_matches(stream_id, ids, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise UsageError(f"unknown stream {shown(stream_id)}{suggestion}; `leo streams list` shows them") from None
+
+
+def _retention(config: Config | None) -> float:
+    return (config.model if config is not None else PipelinesFile(version=1)).retention

@@ -1,0 +1,370 @@
+"""Partner streams: partitions, positions, reads, commits, resets by time and leases.
+
+A stream's `stream_writer` bot copies each matching change record of ``{object_type}.changes``
+into one of the stream's partition queues (``streams.<id>.<p>``, ``p = crc32(key) % partitions``)
+in the transaction that moves its checkpoint. Partition queues are ordinary queues: a read is
+`Store.read`, a reset by time is `Store.position_at`, retention is the store's prune. The
+partner's checkpoint per partition, the stream's generation and the leases live in the store's
+stream tables (`StreamStore`).
+
+Both the HTTP API and the CLI call these functions; they raise `InputError` (422 / exit 1),
+`NotFound` (404), `Conflict` (409) or `PositionExpired` (410), with messages that name the field.
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InputError, LeoError, NotFound
+from ..jsonio import canonical, parse
+from ..safetext import shown
+from ..store import Store, StreamPartitionRecord, StreamRecord
+from ..store.base_streams import check_lease
+from ..timeutil import format_time, now_ms, parse_duration, parse_time
+from .positions import decode_position, encode_position, position_tag
+from .subscriptions import check_query
+
+MAX_PARTITIONS = 64
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+MAX_WAIT_SECONDS = 60.0
+READ_MAX_BYTES = 8 * 1024 * 1024
+"""A read answers at most this many bytes of records (and at least one record when there is one)."""
+DEFAULT_LEASE_SECONDS = 30.0
+MAX_LEASE_SECONDS = 3600.0
+WRITERS_PIPELINE = "system:streams"
+
+
+class PositionExpired(LeoError):
+    """A read from a position older than retention: records after it may have been pruned (410)."""
+
+
+def writer_id(stream_id: str) -> str:
+    """The id of a partner stream's writer bot (``:`` keeps it apart from pipelines.yaml ids)."""
+    return f"streams:{stream_id}"
+
+
+def partitions_base(stream_id: str) -> str:
+    """The prefix of a partner stream's partition queues: ``streams.<id>``."""
+    return f"streams.{stream_id}"
+
+
+def partition_queue(base: str, partition: int) -> str:
+    """The queue of one partition: ``<base>.<partition>``."""
+    return f"{base}.{partition}"
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition a key's records go to: ``zlib.crc32(key.encode()) % partitions``."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
+
+
+def new_stream_id() -> str:
+    """A fresh, unguessable stream id (``st_`` and 20 hex digits)."""
+    return "st_" + secrets.token_hex(10)
+
+
+# -- creating and describing ----------------------------------------------------------------------
+def create_stream(
+    store: Store, partner_id: int, object_types: Iterable[str], retention_seconds: float, *, object_type: str,
+    query: Mapping[str, Any] | None, partitions: int, start_at: str,
+) -> StreamRecord:
+    """Validate and add a stream; its writer starts at the position `start_at` names.
+
+    ``start_at``: ``now`` (every change committed after this returns), ``earliest`` (the oldest
+    retained change) or an RFC 3339 time (the first change at or after it, clamped to retention).
+    """
+    known = sorted(object_types)
+    if object_type not in known:
+        raise InputError(f"object_type: unknown object type {shown(object_type)} (known: {', '.join(known) or 'none'})")
+    checked = check_query(query, "query")
+    if not (isinstance(partitions, int) and 1 <= partitions <= MAX_PARTITIONS) or isinstance(partitions, bool):
+        raise InputError(f"partitions: {shown(partitions)} is not a whole number from 1 to {MAX_PARTITIONS}")
+    start = start_position(store, start_at, retention_seconds)
+    query_json = canonical(checked).decode() if checked else None
+    return store.create_stream(new_stream_id(), partner_id, object_type, query_json, partitions, start)
+
+
+def start_position(store: Store, start_at: str, retention_seconds: float) -> int | None:
+    """Where a new stream's writer starts (None: now, fixed inside the creating transaction)."""
+    text = start_at.strip() if isinstance(start_at, str) else start_at
+    if text == "now":
+        return None
+    if text == "earliest":
+        return retention_floor(store, retention_seconds)
+    if not isinstance(text, str):
+        raise InputError(f"start_at: {shown(start_at)} is not now, earliest or an RFC 3339 time")
+    try:
+        moment = parse_time(text)
+    except ValueError as exc:
+        raise InputError(f"start_at: {exc}; or use now or earliest") from None
+    if moment > now_ms():
+        raise InputError(f"start_at: {shown(start_at)} is in the future; use now to start with the next change")
+    return max(store.position_at(moment), retention_floor(store, retention_seconds))
+
+
+def retention_floor(store: Store, retention_seconds: float) -> int:
+    """The oldest position still within retention (what ``earliest`` means for a stream)."""
+    return max(store.first_position(), store.position_at(now_ms() - int(retention_seconds * 1000)))
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as an ISO 8601 duration: ``P7D``, ``PT1H``, ``P1DT2H30M``, ``PT0.5S``."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    fraction = seconds - whole
+    time = "".join(f"{value}{unit}" for value, unit in ((hours, "H"), (minutes, "M")) if value)
+    if secs or fraction:
+        time += f"{secs + fraction:g}S"
+    text = "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
+    return text if text != "P" else "PT0S"
+
+
+def describe(store: Store, record: StreamRecord, base_url: str, retention_seconds: float) -> dict[str, Any]:
+    """A stream as the API shows it: checkpoint, head and lag per partition."""
+    now = now_ms()
+    return {
+        "id": record.id,
+        "url": f"{base_url}/v1/streams/{record.id}",
+        "object_type": record.object_type,
+        "query": parse(record.query_json) if record.query_json else None,
+        "generation": record.generation,
+        "retention": format_duration(retention_seconds),
+        "created_at": format_time(record.created_at),
+        "partitions": [
+            {
+                "partition": part.partition,
+                "checkpoint": encode_position(record.id, part.partition, part.checkpoint),
+                "head": encode_position(record.id, part.partition, head),
+                "lag": lag,
+                "leased_until": format_time(part.lease_expires_at) if part.leased(now) else None,
+            }
+            for part, head, lag in partition_marks(store, record)
+        ],
+    }
+
+
+def partition_marks(store: Store, record: StreamRecord) -> list[tuple[StreamPartitionRecord, int, int]]:
+    """(partition, head, lag) of each partition: the head is its newest record's position (the
+    stream's start while it has none); the lag counts the records after the checkpoint."""
+    base = partitions_base(record.id)
+    marks = []
+    for part in record.partitions:
+        queue = partition_queue(base, part.partition)
+        head = max(store.queue_head(queue), record.start_position)
+        marks.append((part, head, store.count_after(queue, part.checkpoint)))
+    return marks
+
+
+def find_stream(store: Store, partner_id: int, stream_id: str) -> StreamRecord:
+    """The partner's stream, or `NotFound`: another partner's stream looks exactly like none."""
+    record = store.stream(stream_id) if len(stream_id) <= 100 else None
+    if record is None or record.partner_id != partner_id:
+        raise NotFound(f"no stream {shown(stream_id)}; GET /v1/streams lists yours")
+    return record
+
+
+def parse_partition(record: StreamRecord, text: object, field: str = "partition") -> int:
+    """A partition number given as text or a number: a whole number of the stream's range."""
+    count = len(record.partitions)
+    value: int | None = None
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    elif isinstance(text, str) and text.isascii() and text.isdecimal() and len(text) <= 4:
+        value = int(text)
+    if value is None or not 0 <= value < count:
+        span = "0" if count == 1 else f"0 to {count - 1}"
+        raise InputError(f"{field}: {shown(text)} is not a partition of stream '{record.id}' (it has partitions {span})")
+    return value
+
+
+# -- reading ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Page:
+    """One read of a partition: the records after ``after`` (global positions) and the head.
+    ``records`` are ``(position, change-record JSON text)`` pairs."""
+
+    stream_id: str
+    partition: int
+    generation: int
+    after: int
+    head: int
+    records: Sequence[tuple[int, str]]
+
+    @property
+    def next_position(self) -> int:
+        """Where the next read continues: after the last record, or where this one started."""
+        return self.records[-1][0] if self.records else self.after
+
+
+def read_start(store: Store, record: StreamRecord, partition: int, after: str | None, lease_id: str | None) -> int:
+    """Where a read starts: the decoded `after`, else the partition's checkpoint. Checks the
+    lease (`Conflict`), the position (`InputError`) and retention (`PositionExpired`)."""
+    part = record.partitions[partition]
+    check_lease(part, lease_id, record.id, partition, now_ms())
+    if after is None:
+        position, what = part.checkpoint, "the checkpoint"
+    else:
+        position, what = decode_position(after, record.id, partition, len(record.partitions), "after"), "after"
+        if position > store.last_position():
+            raise InputError("after: the position is past the newest record (use a position the API returned)")
+    check_retained(store, record, partition, position, what)
+    return position
+
+
+def check_retained(store: Store, record: StreamRecord, partition: int, position: int, what: str = "after") -> None:
+    """`PositionExpired` when records of the partition after `position` may have been pruned:
+    the position is older than the oldest retained event and the partition has had records since."""
+    if position < store.first_position() and store.queue_head(partition_queue(partitions_base(record.id), partition)) > position:
+        raise PositionExpired(
+            f"{what} is older than the stream's retention: records after it were pruned; "
+            f"POST /v1/streams/{record.id}/reset with {{\"to\": \"earliest\"}} to go on from the oldest kept record"
+        )
+
+
+def read_page(store: Store, record: StreamRecord, partition: int, after: int, limit: int) -> Page:
+    """The records of a partition after global position `after` (at most `limit`, and at most
+    `READ_MAX_BYTES` of them but at least one)."""
+    queue = partition_queue(partitions_base(record.id), partition)
+    records = store.stream_records(queue, after, limit, READ_MAX_BYTES)
+    head = max(store.queue_head(queue), record.start_position, records[-1][0] if records else 0)
+    return Page(record.id, partition, record.generation, after, head, records)
+
+
+def page_json(page: Page) -> bytes:
+    """``{records, next_position, head, generation}`` as JSON bytes: each record is its stored
+    change-record text with ``"position"`` spliced in before its closing brace (never decoded:
+    this is the hot path of every read)."""
+    tag = position_tag(page.stream_id, page.partition)
+    parts = [
+        f'{text[:-1]},"position":"{tag}{seq:x}"}}' if text[-1:] == "}" and text[:1] == "{" and text != "{}"
+        else _wrapped(text, tag, seq)
+        for seq, text in page.records
+    ]
+    return (
+        f'{{"records":[{",".join(parts)}],"next_position":"{tag}{page.next_position:x}",'
+        f'"head":"{tag}{page.head:x}","generation":{page.generation}}}'
+    ).encode()
+
+
+def _wrapped(text: str, tag: str, seq: int) -> str:
+    """A record that is not a non-empty JSON object (a pipelines.yaml stream fed plain values)."""
+    if text == "{}":
+        return f'{{"position":"{tag}{seq:x}"}}'
+    return f'{{"value":{text},"position":"{tag}{seq:x}"}}'
+
+
+# -- committing, resetting, leasing --------------------------------------------------------------------
+def commit(store: Store, record: StreamRecord, partition: int, position: str, generation: int,
+           lease_id: str | None) -> StreamPartitionRecord:
+    """Move a partition's checkpoint to `position` (see `Store.commit_stream_checkpoint`)."""
+    seq = decode_position(position, record.id, partition, len(record.partitions), "position")
+    if seq > store.last_position():
+        raise InputError("position: past the newest record (commit a position the API returned)")
+    return store.commit_stream_checkpoint(record.id, partition, seq, generation, lease_id)
+
+
+@dataclass(frozen=True)
+class ResetTarget:
+    """Where a reset moves checkpoints: a global position, and whether it was clamped to retention."""
+
+    position: int
+    clamped: bool
+
+
+_RESET_FORMS = "earliest, latest, an RFC 3339 time (2026-11-26T19:00:00Z) or a negative duration (-PT1H: that long ago)"
+
+
+def reset_target(store: Store, to: object, retention_seconds: float, field: str = "to") -> ResetTarget:
+    """Resolve a reset's `to`: just before the first record appended at or after that time,
+    clamped to retention. `InputError` naming `field` for anything else or a future time."""
+    text = to.strip() if isinstance(to, str) else None
+    floor = retention_floor(store, retention_seconds)
+    if text == "earliest":
+        return ResetTarget(floor, False)
+    if text == "latest":
+        return ResetTarget(store.last_position(), False)
+    if not text:
+        raise InputError(f"{field}: {shown(to)}: use {_RESET_FORMS}")
+    now = now_ms()
+    if text[:1] in "-+Pp":  # a duration (a time starts with its year)
+        try:
+            seconds = parse_duration(text, what=field)
+        except ValueError as exc:
+            raise InputError(f"{field}: {exc}") from None
+        if not text.startswith("-") or seconds > 0:
+            raise InputError(f"{field}: {shown(text)}: a duration means that long ago, so it starts with '-' (like -PT1H)")
+        moment = now + int(seconds * 1000)
+    else:
+        try:
+            moment = parse_time(text)
+        except ValueError as exc:
+            raise InputError(f"{field}: {exc}; or use {_RESET_FORMS}") from None
+        if moment > now:
+            raise InputError(f"{field}: {shown(text)} is in the future; use latest to skip everything so far")
+    clamped = moment < now - int(retention_seconds * 1000)
+    return ResetTarget(max(store.position_at(moment), floor), clamped)
+
+
+def reset(store: Store, record: StreamRecord, to: object, partitions: Sequence[object] | None,
+          retention_seconds: float, field: str = "to") -> tuple[StreamRecord, list[dict[str, Any]]]:
+    """Move the checkpoints of `partitions` (default: all) to `to`; the generation grows.
+
+    Returns the stream afterwards and ``[{partition, position, clamped}]`` (global positions)."""
+    if partitions is not None and not partitions:
+        raise InputError("partitions: an empty list resets nothing; leave it out to reset every partition")
+    chosen = sorted({parse_partition(record, p, "partitions") for p in partitions}) if partitions is not None else [
+        part.partition for part in record.partitions]
+    target = reset_target(store, to, retention_seconds, field)
+    updated = store.reset_stream(record.id, {p: target.position for p in chosen})
+    return updated, [{"partition": p, "position": target.position, "clamped": target.clamped} for p in chosen]
+
+
+def lease(store: Store, record: StreamRecord, partition: int, ttl_seconds: float,
+          renew: str | None) -> StreamPartitionRecord:
+    """Take (or, with `renew`, extend) the partition's lease for `ttl_seconds`."""
+    if not (1 <= ttl_seconds <= MAX_LEASE_SECONDS):
+        raise InputError(f"ttl_seconds: {shown(ttl_seconds)} is not between 1 and {MAX_LEASE_SECONDS:g}")
+    return store.lease_stream_partition(record.id, partition, "ls_" + secrets.token_hex(12), int(ttl_seconds * 1000),
+                                        renew=renew)
+
+
+# -- operators -----------------------------------------------------------------------------------------
+def stream_report(store: Store) -> list[dict[str, Any]]:
+    """Every stream with its partner, partitions, checkpoints, heads and lags (global positions)."""
+    records = store.streams()  # first: a store older than the streams tables has none (and maybe no partners)
+    names = {partner.id: partner.name for partner in store.partners()} if records else {}
+    now = now_ms()
+    report = []
+    for record in records:
+        marks = partition_marks(store, record)
+        report.append({
+            "id": record.id,
+            "partner": names.get(record.partner_id),
+            "object_type": record.object_type,
+            "query": parse(record.query_json) if record.query_json else None,
+            "generation": record.generation,
+            "created_at": format_time(record.created_at),
+            "writer": writer_id(record.id),
+            "lag": sum(lag for _, _, lag in marks),
+            "partitions": [
+                {"partition": part.partition, "checkpoint": part.checkpoint, "head": head, "lag": lag,
+                 "leased_until": format_time(part.lease_expires_at) if part.leased(now) else None}
+                for part, head, lag in marks
+            ],
+        })
+    return report
+
+
+def stream_by_id(store: Store, stream_id: str) -> StreamRecord:
+    """Any partner's stream (operators), or `NotFound`."""
+    record = store.stream(stream_id)
+    if record is None:
+        raise NotFound(f"no stream {shown(stream_id)}; `leo streams list` shows them")
+    return record

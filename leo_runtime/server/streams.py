@@ -1,0 +1,369 @@
+"""Partner streams over HTTP: ``/v1/streams`` (create, list, get, delete, reset), and per partition
+records (long poll), checkpoint commits and leases.
+
+A read with nothing to return waits up to ``wait`` seconds on the runtime's in-process wakeup
+for the partition's queue (`ApiContext.wait`): no loop polls the store for it, an idle waiter is
+one future and one timer, and a client that hangs up frees its waiter at once (its disconnect is
+awaited beside the wakeup). Reads of up to 1,000 records run on the event loop, larger ones in
+a worker thread (see `INLINE_LIMIT`); other store work runs in worker threads. Record bodies are
+built from the stored change-record texts without decoding them (`delivery.streams.page_json`).
+
+Another partner's stream answers 404 exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import Query as QueryParam
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive
+
+from ..delivery import streams as service
+from ..delivery.positions import encode_position
+from ..partners import Partner
+from ..store import Store
+from ..store.base_streams import check_lease
+from ..timeutil import format_time, now_ms
+from .auth import current_partner
+from .bodies import LeoRoute
+from .problems import problem, problem_responses
+
+T = TypeVar("T")
+_PARTNER = "leo.partner"
+
+
+async def _authenticate(request: Request) -> None:
+    request.scope[_PARTNER] = await current_partner(request)
+
+
+class StreamRoute(LeoRoute):
+    """Stream routes: the partner's token is checked before a byte of the body is read."""
+
+    guard = staticmethod(_authenticate)
+
+
+def _partner(request: Request) -> Partner:
+    return request.scope[_PARTNER]
+
+
+CurrentPartner = Annotated[Partner, Depends(_partner)]
+LeaseHeader = Annotated[str | None, Header(alias="Lease-Id", description="the live lease's id (see /lease)",
+                                           max_length=200)]
+
+router = APIRouter(prefix="/v1/streams", tags=["streams"], route_class=StreamRoute,
+                   responses=problem_responses(401, 403), generate_unique_id_function=lambda route: route.name)
+
+
+# -- models -------------------------------------------------------------------------------------------
+class StreamIn(BaseModel):
+    """A new stream of one object type's changes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    object_type: str = Field(max_length=200, examples=["inventory"])
+    query: dict[str, Any] | None = Field(None, examples=[{"warehouse": "NYC", "quantity": {"lt": 5}}],
+                                         description="the changes' data must match it (and the partner's scope)")
+    partitions: int = Field(1, ge=1, le=service.MAX_PARTITIONS, strict=True,
+                            description="records go to partition crc32(key) % partitions; order holds within one")
+    start_at: str | None = Field("now", max_length=64, examples=["now", "earliest", "2026-11-26T19:00:00Z"],
+                                 description="now (default): changes from now on; earliest: every retained change; "
+                                 "an RFC 3339 time: changes from then on (clamped to retention)")
+
+
+class PartitionOut(BaseModel):
+    partition: int
+    checkpoint: str = Field(description="opaque position: reads without `after` continue after it")
+    head: str = Field(description="opaque position of the partition's newest record")
+    lag: int = Field(description="records after the checkpoint")
+    leased_until: str | None = Field(None, description="while a consumer's lease is live")
+
+
+class StreamOut(BaseModel):
+    id: str
+    url: str
+    object_type: str
+    query: dict[str, Any] | None
+    generation: int = Field(description="grows with each reset; commits must send the current one")
+    retention: str = Field(description="ISO 8601 duration records stay readable", examples=["P7D"])
+    created_at: str
+    partitions: list[PartitionOut]
+
+
+class RecordsOut(BaseModel):
+    records: list[dict[str, Any]] = Field(description="change records, each with its opaque `position`")
+    next_position: str = Field(description="pass as `after` to read on; commit it once the records are processed")
+    head: str
+    generation: int
+
+
+class CheckpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    position: str = Field(max_length=64, description="a position the API returned (usually next_position)")
+    generation: int = Field(strict=True, ge=1, description="the stream's generation the records were read in")
+
+
+class ResetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(max_length=64, examples=["-PT1H", "earliest", "latest", "2026-11-26T19:00:00Z"])
+    partitions: list[Annotated[int, Field(strict=True)]] | None = Field(None, max_length=service.MAX_PARTITIONS,
+                                                                        description="default: every partition")
+
+
+class ResetPartitionOut(BaseModel):
+    partition: int
+    checkpoint: str
+    clamped: bool = Field(description="the time was older than retention: moved to the oldest kept record")
+
+
+class ResetOut(BaseModel):
+    generation: int
+    partitions: list[ResetPartitionOut]
+
+
+class LeaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_seconds: float = Field(service.DEFAULT_LEASE_SECONDS, ge=1, le=service.MAX_LEASE_SECONDS, strict=True,
+                               allow_inf_nan=False)
+
+
+class LeaseOut(BaseModel):
+    lease_id: str = Field(description="send as header Lease-Id on reads and commits; renew before expires_at")
+    expires_at: str
+    partition: int
+    checkpoint: str
+    generation: int
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def install(app: FastAPI) -> None:
+    """Add the stream routes and the 410 for positions older than retention."""
+
+    async def expired(request: Request, exc: Exception) -> JSONResponse:
+        return problem(410, str(exc))
+
+    app.add_exception_handler(service.PositionExpired, expired)
+    app.include_router(router)
+
+
+INLINE_LIMIT = 1000
+"""Reads of at most this many records run on the event loop (about 1-2 ms for 1,000 records of
+~300 bytes): a hop to a worker thread and back costs more than that on a busy machine. Larger
+reads (up to `service.MAX_LIMIT` records or `READ_MAX_BYTES`) go to a worker thread."""
+
+
+async def _off_loop(func: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, func)
+
+
+async def _reading(func: Callable[[], T], limit: int) -> T:
+    return func() if limit <= INLINE_LIMIT else await _off_loop(func)
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def _retention(request: Request) -> float:
+    return request.app.state.context.settings.retention
+
+
+def _base_url(request: Request) -> str:
+    public = request.app.state.context.settings.server.public_url
+    return (public or str(request.base_url)).rstrip("/")
+
+
+def _changed(request: Request) -> None:
+    changed = request.app.state.context.changed
+    if changed is not None:
+        changed()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client hangs up (the request body, if any, is skipped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _wait_unless_gone(request: Request, waiting: Awaitable[bool]) -> bool | None:
+    """Await `waiting` (a wakeup); None as soon as the client disconnects instead (the wakeup
+    is cancelled, which removes its waiter)."""
+    wakeup = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(_disconnected(request.receive))
+    try:
+        await asyncio.wait((wakeup, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        wakeup.cancel()
+        gone.cancel()
+    if wakeup.done() and not wakeup.cancelled():
+        return wakeup.result()
+    return None
+
+
+# -- routes -------------------------------------------------------------------------------------------
+@router.post("", status_code=201, summary="Create a stream", responses=problem_responses(413, 415, 422))
+def create_stream(body: StreamIn, request: Request, response: Response, partner: CurrentPartner) -> StreamOut:
+    """A stream of the object type's changes that match `query` and the partner's scope. It starts
+    gathering at once: with ``start_at: now`` every change committed after this answer is in it."""
+    settings = request.app.state.context.settings
+    store = _store(request)
+    record = service.create_stream(
+        store, partner.id, settings.object_types, settings.retention, object_type=body.object_type, query=body.query,
+        partitions=body.partitions, start_at=body.start_at if body.start_at is not None else "now",
+    )
+    _changed(request)
+    described = service.describe(store, record, _base_url(request), settings.retention)
+    response.headers["Location"] = described["url"]
+    return StreamOut.model_validate(described)
+
+
+@router.get("", summary="List the partner's streams")
+def list_streams(request: Request, partner: CurrentPartner) -> list[StreamOut]:
+    store = _store(request)
+    return [StreamOut.model_validate(service.describe(store, record, _base_url(request), _retention(request)))
+            for record in store.streams(partner.id)]
+
+
+@router.get("/{stream_id}", summary="A stream: checkpoint, head and lag per partition", responses=problem_responses(404))
+def get_stream(stream_id: str, request: Request, partner: CurrentPartner) -> StreamOut:
+    store = _store(request)
+    record = service.find_stream(store, partner.id, stream_id)
+    return StreamOut.model_validate(service.describe(store, record, _base_url(request), _retention(request)))
+
+
+@router.delete("/{stream_id}", status_code=204, response_class=Response, summary="Delete a stream",
+               responses=problem_responses(404))
+def delete_stream(stream_id: str, request: Request, partner: CurrentPartner) -> Response:
+    """The stream stops gathering at once; its records go when retention prunes them."""
+    store = _store(request)
+    service.find_stream(store, partner.id, stream_id)
+    store.delete_stream(stream_id)
+    _changed(request)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{stream_id}/partitions/{partition}/records",
+    summary="Read a partition's records (long poll)",
+    response_class=Response,
+    responses={200: {"model": RecordsOut}, **problem_responses(404, 409, 410, 422)},
+)
+async def read_records(
+    stream_id: str,
+    partition: str,
+    request: Request,
+    partner: CurrentPartner,
+    after: Annotated[str | None, QueryParam(max_length=64, description="a position; default: the checkpoint")] = None,
+    limit: Annotated[int, QueryParam(ge=1, le=service.MAX_LIMIT)] = service.DEFAULT_LIMIT,
+    wait: Annotated[float, QueryParam(ge=0, le=service.MAX_WAIT_SECONDS, allow_inf_nan=False,
+                                      description="seconds to wait for a record when there is none")] = 0,
+    lease_id: LeaseHeader = None,
+) -> Response:
+    """Records after `after` (default: after the checkpoint), oldest first. With none there, waits
+    up to `wait` seconds (max 60) and answers as soon as one arrives. 409 while another consumer's
+    lease is live, 410 for a position older than retention."""
+    store = _store(request)
+
+    def first() -> tuple[int, int, bytes | None]:
+        record = service.find_stream(store, partner.id, stream_id)
+        number = service.parse_partition(record, partition)
+        start = service.read_start(store, record, number, after, lease_id)
+        page = service.read_page(store, record, number, start, limit)
+        return number, start, service.page_json(page) if page.records or not wait else None
+
+    number, start, body = await _reading(first, limit)
+    waiter = request.app.state.context.wait
+    if body is None and waiter is None:  # no runtime lends wakeups (a bare app): answer at once
+        body = await _reading(lambda: _again(store, partner, stream_id, number, start, limit, lease_id, final=True), limit)
+    if body is None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        queue = service.partition_queue(service.partitions_base(stream_id), number)
+        while body is None:
+            remaining = deadline - loop.time()
+            woke = await _wait_unless_gone(request, waiter(queue, start, max(remaining, 0)))
+            if woke is None:  # the client hung up: nobody reads an answer
+                return Response(status_code=204)
+            final = loop.time() >= deadline
+            body = await _reading(lambda final=final: _again(store, partner, stream_id, number, start, limit, lease_id,
+                                                             final=final), limit)
+    return Response(body, media_type="application/json")
+
+
+def _again(store: Store, partner: Partner, stream_id: str, partition: int, start: int, limit: int,
+           lease_id: str | None, *, final: bool) -> bytes | None:
+    """Read again after a wakeup (the stream may be gone or leased meanwhile); None when there is
+    still nothing and time is left."""
+    record = service.find_stream(store, partner.id, stream_id)
+    check_lease(record.partitions[partition], lease_id, stream_id, partition, now_ms())
+    page = service.read_page(store, record, partition, start, limit)
+    if not page.records and not final:
+        service.check_retained(store, record, partition, start)  # woken for records pruned meanwhile: 410, no spin
+    return service.page_json(page) if page.records or final else None
+
+
+@router.put("/{stream_id}/partitions/{partition}/checkpoint", status_code=204, response_class=Response,
+            summary="Commit a partition's checkpoint", responses=problem_responses(404, 409, 413, 415, 422))
+def commit_checkpoint(stream_id: str, partition: str, body: CheckpointIn, request: Request, partner: CurrentPartner,
+                      lease_id: LeaseHeader = None) -> Response:
+    """Move the checkpoint to `position` (after processing the records up to it). Committing it
+    again is harmless; 409 for a position behind the checkpoint, a stale generation (the stream was
+    reset: read again from the checkpoint) or a lease held by another consumer."""
+    store = _store(request)
+    record = service.find_stream(store, partner.id, stream_id)
+    number = service.parse_partition(record, partition)
+    service.commit(store, record, number, body.position, body.generation, lease_id)
+    return Response(status_code=204)
+
+
+@router.post("/{stream_id}/reset", summary="Move checkpoints back (or forward) in time",
+             responses=problem_responses(404, 413, 415, 422))
+def reset_stream(stream_id: str, body: ResetIn, request: Request, partner: CurrentPartner) -> ResetOut:
+    """Each checkpoint moves to just before the first record appended at or after `to`
+    (``earliest``, ``latest``, an RFC 3339 time or ``-PT1H``), clamped to retention; the generation
+    grows, so commits of reads made before the reset are refused (409)."""
+    store = _store(request)
+    record = service.find_stream(store, partner.id, stream_id)
+    updated, moved = service.reset(store, record, body.to, body.partitions, _retention(request))
+    return ResetOut(generation=updated.generation, partitions=[
+        ResetPartitionOut(partition=item["partition"], checkpoint=encode_position(stream_id, item["partition"],
+                                                                                  item["position"]),
+                          clamped=item["clamped"])
+        for item in moved
+    ])
+
+
+@router.post("/{stream_id}/partitions/{partition}/lease", summary="Lease a partition (parallel consumers)",
+             responses=problem_responses(404, 409, 413, 415, 422))
+def lease_partition(stream_id: str, partition: str, request: Request, partner: CurrentPartner,
+                    body: LeaseIn | None = None, lease_id: LeaseHeader = None) -> LeaseOut:
+    """While the lease is live, reads and commits of the partition need header ``Lease-Id``; others
+    get 409. Send your ``Lease-Id`` here to renew it before it expires. 409 while another
+    consumer's lease is live."""
+    store = _store(request)
+    record = service.find_stream(store, partner.id, stream_id)
+    number = service.parse_partition(record, partition)
+    ttl = body.ttl_seconds if body is not None else service.DEFAULT_LEASE_SECONDS
+    held = service.lease(store, record, number, ttl, lease_id)
+    return LeaseOut(lease_id=held.lease_id or "", expires_at=format_time(held.lease_expires_at) or "", partition=number,
+                    checkpoint=encode_position(stream_id, number, held.checkpoint), generation=record.generation)
+
+
+@router.delete("/{stream_id}/partitions/{partition}/lease", status_code=204, response_class=Response,
+               summary="Give a lease up", responses=problem_responses(404, 422))
+def release_partition(stream_id: str, partition: str, request: Request, partner: CurrentPartner,
+                      lease_id: LeaseHeader = None) -> Response:
+    """Another consumer can lease the partition at once (a lease that is not live is ignored)."""
+    store = _store(request)
+    record = service.find_stream(store, partner.id, stream_id)
+    number = service.parse_partition(record, partition)
+    if lease_id:
+        store.release_stream_partition(stream_id, number, lease_id)
+    return Response(status_code=204)

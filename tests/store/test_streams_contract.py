@@ -1,0 +1,112 @@
+"""The store contract for partner streams (runs once per backend): creation at "now", checkpoints
+that only move forward within a generation, resets that bump it, and leases."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from leo_runtime.errors import Conflict, NotFound
+from leo_runtime.store import Store
+
+from .conftest import FakeClock
+
+
+def partner(store: Store, name: str = "acme") -> int:
+    return store.create_partner(name, hashlib.sha256(name.encode()).digest(), None).id
+
+
+def test_a_stream_starts_now_with_every_partition_at_that_position(store: Store, clock: FakeClock) -> None:
+    owner = partner(store)
+    store.append("inventory.changes", [1, 2, 3])
+    created = store.create_stream("st_1", owner, "inventory", '{"a":1}', 3, None)
+    assert (created.id, created.partner_id, created.object_type, created.query_json, created.generation,
+            created.start_position, created.created_at) == ("st_1", owner, "inventory", '{"a":1}', 1, 3, clock.now)
+    assert [(p.partition, p.checkpoint, p.lease_id) for p in created.partitions] == [(0, 3, None), (1, 3, None), (2, 3, None)]
+    assert store.stream("st_1") == created
+    at = store.create_stream("st_2", owner, "order", None, 1, 1)
+    assert at.start_position == 1 and at.partitions[0].checkpoint == 1
+    assert [s.id for s in store.streams()] == ["st_1", "st_2"]
+    assert [s.id for s in store.streams(owner)] == ["st_1", "st_2"] and store.streams(owner + 1) == []
+    with pytest.raises(Conflict):
+        store.create_stream("st_1", owner, "inventory", None, 1, None)
+    assert store.stream("nope") is None
+
+
+def test_live_ids_leave_out_revoked_partners_and_deleted_streams(store: Store) -> None:
+    acme, globex = partner(store), partner(store, "globex")
+    store.create_stream("st_a", acme, "inventory", None, 1, None)
+    store.create_stream("st_b", globex, "inventory", None, 1, None)
+    store.create_stream("st_c", acme, "inventory", None, 1, None)
+    assert store.live_stream_ids() == ("st_a", "st_b", "st_c")
+    store.revoke_partner("globex")
+    assert store.delete_stream("st_a") is True and store.delete_stream("st_a") is False
+    assert store.live_stream_ids() == ("st_c",)
+    assert store.stream("st_a") is None
+
+
+def test_a_checkpoint_moves_forward_only_within_its_generation(store: Store) -> None:
+    owner = partner(store)
+    store.append("q", list(range(10)))
+    store.create_stream("st_1", owner, "inventory", None, 2, 0)
+    assert store.commit_stream_checkpoint("st_1", 1, 5, 1, None).checkpoint == 5
+    assert store.commit_stream_checkpoint("st_1", 1, 5, 1, None).checkpoint == 5  # again: harmless
+    with pytest.raises(Conflict, match="behind the checkpoint"):
+        store.commit_stream_checkpoint("st_1", 1, 4, 1, None)
+    with pytest.raises(Conflict, match="generation 2 is stale"):
+        store.commit_stream_checkpoint("st_1", 1, 6, 2, None)
+    reset = store.reset_stream("st_1", {1: 2})
+    assert reset.generation == 2 and [p.checkpoint for p in reset.partitions] == [0, 2]
+    with pytest.raises(Conflict, match="generation 1 is stale"):
+        store.commit_stream_checkpoint("st_1", 1, 6, 1, None)
+    assert store.commit_stream_checkpoint("st_1", 1, 3, 2, None).checkpoint == 3
+    with pytest.raises(NotFound):
+        store.commit_stream_checkpoint("st_1", 2, 3, 2, None)
+    with pytest.raises(NotFound):
+        store.reset_stream("st_1", {5: 1})
+    assert store.stream("st_1").generation == 2  # the refused reset wrote nothing
+    with pytest.raises(NotFound):
+        store.reset_stream("nope", {0: 1})
+
+
+def test_leases_are_exclusive_until_they_expire_or_are_released(store: Store, clock: FakeClock) -> None:
+    owner = partner(store)
+    store.create_stream("st_1", owner, "inventory", None, 1, 0)
+    held = store.lease_stream_partition("st_1", 0, "L1", 10_000)
+    assert (held.lease_id, held.lease_expires_at) == ("L1", clock.now + 10_000)
+    with pytest.raises(Conflict, match="leased by another consumer"):
+        store.lease_stream_partition("st_1", 0, "L2", 10_000)
+    with pytest.raises(Conflict, match="send the Lease-Id"):
+        store.commit_stream_checkpoint("st_1", 0, 1, 1, None)
+    with pytest.raises(Conflict, match="not the live lease"):
+        store.commit_stream_checkpoint("st_1", 0, 1, 1, "L2")
+    assert store.commit_stream_checkpoint("st_1", 0, 1, 1, "L1").checkpoint == 1
+    clock.advance(5_000)
+    renewed = store.lease_stream_partition("st_1", 0, "ignored", 10_000, renew="L1")
+    assert (renewed.lease_id, renewed.lease_expires_at) == ("L1", clock.now + 10_000)
+    clock.advance(10_000)  # expired: anyone may take it, and its old holder is refused
+    assert store.lease_stream_partition("st_1", 0, "L2", 10_000).lease_id == "L2"
+    with pytest.raises(Conflict, match="no longer live"):
+        store.lease_stream_partition("st_1", 0, "x", 10_000, renew="L1")
+    with pytest.raises(Conflict, match="not the live lease"):
+        store.commit_stream_checkpoint("st_1", 0, 2, 1, "L1")
+    assert store.release_stream_partition("st_1", 0, "L1") is False
+    assert store.release_stream_partition("st_1", 0, "L2") is True
+    with pytest.raises(Conflict, match="no longer live"):
+        store.commit_stream_checkpoint("st_1", 0, 2, 1, "L2")
+    assert store.commit_stream_checkpoint("st_1", 0, 2, 1, None).checkpoint == 2
+    with pytest.raises(NotFound):
+        store.lease_stream_partition("st_1", 1, "L3", 1000)
+
+
+def test_stream_records_are_positions_and_texts_bounded_by_count_and_size(store: Store) -> None:
+    first, _ = store.append("streams.st_1.0", [{"n": i, "pad": "x" * 100} for i in range(10)])
+    store.append("other", [1])
+    rows = store.stream_records("streams.st_1.0", first, 3, 1_000_000)
+    assert [seq for seq, _ in rows] == [first + 1, first + 2, first + 3]
+    assert [text for _, text in rows] == [event.payload_json for event in store.read("streams.st_1.0", first, 3)]
+    size = len(rows[0][1])
+    assert len(store.stream_records("streams.st_1.0", 0, 100, 2 * size + 1)) == 3  # the one that reaches the bound is in
+    assert len(store.stream_records("streams.st_1.0", 0, 100, 1)) == 1  # at least one
+    assert store.stream_records("nothing.here", 0, 10, 100) == []
