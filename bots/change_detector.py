@@ -108,7 +108,9 @@ class ChangeDetector(SourceBot):
         full = settings.snapshot == "full"
         for read in source.reads(ctx):
             # Yielded batches commit with ctx.state (the source's cursor) in one transaction.
-            yield objects.batch_of_rows(settings.object_type, read.rows, complete=full and read.complete, source=read.name)
+            yield objects.batch_of_rows(
+                settings.object_type, read.rows, complete=full and read.complete, source=read.name, pages=read.pages
+            )
 
 
 def _key_field(ctx: BotContext, object_type: str) -> str:
