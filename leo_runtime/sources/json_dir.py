@@ -3,8 +3,9 @@
 The bot's state remembers each file's size, modification time and inode; a run reads only when
 they changed. Under ``snapshot: full`` the folder is the whole source: any change re-reads every
 file (in name order) as one complete read, so a key found in no file is deleted (an empty
-folder is taken as "nothing written yet", not as an empty snapshot). Under ``partial`` each new
-or changed files (up to the run's byte bound) are read as one partial read, in name order, and nothing is deleted.
+folder is taken as "nothing written yet", not as an empty snapshot). Under ``partial`` the new
+and changed files (up to the run's byte bound) are one read, in name order, and nothing is
+deleted.
 
 A file that is malformed, empty or still being written (its size or time changes while it is
 read) fails the run with its name and line; nothing of it is applied, and it is read again on

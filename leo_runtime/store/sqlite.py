@@ -115,7 +115,9 @@ class SQLiteStore(Store):
                 conn = self._connect()
                 conn.execute(f"PRAGMA synchronous={self._synchronous}")
                 conn.execute("PRAGMA cache_size=-32000")
-                conn.execute("PRAGMA temp_store=MEMORY")
+                # Temporary tables (a long read's rows set aside) in a file: memory stays flat whatever
+                # their size, and small ones never leave the page cache anyway.
+                conn.execute("PRAGMA temp_store=FILE")
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self.url}: cannot open: {exc}") from exc
             self._local.conn = conn

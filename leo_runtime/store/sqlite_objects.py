@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from ..errors import LeaseLost, StoreError
 from .base import ObjectBatch, ObjectChange, ObjectRow, RunCommit
@@ -38,7 +41,11 @@ WRITE_PAUSE_SECONDS = 0.12
 """The pause between two write transactions of a long apply: longer than the 100 ms between two
 tries of SQLite's busy handler, so a writer waiting in another process gets its turn."""
 MEMORY_ROWS = 4096
-"""Rows set aside in memory before they go to the temporary table."""
+"""Rows set aside in memory before they go to the temporary table (as one of its rows)."""
+
+_NO_RAW_HASH = bytes(16)
+_PENDING_KEYS = "SELECT j.value AS key FROM temp.object_pending AS p, json_each(p.keys) AS j"
+_loads = orjson.loads
 
 _INSERT_EVENT = (
     "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
@@ -77,6 +84,9 @@ class ObjectWriter:
 
     def rows(self, batch: ObjectBatch, rows: list[ObjectRow]) -> None:
         """Apply rows in order, as if one at a time (a key given again is compared again)."""
+        if batch.complete:  # a complete batch holds each key once (the comparison checked)
+            self._rows(batch, rows)
+            return
         for part in _in_order(rows):
             self._rows(batch, part)
 
@@ -237,14 +247,16 @@ def _delete_named(writer: ObjectWriter, batch: ObjectBatch) -> None:
 
 # -- two steps: compare in a read transaction, then write in short transactions -----------------------
 class _SetAside:
-    """Candidates kept for writing later, in order: in memory, then in ``temp.object_pending``."""
+    """Candidates kept for writing later, in order: in memory, then in ``temp.object_pending``,
+    one table row per MEMORY_ROWS rows (keys as a JSON array, hashes and texts as blobs: one
+    insert per group costs far less than one per row)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.buffer: list[ObjectRow] = []
         self.buffered_keys: set[str] = set()
         self.spilled = False
-        self._indexed = False
+        self._keyed = False  # temp.object_pending_keys holds the keys set aside (for `pending`)
         self._read_after = 0
 
     def add(self, batch: ObjectBatch, rows: list[ObjectRow]) -> None:
@@ -257,49 +269,72 @@ class _SetAside:
     def pending(self, keys: list[str]) -> set[str]:
         found = self.buffered_keys.intersection(keys)
         if self.spilled:
-            if not self._indexed:
-                self.conn.execute("CREATE INDEX IF NOT EXISTS temp.object_pending_key ON object_pending(key)")
-                self._indexed = True
+            if not self._keyed:
+                self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS object_pending_keys (key TEXT PRIMARY KEY) WITHOUT ROWID")
+                self.conn.execute(f"INSERT OR IGNORE INTO temp.object_pending_keys(key) {_PENDING_KEYS}")
+                self._keyed = True
             found.update(
                 key for (key,) in self.conn.execute(
-                    f"SELECT key FROM temp.object_pending WHERE key IN ({_marks(len(keys))})", keys
+                    f"SELECT key FROM temp.object_pending_keys WHERE key IN ({_marks(len(keys))})", keys
                 )
             )
         return found
 
     def note_keys_sql(self) -> str | None:
         self._flush()
-        return "SELECT key FROM temp.object_pending" if self.spilled else None
+        return _PENDING_KEYS if self.spilled else None
 
     def _flush(self) -> None:
         if not self.buffer:
             return
+        conn = self.conn
         if not self.spilled:
-            self.conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS object_pending (id INTEGER PRIMARY KEY, key TEXT NOT NULL, "
-                "hash BLOB NOT NULL, raw_hash BLOB, data NOT NULL)"
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS object_pending (id INTEGER PRIMARY KEY, keys TEXT NOT NULL, "
+                "hashes BLOB NOT NULL, raw_hashes BLOB NOT NULL, lengths BLOB NOT NULL, data BLOB NOT NULL)"
             )
             self.spilled = True
-        self.conn.executemany(
-            "INSERT INTO temp.object_pending(key, hash, raw_hash, data) VALUES (?, ?, ?, ?)",
-            [(row[0], row[1], row[4] if len(row) > 4 else None, row[2]) for row in self.buffer],
+        rows = self.buffer
+        texts = [row[2] if type(row[2]) is bytes else row[2].encode() for row in rows]
+        keys = orjson.dumps([row[0] for row in rows]).decode()
+        conn.execute(
+            "INSERT INTO temp.object_pending(keys, hashes, raw_hashes, lengths, data) VALUES (?, ?, ?, ?, ?)",
+            (
+                keys,
+                b"".join([row[1] for row in rows]),
+                b"".join([(row[4] if len(row) > 4 else None) or _NO_RAW_HASH for row in rows]),
+                array("Q", map(len, texts)).tobytes(),
+                b"".join(texts),
+            ),
         )
+        if self._keyed:
+            conn.execute("INSERT OR IGNORE INTO temp.object_pending_keys(key) SELECT value FROM json_each(?)", (keys,))
         self.buffer = []
         self.buffered_keys = set()
 
-    def take(self, count: int) -> list[ObjectRow]:
-        """The next `count` rows set aside, in order ([] when all were taken)."""
+    def take(self) -> list[ObjectRow]:
+        """The next rows set aside, in order ([] when all were taken)."""
         if not self.spilled:
-            taken, self.buffer = self.buffer[:count], self.buffer[count:]
+            taken, self.buffer = self.buffer, []
             return taken
         self._flush()
-        rows = self.conn.execute(
-            "SELECT id, key, hash, data, raw_hash FROM temp.object_pending WHERE id > ? ORDER BY id LIMIT ?",
-            (self._read_after, count),
-        ).fetchall()
-        if rows:
-            self._read_after = rows[-1][0]
-        return [ObjectRow(key, hash_, data, None, raw) for _, key, hash_, data, raw in rows]
+        group = self.conn.execute(
+            "SELECT id, keys, hashes, raw_hashes, lengths, data FROM temp.object_pending WHERE id > ? ORDER BY id LIMIT 1",
+            (self._read_after,),
+        ).fetchone()
+        if group is None:
+            return []
+        self._read_after, keys_json, hashes, raw_hashes, lengths, data = group
+        sizes = array("Q")
+        sizes.frombytes(lengths)
+        rows = []
+        end = 0
+        for index, (key, size) in enumerate(zip(_loads(keys_json), sizes, strict=True)):
+            start, end = end, end + size
+            at = 16 * index
+            raw = raw_hashes[at:at + 16]
+            rows.append(ObjectRow(key, hashes[at:at + 16], data[start:end], None, None if raw == _NO_RAW_HASH else raw))
+        return rows
 
 
 class _TwoSteps:
@@ -329,7 +364,7 @@ class _TwoSteps:
         """Write until done (True) or past `deadline` (False: call again in a new transaction)."""
         batch = self.batch
         while self._stage == "rows":
-            rows = self.aside.take(PAGE)
+            rows = self.aside.take()
             if not rows:
                 self._stage = "missing"
                 break
@@ -410,8 +445,9 @@ def commit_run(
 
 def _clear_temp(conn: sqlite3.Connection) -> None:
     """Empty the temporary tables (their pages go back to the temporary file's free list)."""
-    for table in ("object_pending", "object_seen", "object_missing"):
+    for table in ("object_seen", "object_missing"):
         with suppress(sqlite3.OperationalError):  # never created on this connection
             conn.execute(f"DELETE FROM temp.{table}")
-    conn.execute("DROP INDEX IF EXISTS temp.object_pending_key")  # only partial reads given out of order need it
+    conn.execute("DROP TABLE IF EXISTS temp.object_pending")  # dropped: faster than emptying a large one
+    conn.execute("DROP TABLE IF EXISTS temp.object_pending_keys")
 
