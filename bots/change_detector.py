@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from leo_runtime import objects
-from leo_runtime.bot import BotContext, BotSettings, SourceBot, register_bot
+from leo_runtime.bot import BotContext, BotSettings, Claim, SourceBot, register_bot
 from leo_runtime.config.models import Name
 from leo_runtime.errors import BotError
 from leo_runtime.sources import Source
@@ -74,6 +74,22 @@ class ChangeDetector(SourceBot):
     @classmethod
     def default_schedule(cls, settings: BotSettings) -> str | None:
         return "watch" if settings.source.kind == "json_dir" else "1m"  # type: ignore[attr-defined]
+
+    @classmethod
+    def exclusive_claims(cls, settings: BotSettings) -> list[Claim]:
+        object_type = settings.object_type  # type: ignore[attr-defined]
+        if settings.snapshot != "full":  # type: ignore[attr-defined]
+            return []
+        # Each full read deletes every key its own source lacks: two of them on one type would
+        # delete each other's keys on every read, and recreate them on the next.
+        return [Claim(
+            f"full snapshot of {object_type}",
+            "snapshot",
+            f"snapshot: full for object type '{object_type}'",
+            "each full read would delete the keys only the other source holds, on every read; put both sources in "
+            "one bot (a json_dir folder holds any number of files), make one of them snapshot: partial, or give each "
+            "its own object type",
+        )]
 
     def __init__(self, settings: BotSettings, ctx: BotContext) -> None:
         super().__init__(settings, ctx)
