@@ -40,6 +40,8 @@ WRITE_SECONDS = 1.0
 WRITE_PAUSE_SECONDS = 0.12
 """The pause between two write transactions of a long apply: longer than the 100 ms between two
 tries of SQLite's busy handler, so a writer waiting in another process gets its turn."""
+WRITE_ROWS = PAGE
+"""Rows written between two looks at the clock."""
 MEMORY_ROWS = 4096
 """Rows set aside in memory before they go to the temporary table (as one of its rows)."""
 
@@ -346,6 +348,7 @@ class _TwoSteps:
         self.conn = store._conn()
         self.aside = _SetAside(self.conn)
         self._stage = "rows"
+        self._taken: list[ObjectRow] = []  # rows taken from those set aside, not written yet
         self._missing_after = ""
 
     def compare(self) -> None:
@@ -364,10 +367,12 @@ class _TwoSteps:
         """Write until done (True) or past `deadline` (False: call again in a new transaction)."""
         batch = self.batch
         while self._stage == "rows":
-            rows = self.aside.take()
-            if not rows:
-                self._stage = "missing"
-                break
+            if not self._taken:
+                self._taken = self.aside.take()
+                if not self._taken:
+                    self._stage = "missing"
+                    break
+            rows, self._taken = self._taken[:WRITE_ROWS], self._taken[WRITE_ROWS:]
             writer.rows(batch, rows)
             if time.monotonic() > deadline:
                 return False
