@@ -297,7 +297,8 @@ def ingest(
     snapshot: bool = False,
     source: str = "ingest",
 ) -> IngestResult:
-    """Push objects through change detection in ONE transaction; return what changed.
+    """Push objects through change detection; return what changed (every object is checked
+    before anything is written, see `Store.apply_objects`).
 
     Each object must be a JSON object whose `key_field` is a non-empty string or an integer (an
     integer key becomes its decimal text). Items are plain values (located as ``SOURCE: item N``

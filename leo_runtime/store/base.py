@@ -158,7 +158,10 @@ class RunCommit:
     appended in order, then ``dead_letters`` (each to its queue, with a `dead_letters` record).
     ``state`` replaces the bot's persistent state when not None. ``owner`` must still hold the
     bot's lease. ``objects`` are applied after the outputs, as `Store.apply_objects` does, so a
-    source's object changes commit with its cursor.
+    source's object changes commit with its cursor. A run whose only writes are ONE object batch
+    (a change detector's read) may be written in several transactions, as `Store.apply_objects`
+    writes one batch: its state and lease check commit with the last of them, so a run that
+    fails half way is done again and finds what was written unchanged.
     """
 
     bot_id: str
@@ -542,7 +545,14 @@ class Store(ABC):
 
     @abstractmethod
     def apply_objects(self, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
-        """Bring objects up to date and append their change records, all in ONE transaction.
+        """Bring objects up to date and append their change records.
+
+        Every row is checked and compared before anything is written: a bad row, a key given
+        twice in a complete batch or an error raised by ``rows`` writes nothing. A backend may
+        then write in several transactions (SQLite: one batch is compared without the write
+        lock and written in transactions of about a second, so other writers beside a long read
+        wait that long at most); each transaction holds whole changes, so objects and their
+        change queues always agree. Several batches apply in ONE transaction.
 
         For each batch, in order: every row is compared with the stored object of its key by
         content hash only (stored JSON is never decoded to compare). A new key, or one that was

@@ -395,6 +395,8 @@ class _TwoSteps:
         first = last = 0
         try:
             self.compare()
+            if each is None and not self._has_writes():
+                return 0, 0  # all unchanged: no write transaction at all
             while True:
                 with store._write() as conn:
                     if conn is not self.conn:  # the temporary tables live on this thread's connection
@@ -410,6 +412,15 @@ class _TwoSteps:
                 time.sleep(WRITE_PAUSE_SECONDS)  # let other writers in
         finally:
             _clear_temp(self.conn)
+
+
+    def _has_writes(self) -> bool:
+        batch = self.batch
+        if not isinstance(batch.deletes, list | tuple):
+            batch.deletes = list(batch.deletes)
+        if self.aside.buffer or self.aside.spilled or batch.deletes:
+            return True
+        return batch.complete and self.conn.execute("SELECT 1 FROM temp.object_missing LIMIT 1").fetchone() is not None
 
 
 def apply_objects(store: SQLiteStore, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
