@@ -24,6 +24,7 @@ import time
 from array import array
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -35,8 +36,9 @@ from .sqlite_compare import PAGE, Comparison, _in_order, _marks, missing_keys
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
-WRITE_SECONDS = 1.0
-"""How long one write transaction of a long apply may hold SQLite's write lock."""
+WRITE_SECONDS = 2.0
+"""How long one write transaction of a long apply may hold SQLite's write lock (far below the
+busy timeout other writers wait; each pause costs a long apply a few percent)."""
 WRITE_PAUSE_SECONDS = 0.12
 """The pause between two write transactions of a long apply: longer than the 100 ms between two
 tries of SQLite's busy handler, so a writer waiting in another process gets its turn."""
@@ -329,14 +331,13 @@ class _SetAside:
         self._read_after, keys_json, hashes, raw_hashes, lengths, data = group
         sizes = array("Q")
         sizes.frombytes(lengths)
-        rows = []
-        end = 0
-        for index, (key, size) in enumerate(zip(_loads(keys_json), sizes, strict=True)):
-            start, end = end, end + size
-            at = 16 * index
-            raw = raw_hashes[at:at + 16]
-            rows.append(ObjectRow(key, hashes[at:at + 16], data[start:end], None, None if raw == _NO_RAW_HASH else raw))
-        return rows
+        ends = list(accumulate(sizes))
+        starts = [0, *ends[:-1]]
+        return [
+            # Plain tuples in ObjectRow's order (cheaper to build).
+            (key, hashes[at:at + 16], data[start:end], None, raw if (raw := raw_hashes[at:at + 16]) != _NO_RAW_HASH else None)
+            for key, start, end, at in zip(_loads(keys_json), starts, ends, range(0, len(hashes), 16), strict=True)
+        ]  # type: ignore[return-value]
 
 
 class _TwoSteps:
