@@ -563,3 +563,22 @@ def test_a_long_read_that_gets_on_is_never_flagged_stuck(project: Project, monke
     run_with(project, body)
     assert flagged == []
     assert_objects_agree_with_changes(store)
+
+
+def test_http_poll_reads_an_ndjson_feed_line_by_line(project: Project, feed: Feed) -> None:
+    feed.body = b'{"sku": "A", "quantity": 1}\r\n\n{"sku": "B", "quantity": 2}\n'
+    project.write(detector(f"{{kind: http_poll, url: '{feed.url}'}}", extra="schedule: 50ms"))
+    store = project.store()
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: len(live_objects(store)) == 2, what="the first poll")
+        feed.body = b'{"sku": "A", "quantity": 1}\r\n{"sku": "B", "quantity": 3}\n{"sku": "C"}\n'
+        await async_wait_until(lambda: "C" in live_objects(store), what="the changed feed")
+        feed.body = b'{"sku": "A", "quantity": 1}\n{"sku": "B", quantity: 3}\n'
+        await async_wait_until(lambda: "GET http://127.0.0.1" in last_error(store) and ":2: not JSON" in last_error(store),
+                               what="the bad line named")
+
+    run_with(project, body)
+    assert store.get_object("inventory", "A").data_json == '{"sku": "A", "quantity": 1}'
+    assert sorted(ops(store)) == [("A", "created", 1), ("B", "created", 1), ("B", "updated", 2), ("C", "created", 1)]
+    assert_objects_agree_with_changes(store)

@@ -130,6 +130,8 @@ class Comparison:
     # -- sorted: a merge with the stored objects --------------------------------------------------
     def _sorted_page(self, page: ObjectPage) -> None:
         n = len(page)
+        if not n:
+            return
         raw = page.raw_hashes
         keys_json, stored_raw, stored_hash = self.conn.execute(
             _WINDOW, (_NO_HASH, self.object_type, self.cursor, n + SLACK)
