@@ -134,26 +134,36 @@ def raw_hash_person(key_field: str) -> bytes:
 
 class NdjsonPage:
     """A page of NDJSON lines, hashed as they came and parsed only when the store asks (see
-    `store.ObjectPage`). Line ``first + i`` of `name` is ``lines[i]``; errors name it so."""
+    `store.ObjectPage`). Line ``first + i`` of `name` is ``lines[i]``; errors name it so.
 
-    __slots__ = ("first", "key_field", "lines", "name", "raw_hashes")
+    The raw hashes are taken when the store first asks for them: a store comparing key by key
+    (an input out of key order) never does, and its rows then carry none."""
+
+    __slots__ = ("_raw_hashes", "first", "key_field", "lines", "name", "person")
 
     def __init__(self, lines: list[bytes], name: str, key_field: str, first: int, person: bytes) -> None:
         self.lines = lines
         self.name = name
         self.key_field = key_field
         self.first = first
-        blake2b = _blake2b
-        self.raw_hashes: bytes | None = b"".join([blake2b(line, digest_size=16, person=person).digest() for line in lines])
+        self.person = person
+        self._raw_hashes: bytes | None = None
+
+    @property
+    def raw_hashes(self) -> bytes:
+        if self._raw_hashes is None:
+            blake2b, person = _blake2b, self.person
+            self._raw_hashes = b"".join([blake2b(line, digest_size=16, person=person).digest() for line in self.lines])
+        return self._raw_hashes
 
     def __len__(self) -> int:
         return len(self.lines)
 
     def row(self, index: int) -> ObjectRow | None:
         """The row of line `index` (None for a blank line); raises its located error."""
-        raw_hashes = self.raw_hashes or b""
-        return _ndjson_row(self.lines[index], self.name, self.first + index, self.key_field,
-                           raw_hashes[16 * index:16 * index + 16])
+        raw_hashes = self._raw_hashes
+        raw_hash = raw_hashes[16 * index:16 * index + 16] if raw_hashes is not None else None
+        return _ndjson_row(self.lines[index], self.name, self.first + index, self.key_field, raw_hash)
 
 
 def ndjson_pages(lines: Iterable[bytes], name: str, key_field: str, *, first_line: int = 1,

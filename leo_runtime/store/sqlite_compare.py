@@ -45,6 +45,9 @@ input gained or lost keys, which shifts every later line by a slot or more)."""
 RANGE_RETRY = 16
 """Unsorted pages looked up key by key after a range scan showed the input is not in order there."""
 
+TEMP_CACHE_KIB = -32000
+"""The temporary tables' page cache (32 MB at most; larger tables spill to their file)."""
+
 _NO_HASH = bytes(16)  # stands in for a stored object without a raw hash: no line hashes to it
 _WINDOW = (
     "SELECT json_group_array(key), CAST(group_concat(COALESCE(raw_hash, ?), '') AS BLOB), "
@@ -353,6 +356,9 @@ def prepare_temp(conn: sqlite3.Connection) -> None:
     """Create (or empty) this connection's temporary tables for comparing."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS object_seen (key TEXT PRIMARY KEY, page INTEGER NOT NULL) WITHOUT ROWID")
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS object_missing (key TEXT PRIMARY KEY) WITHOUT ROWID")
+    # The temporary database exists now: give it a page cache like the main one (its default is
+    # a few pages, which makes every insert into a large table of seen keys go to its file).
+    conn.execute(f"PRAGMA temp.cache_size = {TEMP_CACHE_KIB}")
     conn.execute("DELETE FROM temp.object_seen")
     conn.execute("DELETE FROM temp.object_missing")
 
