@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from leo_runtime import objects
-from leo_runtime.bot import BotContext, BotSettings, SourceBot, register_bot
+from leo_runtime.bot import BotContext, BotSettings, Claim, SourceBot, register_bot
 from leo_runtime.config.models import Name
 from leo_runtime.errors import BotError
 from leo_runtime.sources import Source
@@ -75,6 +75,22 @@ class ChangeDetector(SourceBot):
     def default_schedule(cls, settings: BotSettings) -> str | None:
         return "watch" if settings.source.kind == "json_dir" else "1m"  # type: ignore[attr-defined]
 
+    @classmethod
+    def exclusive_claims(cls, settings: BotSettings) -> list[Claim]:
+        object_type = settings.object_type  # type: ignore[attr-defined]
+        if settings.snapshot != "full":  # type: ignore[attr-defined]
+            return []
+        # Each full read deletes every key its own source lacks: two of them on one type would
+        # delete each other's keys on every read, and recreate them on the next.
+        return [Claim(
+            f"full snapshot of {object_type}",
+            "snapshot",
+            f"snapshot: full for object type '{object_type}'",
+            "each full read would delete the keys only the other source holds, on every read; put both sources in "
+            "one bot (a json_dir folder holds any number of files), make one of them snapshot: partial, or give each "
+            "its own object type",
+        )]
+
     def __init__(self, settings: BotSettings, ctx: BotContext) -> None:
         super().__init__(settings, ctx)
         self.source: Source | None = None
@@ -108,7 +124,9 @@ class ChangeDetector(SourceBot):
         full = settings.snapshot == "full"
         for read in source.reads(ctx):
             # Yielded batches commit with ctx.state (the source's cursor) in one transaction.
-            yield objects.batch_of_rows(settings.object_type, read.rows, complete=full and read.complete, source=read.name)
+            yield objects.batch_of_rows(
+                settings.object_type, read.rows, complete=full and read.complete, source=read.name, pages=read.pages
+            )
 
 
 def _key_field(ctx: BotContext, object_type: str) -> str:

@@ -124,6 +124,23 @@ class Bot:
         """A source's schedule when its YAML gives none (None: ``schedule`` is required)."""
         return None
 
+    @classmethod
+    def exclusive_claims(cls, settings: BotSettings) -> list[Claim]:
+        """What only one bot of a pipelines file may do with these settings: two bots making
+        the same claim are a config error located at the second one's ``with.FIELD``."""
+        return []
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Something only one bot may do: ``key`` identifies it, ``field`` is the ``with:`` setting
+    that makes it, ``what`` names it and ``why`` says what goes wrong with two and how to fix it."""
+
+    key: str
+    field: str
+    what: str
+    why: str
+
 
 class SourceBot(Bot):
     """A bot that produces events on a schedule; implement `produce`."""

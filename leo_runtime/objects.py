@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any, NamedTuple
@@ -27,7 +28,7 @@ import orjson
 
 from .errors import ObjectInputError
 from .jsonio import MAX_DEPTH, JSONInputError, check_encoding, depth_of, iter_lines, parse
-from .store import ObjectBatch, ObjectChange, ObjectRow, Store
+from .store import ObjectBatch, ObjectChange, ObjectPage, ObjectRow, RowPage, Store
 from .timeutil import format_time
 
 _SORTED = orjson.OPT_SORT_KEYS
@@ -114,26 +115,98 @@ def ndjson_rows(lines: Iterable[bytes], name: str, key_field: str, *, first_line
     reason``). Rows are plain tuples in `ObjectRow`'s order holding each line's bytes as their
     text and no value: the store decodes (and trims) only the lines it writes, and keeping a
     page of parsed values alive costs more than decoding the few that changed again."""
-    loads, dumps, blake2b, decode_error = _loads, _dumps, _blake2b, orjson.JSONDecodeError
+    person, blake2b = raw_hash_person(key_field), _blake2b
     for number, raw in enumerate(lines, start=first_line):
-        try:
-            value = loads(raw)  # JSON allows the blanks around a value (a CRLF's \r included)
-        except decode_error:
-            text = raw.strip(b" \t\r\n")
-            if not text:
-                continue
-            value = _parse_line(text, name, number)  # raises, with jsonio's explanation
-        if type(value) is dict:
-            key = value.get(key_field)
-            if type(key) is not str or not key:
-                key = object_key(value, key_field, f"{name}:{number}")
-        else:
+        row = _ndjson_row(raw, name, number, key_field, blake2b(raw, digest_size=16, person=person).digest())
+        if row is not None:
+            yield row
+
+
+PAGE_LINES = 2000
+"""NDJSON lines per `NdjsonPage`: the store compares a page with what it holds in one query."""
+
+
+def raw_hash_person(key_field: str) -> bytes:
+    """The blake2b personalisation of raw hashes for a type keyed by `key_field`: a line stored
+    under one key field is never taken for unchanged under another (its key may differ)."""
+    return _blake2b(key_field.encode(), digest_size=16).digest()
+
+
+class NdjsonPage:
+    """A page of NDJSON lines, hashed as they came and parsed only when the store asks (see
+    `store.ObjectPage`). Line ``first + i`` of `name` is ``lines[i]``; errors name it so.
+
+    The raw hashes are taken when the store first asks for them: a store comparing key by key
+    (an input out of key order) never does, and its rows then carry none."""
+
+    __slots__ = ("_raw_hashes", "first", "key_field", "lines", "name", "person")
+
+    def __init__(self, lines: list[bytes], name: str, key_field: str, first: int, person: bytes) -> None:
+        self.lines = lines
+        self.name = name
+        self.key_field = key_field
+        self.first = first
+        self.person = person
+        self._raw_hashes: bytes | None = None
+
+    @property
+    def raw_hashes(self) -> bytes:
+        if self._raw_hashes is None:
+            blake2b, person = _blake2b, self.person
+            self._raw_hashes = b"".join([blake2b(line, digest_size=16, person=person).digest() for line in self.lines])
+        return self._raw_hashes
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def row(self, index: int) -> ObjectRow | None:
+        """The row of line `index` (None for a blank line); raises its located error."""
+        raw_hashes = self._raw_hashes
+        raw_hash = raw_hashes[16 * index:16 * index + 16] if raw_hashes is not None else None
+        return _ndjson_row(self.lines[index], self.name, self.first + index, self.key_field, raw_hash)
+
+
+def ndjson_pages(lines: Iterable[bytes], name: str, key_field: str, *, first_line: int = 1,
+                 size: int = PAGE_LINES) -> Iterator[NdjsonPage]:
+    """The NDJSON `lines` (bytes, without their ``\\n``) as `NdjsonPage`s of `size` lines: hashing
+    a line as it came costs a third of parsing and canonicalising it, and most lines of a source
+    read again are byte for byte what the store holds."""
+    person = raw_hash_person(key_field)
+    source = iter(lines)
+    first = first_line
+    while page := list(itertools.islice(source, size)):
+        yield NdjsonPage(page, name, key_field, first, person)
+        first += len(page)
+
+
+def row_pages(rows: Iterable[ObjectRow], size: int = PAGE_LINES) -> Iterator[RowPage]:
+    """Rows (checked and hashed, lazily) as pages of `size`."""
+    source = iter(rows)
+    while page := list(itertools.islice(source, size)):
+        yield RowPage(page)
+
+
+def _ndjson_row(raw: bytes, name: str, number: int, key_field: str, raw_hash: bytes | None) -> ObjectRow | None:
+    """One NDJSON line checked and hashed (None when blank): ``NAME:LINE: reason`` on error."""
+    try:
+        value = _loads(raw)  # JSON allows the blanks around a value (a CRLF's \r included)
+    except orjson.JSONDecodeError:
+        text = raw.strip(b" \t\r\n")
+        if not text:
+            return None
+        value = _parse_line(text, name, number)  # raises, with jsonio's explanation
+    if type(value) is dict:
+        key = value.get(key_field)
+        if type(key) is not str or not key:
             key = object_key(value, key_field, f"{name}:{number}")
-        # Nesting deeper than MAX_DEPTH needs that many brackets (and twice that many bytes): only
-        # lines that could be that deep are counted, and only those with enough brackets walked.
-        if len(raw) > _DEEP_BYTES and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth_of(value) > MAX_DEPTH:
-            raise JSONInputError(f"nested deeper than {MAX_DEPTH} levels", f"{name}:{number}", number)
-        yield (key, blake2b(dumps(value, option=_SORTED)).digest()[:16], raw, None)  # type: ignore[misc]
+    else:
+        key = object_key(value, key_field, f"{name}:{number}")
+    # Nesting deeper than MAX_DEPTH needs that many brackets (and twice that many bytes): only
+    # lines that could be that deep are counted, and only those with enough brackets walked.
+    if len(raw) > _DEEP_BYTES and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth_of(value) > MAX_DEPTH:
+        raise JSONInputError(f"nested deeper than {MAX_DEPTH} levels", f"{name}:{number}", number)
+    # A plain tuple in ObjectRow's order: building the named tuple costs more than the hash.
+    return (key, _blake2b(_dumps(value, option=_SORTED)).digest()[:16], raw, None, raw_hash)  # type: ignore[return-value]
 
 
 def file_lines(handle: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -211,10 +284,18 @@ def batch(
 
 
 def batch_of_rows(
-    object_type: str, rows: Iterable[ObjectRow], *, complete: bool = False, source: str = "ingest"
+    object_type: str,
+    rows: Iterable[ObjectRow],
+    *,
+    complete: bool = False,
+    source: str = "ingest",
+    pages: Iterable[ObjectPage] = (),
 ) -> ObjectBatch:
-    """An `ObjectBatch` of rows already checked and hashed (`object_rows`, `ndjson_rows`)."""
-    return ObjectBatch(object_type=object_type, describe=change_record, rows=rows, complete=complete, source=source)
+    """An `ObjectBatch` of rows already checked and hashed (`object_rows`, `ndjson_rows`), and
+    of pages (`ndjson_pages`, `row_pages`) after them."""
+    return ObjectBatch(
+        object_type=object_type, describe=change_record, rows=rows, complete=complete, source=source, pages=pages
+    )
 
 
 def ingest(
@@ -226,7 +307,8 @@ def ingest(
     snapshot: bool = False,
     source: str = "ingest",
 ) -> IngestResult:
-    """Push objects through change detection in ONE transaction; return what changed.
+    """Push objects through change detection; return what changed (every object is checked
+    before anything is written, see `Store.apply_objects`).
 
     Each object must be a JSON object whose `key_field` is a non-empty string or an integer (an
     integer key becomes its decimal text). Items are plain values (located as ``SOURCE: item N``
@@ -323,7 +405,9 @@ def _kind(value: Any) -> str:
 
 
 __all__ = [
+    "PAGE_LINES",
     "IngestResult",
+    "NdjsonPage",
     "SourceObject",
     "array_objects",
     "batch",
@@ -334,8 +418,11 @@ __all__ = [
     "delete",
     "file_lines",
     "ingest",
+    "ndjson_pages",
     "ndjson_rows",
     "object_key",
     "object_rows",
     "parse_objects",
+    "raw_hash_person",
+    "row_pages",
 ]

@@ -100,6 +100,7 @@ class BotRunner:
         self._run_started_ms: int | None = None
         self._stuck_timer: asyncio.TimerHandle | None = None
         self._stuck = asyncio.Event()
+        self._progress = 0  # the run's progress when the stuck timer was last set
         self.work = BotWork(spec, services.store, services.leases.owner, self.ctx)
         self._poison: Poison | None = None
         self._dead_letter_due: Poison | None = None
@@ -304,6 +305,7 @@ class BotRunner:
         """Await work on the bot's thread; flag it stuck when it overruns its bound by the margin."""
         loop = asyncio.get_running_loop()
         self._run_started_ms = now_ms()
+        self._progress = self.work.progress()
         self._stuck_timer = loop.call_later(stuck_after(self.spec.limits.seconds), self._mark_stuck)
         try:
             return await work
@@ -311,6 +313,11 @@ class BotRunner:
             self._run_over()
 
     def _mark_stuck(self) -> None:
+        progress = self.work.progress()
+        if progress != self._progress:  # a long run that gets on (a large full read) is not stuck
+            self._progress = progress
+            self._stuck_timer = asyncio.get_running_loop().call_later(stuck_after(self.spec.limits.seconds), self._mark_stuck)
+            return
         self._stuck_timer = None
         self._stuck.set()
         previous, self.state = self.state, BotState.STUCK

@@ -80,6 +80,16 @@ class BotWork:
         self.current: list[Event | None] = [None]
         self.given_up = threading.Event()
         self.tick_seconds: float | None = None  # set by `prepare` for bots that tick
+        self.objects: list[ObjectBatch] = []  # the object batches the current run is applying
+
+    def progress(self) -> int:
+        """Grows while the current run gets on (objects compared and written): a long full read
+        that makes progress is not stuck, however long it takes."""
+        total = 0
+        for batch in self.objects:
+            counts = batch.counts
+            total += counts.read + counts.created + counts.updated + counts.deleted + counts.unchanged
+        return total
 
     def prepare(self, bot: Bot | None) -> tuple[Bot, list[Path]]:
         """Construct the bot (unless it was), set it up, and find the paths a watching source
@@ -306,16 +316,20 @@ class BotWork:
         if outputs or objects or ops or state_json != committed_state:
             if self.given_up.is_set():
                 raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
-            self.store.commit_run(
-                RunCommit(
-                    bot_id=self.spec.id,
-                    owner=self.owner,
-                    outputs=outputs,
-                    state=self.ctx.state if state_json != committed_state else None,
-                    objects=objects,
-                    ops=ops,
+            self.objects = objects
+            try:
+                self.store.commit_run(
+                    RunCommit(
+                        bot_id=self.spec.id,
+                        owner=self.owner,
+                        outputs=outputs,
+                        state=self.ctx.state if state_json != committed_state else None,
+                        objects=objects,
+                        ops=ops,
+                    )
                 )
-            )
+            finally:
+                self.objects = []
         return RunResult(len(outputs), 0, self.ctx.behind, state_json)
 
 

@@ -423,7 +423,12 @@ class Runtime:
 
 
 def _pipeline_fingerprint(config: Config, name: str) -> str:
-    return json.dumps(config.pipeline_data(name), sort_keys=True, default=str)
+    # Bots read the object types they name at setup (the change detector its key field): a
+    # pipeline restarts when the declaration of one of them changes too.
+    declared = config.model.object_types
+    named = {getattr(spec.settings, "object_type", None) for spec in config.bots_of(name)}
+    types = {kind: declared[kind].model_dump() for kind in sorted(declared) if kind in named}
+    return json.dumps({"pipeline": config.pipeline_data(name), "object_types": types}, sort_keys=True, default=str)
 
 
 class _EmbeddedServer(uvicorn.Server):

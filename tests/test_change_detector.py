@@ -463,3 +463,122 @@ def test_change_records_go_to_their_own_queue(project: Project) -> None:
         await async_wait_until(lambda: "change records always go to 'inventory.changes'" in last_error(store))
 
     run_with(project, body)
+
+
+def test_two_full_detectors_of_one_type_are_a_located_config_error(project: Project) -> None:
+    # Each full read deletes the keys only the other source holds: they would delete each other's
+    # keys on every read, so the file is refused; partial ones (or other types) are fine.
+    second = """
+          inventory-b:
+            bots:
+              - id: detector-b
+                use: change_detector
+                with:
+                  object_type: inventory
+                  source: {kind: json_dir, path: more}
+                  snapshot: SNAPSHOT
+        """
+    base = detector("{kind: json_dir, path: data}").rstrip() + "\n"
+    project.write(base + second.replace("SNAPSHOT", "full"))
+    result = CliRunner().invoke(app, ["validate", "-f", str(project.file)])
+    assert result.exit_code == 1, result.output
+    lines = project.file.read_text().splitlines()
+    first_line = next(i for i, value in enumerate(lines, 1) if "snapshot: full}" in value)
+    line = next(i for i, value in enumerate(lines, 1) if value.strip() == "snapshot: full")
+    column = lines[line - 1].index("full") + 1
+    assert (f"pipelines.yaml:{line}:{column}: bot 'detector-b': snapshot: full for object type 'inventory' is also set by "
+            f"bot 'detector' (line {first_line})") in result.output, result.output
+    assert "make one of them snapshot: partial" in result.output
+    project.write(base + second.replace("SNAPSHOT", "partial"))
+    assert CliRunner().invoke(app, ["validate", "-f", str(project.file)]).exit_code == 0
+
+
+def test_a_reload_that_changes_the_key_field_restarts_the_detector(project: Project) -> None:
+    folder = project.root / "data"
+    folder.mkdir()
+    write_json(folder / "stock.json", [{"sku": "A", "id": "1", "quantity": 1}])
+    project.write(detector("{kind: json_dir, path: data}"))
+    store = project.store()
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: list(live_objects(store)) == ["A"], what="the first read, keyed by sku")
+        before = runtime.runners["detector"]
+        project.file.write_text(project.file.read_text().replace("inventory: {key: sku}", "inventory: {key: id}"))
+        assert await runtime.reload()
+        assert runtime.runners["detector"] is not before, "the detector must pick up the new key field"
+        write_json(folder / "stock.json", [{"sku": "A", "id": "1", "quantity": 2}])
+        await async_wait_until(lambda: list(live_objects(store)) == ["1"], what="the next read, keyed by id")
+
+    run_with(project, body)
+    assert_objects_agree_with_changes(store)
+
+
+SLOW_SOURCE = '''
+import time
+
+from leo_runtime import objects
+from leo_runtime.bot import SourceBot
+
+
+class SlowRead(SourceBot):
+    """A full read of 8 pages that takes a while but gets on: a page every 0.12 s."""
+
+    def produce(self, ctx):
+        if ctx.state.get("done"):
+            return
+        ctx.state["done"] = True
+
+        def rows():
+            for page in range(8):
+                time.sleep(0.12)
+                yield from ({"sku": f"K{page}-{n:04d}"} for n in range(2000))
+
+        yield objects.batch("inventory", "sku", rows(), complete=True, source="slow")
+'''
+
+
+def test_a_long_read_that_gets_on_is_never_flagged_stuck(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its bound (batch.seconds plus the margin) is far shorter than the read: only progress
+    # (objects compared, then written) keeps it from being flagged stuck.
+    monkeypatch.setattr(runner_module, "stuck_after", lambda seconds: 0.3)
+    (project.root / "bots").mkdir()
+    (project.root / "bots" / "slow.py").write_text(SLOW_SOURCE)
+    project.write("""
+        version: 1
+        object_types:
+          inventory: {key: sku}
+        pipelines:
+          feed:
+            bots:
+              - {id: slow, use: ./bots/slow.py:SlowRead, out: inventory.changes, schedule: 1h}
+        """)
+    store = project.store()
+    flagged: list[str] = []
+    mark_stuck = store.mark_stuck
+
+    async def body(runtime: Runtime) -> None:
+        runtime.store.mark_stuck = lambda bot_id, *args: (flagged.append(bot_id), mark_stuck(bot_id, *args))
+        await async_wait_until(lambda: len(live_objects(store)) == 16_000, timeout=60, what="the slow read")
+
+    run_with(project, body)
+    assert flagged == []
+    assert_objects_agree_with_changes(store)
+
+
+def test_http_poll_reads_an_ndjson_feed_line_by_line(project: Project, feed: Feed) -> None:
+    feed.body = b'{"sku": "A", "quantity": 1}\r\n\n{"sku": "B", "quantity": 2}\n'
+    project.write(detector(f"{{kind: http_poll, url: '{feed.url}'}}", extra="schedule: 50ms"))
+    store = project.store()
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: len(live_objects(store)) == 2, what="the first poll")
+        feed.body = b'{"sku": "A", "quantity": 1}\r\n{"sku": "B", "quantity": 3}\n{"sku": "C"}\n'
+        await async_wait_until(lambda: "C" in live_objects(store), what="the changed feed")
+        feed.body = b'{"sku": "A", "quantity": 1}\n{"sku": "B", quantity: 3}\n'
+        await async_wait_until(lambda: "GET http://127.0.0.1" in last_error(store) and ":2: not JSON" in last_error(store),
+                               what="the bad line named")
+
+    run_with(project, body)
+    assert store.get_object("inventory", "A").data_json == '{"sku": "A", "quantity": 1}'
+    assert sorted(ops(store)) == [("A", "created", 1), ("B", "created", 1), ("B", "updated", 2), ("C", "created", 1)]
+    assert_objects_agree_with_changes(store)

@@ -14,9 +14,9 @@ import typer
 
 from ..config import DEFAULT_FILE
 from ..errors import InputError, LeoError, UsageError
-from ..objects import IngestResult, array_objects, batch_of_rows, ndjson_rows, object_rows
+from ..objects import IngestResult, array_objects, batch_of_rows, file_lines, ndjson_pages, object_rows, row_pages
 from ..sources.files import csv_objects
-from ..store import ObjectRow, open_store
+from ..store import ObjectPage, open_store
 from .app import app
 from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, load, out, progress
 
@@ -47,15 +47,15 @@ def ingest(
     name = "stdin" if source == "-" else source
     with _opened(source) as handle:
         try:
-            rows, total = _rows(handle, name, key_field)
+            pages, total = _pages(handle, name, key_field)
         except LeoError as exc:
             raise InputError(f"{exc} (nothing was written)") from None
         the_store = open_store(store, Path.cwd()) if store else open_store(config.store_url, config.base_dir)
         try:
             with progress(total, f"ingest {object_type}", enabled=not as_json and total >= PROGRESS_FROM) as advance:
-                pending = batch_of_rows(object_type, _counted(rows, advance), complete=snapshot, source=name)
+                pending = batch_of_rows(object_type, (), complete=snapshot, source=name, pages=_counted(pages, advance))
                 try:
-                    the_store.apply_objects([pending])  # one transaction: a bad object rolls all back
+                    the_store.apply_objects([pending])  # every object is checked before anything is written
                 except LeoError as exc:
                     raise InputError(f"{exc} (nothing was written)") from None
         finally:
@@ -80,30 +80,26 @@ def _unknown_type(object_type: str, declared: list[str], file: Path) -> str:
     return f"unknown object type '{object_type}'{hint}{known}; declare it under object_types in {file} (nothing was written)"
 
 
-def _rows(handle: IO[bytes], name: str, key_field: str) -> tuple[Iterable[ObjectRow], int]:
-    """The input's rows (lazy for NDJSON) and how many objects it holds, by its format."""
+def _pages(handle: IO[bytes], name: str, key_field: str) -> tuple[Iterable[ObjectPage], int]:
+    """The input as pages (lazy for NDJSON, whose lines are parsed only where the store does not
+    hold them as they are) and how many objects (NDJSON: lines) it holds, by its format."""
     if name.lower().endswith(".csv"):
         data = handle.read()
-        return object_rows(csv_objects(data, name), key_field, name), max(data.count(b"\n") - 1, 0)
+        return row_pages(object_rows(csv_objects(data, name), key_field, name)), max(data.count(b"\n") - 1, 0)
     start = handle.read(4096).lstrip(b" \t\r\n")
     handle.seek(0)
     if start.startswith(b"["):
         items = list(array_objects(handle.read(), name))
-        return object_rows(items, key_field, name), len(items)
-    total = sum(1 for line in handle if line.strip())
+        return row_pages(object_rows(items, key_field, name)), len(items)
+    total = sum(1 for _ in file_lines(handle))
     handle.seek(0)
-    return ndjson_rows(handle, name, key_field), total
+    return ndjson_pages(file_lines(handle), name, key_field), total
 
 
-def _counted(rows: Iterable[ObjectRow], advance: Callable[[int], None]) -> Iterator[ObjectRow]:
-    count = 0
-    for row in rows:
-        yield row
-        count += 1
-        if count == 1000:
-            advance(count)
-            count = 0
-    advance(count)
+def _counted(pages: Iterable[ObjectPage], advance: Callable[[int], None]) -> Iterator[ObjectPage]:
+    for page in pages:
+        yield page
+        advance(len(page))
 
 
 class _opened:

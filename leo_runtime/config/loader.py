@@ -157,6 +157,7 @@ class _Checker:
         specs = self._bots(data)
         self._duplicate_ids(data)
         self._cycles(specs)
+        self._exclusive_claims(specs)
         if not self._errors():
             # Only now: a bot dropped for an error would make the queue it writes look unwritten.
             self._unwritten_queues(data, specs)
@@ -318,6 +319,26 @@ class _Checker:
                 self.error((*path, "id"), f"duplicate bot id '{bot_id}' (first used at line {first_line})", at="value")
             else:
                 seen[bot_id] = path
+
+    def _exclusive_claims(self, specs: list[BotSpec]) -> None:
+        held: dict[str, BotSpec] = {}
+        for spec in specs:
+            try:  # bot code: it may raise anything
+                claims = spec.cls.exclusive_claims(spec.settings)
+            except BaseException as exc:
+                reraise_operator_interrupt(exc)
+                self.error((*spec.path, "use"), f"bot '{spec.id}': '{spec.config.use}' failed to give its claims: {exc!r}",
+                           at="value")
+                continue
+            for claim in claims:
+                first = held.setdefault(claim.key, spec)
+                if first is not spec:
+                    line = self.doc.key_position((*first.path, "with", claim.field))[0]
+                    self.error(
+                        (*spec.path, "with", claim.field),
+                        f"bot '{spec.id}': {claim.what} is also set by bot '{first.id}' (line {line}): {claim.why}",
+                        at="value",
+                    )
 
     def _cycles(self, specs: list[BotSpec]) -> None:
         cycle = _find_cycle(specs)

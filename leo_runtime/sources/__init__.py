@@ -14,17 +14,19 @@ from pathlib import Path
 from typing import Protocol
 
 from ..bot import BotContext
-from ..store import ObjectRow
+from ..store import ObjectPage, ObjectRow
 
 
 @dataclass
 class SourceRead:
     """One read: its rows (consumed once, lazily), whether they are the whole source (so that a
-    full snapshot may delete what they miss), and a name for messages."""
+    full snapshot may delete what they miss), and a name for messages. ``pages`` (after the
+    rows) hold texts the store parses only where they differ from what it holds."""
 
     rows: Iterable[ObjectRow]
     complete: bool
     name: str
+    pages: Iterable[ObjectPage] = ()
 
 
 class Source(Protocol):

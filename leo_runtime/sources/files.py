@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..errors import ObjectInputError
 from ..jsonio import JSONInputError, check_encoding
-from ..objects import SourceObject, array_objects, file_lines, ndjson_rows, object_rows
-from ..store import ObjectRow
+from ..objects import SourceObject, array_objects, file_lines, ndjson_pages, object_rows, row_pages
+from ..store import ObjectPage
 
 SUFFIXES = (".json", ".ndjson", ".jsonl", ".csv")
 """File name endings the readers understand."""
@@ -27,21 +27,23 @@ def is_object_file(path: Path) -> bool:
     return path.suffix.lower() in SUFFIXES and not path.name.startswith(".")
 
 
-def read_rows(path: Path, shown: str, key_field: str) -> Iterator[ObjectRow]:
-    """The rows of one object file, by its ending (see the module docstring)."""
+def read_pages(path: Path, shown: str, key_field: str) -> Iterator[ObjectPage]:
+    """The objects of one file as pages, by its ending (see the module docstring): NDJSON lines
+    as `NdjsonPage`s (parsed only where the store does not hold them as they are), the
+    others parsed into rows."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".ndjson", ".jsonl"):
             with path.open("rb") as handle:
                 check_encoding(handle.read(4), shown)
                 handle.seek(0)
-                yield from ndjson_rows(file_lines(handle), shown, key_field)
+                yield from ndjson_pages(file_lines(handle), shown, key_field)
         elif suffix == ".json":
             data = path.read_bytes()
             check_encoding(data, shown)
-            yield from object_rows(array_objects(data, shown), key_field, shown)
+            yield from row_pages(object_rows(array_objects(data, shown), key_field, shown))
         elif suffix == ".csv":
-            yield from object_rows(csv_objects(path.read_bytes(), shown), key_field, shown)
+            yield from row_pages(object_rows(csv_objects(path.read_bytes(), shown), key_field, shown))
         else:
             raise ObjectInputError(f"unknown file type '{suffix}' (known: {', '.join(SUFFIXES)})", shown)
     except FileNotFoundError:

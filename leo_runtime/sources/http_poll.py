@@ -21,7 +21,8 @@ from pydantic import Field, field_validator
 from ..bot import BotContext, BotSettings
 from ..config.models import Duration
 from ..errors import BotError
-from ..objects import object_rows, parse_objects
+from ..jsonio import check_encoding
+from ..objects import array_objects, ndjson_pages, object_rows
 from . import SourceRead
 
 
@@ -71,7 +72,11 @@ class HttpPollSource:
             return
         ctx.state["body"] = digest
         name = f"GET {self.shown}"
-        yield SourceRead(object_rows(parse_objects(body, name), self.key_field, name), True, name)
+        check_encoding(body, name)
+        if body.lstrip(b" \t\r\n").startswith(b"["):
+            yield SourceRead(object_rows(array_objects(body, name), self.key_field, name), True, name)
+        else:  # NDJSON: lines the store holds as they are need no parsing
+            yield SourceRead((), True, name, ndjson_pages(body.split(b"\n"), name, self.key_field))
 
     def _get(self, etag: str | None) -> tuple[bytes | None, str | None]:
         if self.client is None:

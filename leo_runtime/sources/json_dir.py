@@ -3,8 +3,9 @@
 The bot's state remembers each file's size, modification time and inode; a run reads only when
 they changed. Under ``snapshot: full`` the folder is the whole source: any change re-reads every
 file (in name order) as one complete read, so a key found in no file is deleted (an empty
-folder is taken as "nothing written yet", not as an empty snapshot). Under ``partial`` each new
-or changed file is read on its own and nothing is deleted.
+folder is taken as "nothing written yet", not as an empty snapshot). Under ``partial`` the new
+and changed files (up to the run's byte bound) are one read, in name order, and nothing is
+deleted.
 
 A file that is malformed, empty or still being written (its size or time changes while it is
 read) fails the run with its name and line; nothing of it is applied, and it is read again on
@@ -25,9 +26,9 @@ from pydantic import Field
 
 from ..bot import BotContext, BotSettings
 from ..errors import BotError, ObjectInputError
-from ..store import ObjectRow
+from ..store import ObjectPage
 from . import SourceRead, shown_path
-from .files import is_object_file, read_rows
+from .files import is_object_file, read_pages
 
 
 class JsonDirSettings(BotSettings):
@@ -63,10 +64,11 @@ class JsonDirSource:
         if self.full:
             ctx.state["files"] = listing
             if listing and listing != known:
-                yield SourceRead(self._rows(sorted(listing), listing), True, shown_path(self.folder, self.base))
+                yield SourceRead((), True, shown_path(self.folder, self.base), self._pages(sorted(listing), listing))
             return
         kept = {name: mark for name, mark in known.items() if name in listing}
         budget = ctx.limits.bytes
+        names = []
         for name in sorted(listing):
             if listing[name] == known.get(name):
                 continue
@@ -75,8 +77,11 @@ class JsonDirSource:
                 break
             budget -= listing[name][0]
             kept[name] = listing[name]
-            yield SourceRead(self._rows([name], listing), False, shown_path(self.folder / name, self.base))
+            names.append(name)
         ctx.state["files"] = kept
+        if names:  # one read: the files apply in name order, all or none (each line names its file)
+            where = self.folder / names[0] if len(names) == 1 else self.folder
+            yield SourceRead((), False, shown_path(where, self.base), self._pages(names, listing))
 
     def _listing(self) -> dict[str, Fingerprint]:
         try:
@@ -96,13 +101,13 @@ class JsonDirSource:
                 continue
         return listing
 
-    def _rows(self, names: list[str], listing: dict[str, Fingerprint]) -> Iterator[ObjectRow]:
+    def _pages(self, names: list[str], listing: dict[str, Fingerprint]) -> Iterator[ObjectPage]:
         for name in names:
             path = self.folder / name
             shown = shown_path(path, self.base)
             if listing[name][0] == 0:  # created or truncated, not written yet: never an empty snapshot
                 raise ObjectInputError("is empty (still being written?); read again when it has content", shown)
-            yield from read_rows(path, shown, self.key_field)
+            yield from read_pages(path, shown, self.key_field)
             try:
                 unchanged = _fingerprint(path.stat()) == listing[name]
             except FileNotFoundError:

@@ -12,20 +12,22 @@ from .base import (
     ObjectBatch,
     ObjectChange,
     ObjectCounts,
+    ObjectPage,
     ObjectRecord,
     ObjectRow,
     PartnerRecord,
     PendingEvent,
     QueueInfo,
+    RowPage,
     RunCommit,
     Store,
 )
 from .base_streams import StreamPartitionRecord, StreamRecord
 from .sqlite import SQLiteStore
 
-__all__ = ["BotInfo", "CheckpointInfo", "ObjectBatch", "ObjectChange", "ObjectCounts", "ObjectRecord", "ObjectRow",
-           "PartnerRecord", "PendingEvent", "QueueInfo", "RunCommit", "SQLiteStore", "Store", "StreamPartitionRecord",
-           "StreamRecord", "open_store", "resolve_store_path"]
+__all__ = ["BotInfo", "CheckpointInfo", "ObjectBatch", "ObjectChange", "ObjectCounts", "ObjectPage", "ObjectRecord",
+           "ObjectRow", "PartnerRecord", "PendingEvent", "QueueInfo", "RowPage", "RunCommit", "SQLiteStore", "Store",
+           "StreamPartitionRecord", "StreamRecord", "open_store", "resolve_store_path"]
 
 
 def resolve_store_path(url: str, base_dir: str | Path | None = None) -> tuple[Path, dict[str, str]]:

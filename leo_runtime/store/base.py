@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ..events import Event, RawJSON
 from .base_streams import StreamStore
@@ -39,12 +39,51 @@ class ObjectRow(NamedTuple):
     """One object to bring up to date: its key, the content hash of its canonical JSON, its JSON
     text (stored as given; UTF-8 bytes are decoded, and the blanks around them dropped, only
     when the object changed) and, when the caller has it, its decoded value (handed on, never
-    read by the store). A plain tuple in this order is as good."""
+    read by the store). A plain tuple in this order is as good.
+
+    ``raw_hash``, when given, is a hash of the text exactly as it came (see `ObjectPage`); the
+    store keeps it beside the content hash so that the same text, read again, is recognised
+    without being parsed."""
 
     key: str
     hash: bytes
     data_json: str | bytes
     value: Any = None
+    raw_hash: bytes | None = None
+
+
+class ObjectPage(Protocol):
+    """A page of an input's object texts (NDJSON lines), hashed as they came but not parsed.
+
+    ``raw_hashes`` holds 16 bytes per line, in order: a hash of the line's bytes that also
+    depends on the type's key field (so a text is recognised only under the key it was stored
+    with). A line whose raw hash equals a stored object's is that object, unchanged, and needs
+    no parsing; `row` parses the others when the store asks (raising the input's located error
+    for a bad line; None for a blank one). ``raw_hashes`` is None for a page of rows that were
+    parsed already (their hashes are in the rows).
+    """
+
+    raw_hashes: bytes | None
+
+    def __len__(self) -> int: ...
+
+    def row(self, index: int) -> ObjectRow | None: ...
+
+
+class RowPage:
+    """Rows already parsed and hashed, as an `ObjectPage` (without raw hashes of its own)."""
+
+    __slots__ = ("rows",)
+    raw_hashes = None
+
+    def __init__(self, rows: list[ObjectRow]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def row(self, index: int) -> ObjectRow | None:
+        return self.rows[index]
 
 
 class ObjectChange(NamedTuple):
@@ -73,6 +112,9 @@ class ObjectCounts:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    read: int = 0
+    """Input objects compared so far: grows while a long read is compared, before any change is
+    written (the runtime's stuck watch reads it as progress)."""
 
 
 @dataclass(slots=True)
@@ -84,7 +126,8 @@ class ObjectBatch:
     rows are every object the source has, so a live key missing from them is deleted, and a key
     given twice is an error. ``deletes``: keys to delete. ``describe`` turns a change into its
     change-record JSON text (``leo_runtime.objects`` supplies it). ``source`` names the input in
-    messages. The store fills ``counts``.
+    messages. The store fills ``counts``. ``pages`` may stand in for ``rows`` (consumed the same
+    way, after them): texts the store parses only where they differ from what it holds.
     """
 
     object_type: str
@@ -94,6 +137,7 @@ class ObjectBatch:
     deletes: Iterable[str] = ()
     source: str = "input"
     counts: ObjectCounts = field(default_factory=ObjectCounts)
+    pages: Iterable[ObjectPage] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +161,10 @@ class RunCommit:
     ``state`` replaces the bot's persistent state when not None. ``owner`` must still hold the
     bot's lease. ``objects`` are applied after the outputs, as `Store.apply_objects` does, so a
     source's object changes commit with its cursor; then ``ops`` (typed writes such as a router's
-    routed changes, see `webhooks_base`), in order.
+    routed changes, see `webhooks_base`), in order. A run whose only writes are ONE object batch
+    (a change detector's read) may be written in several transactions, as `Store.apply_objects`
+    writes one batch: its state and lease check commit with the last of them, so a run that
+    fails half way is done again and finds what was written unchanged.
     """
 
     bot_id: str
@@ -508,7 +555,14 @@ class Store(WebhookStore, StreamStore, ABC):
 
     @abstractmethod
     def apply_objects(self, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
-        """Bring objects up to date and append their change records, all in ONE transaction.
+        """Bring objects up to date and append their change records.
+
+        Every row is checked and compared before anything is written: a bad row, a key given
+        twice in a complete batch or an error raised by ``rows`` writes nothing. A backend may
+        then write in several transactions (SQLite: one batch is compared without the write
+        lock and written in transactions of about a second, so other writers beside a long read
+        wait that long at most); each transaction holds whole changes, so objects and their
+        change queues always agree. Several batches apply in ONE transaction.
 
         For each batch, in order: every row is compared with the stored object of its key by
         content hash only (stored JSON is never decoded to compare). A new key, or one that was

@@ -68,7 +68,9 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         -- One row per object type and key: the content hash of its canonical JSON, its version
         -- (1, 2, 3 ... per key), whether it is deleted, and the position and time of its latest
         -- change record in the queue T.changes. Kept small (no JSON text) so that comparing a
-        -- large source, key by key in any order, stays within the page cache.
+        -- large source, key by key in any order, stays within the page cache. raw_hash: a hash
+        -- of a text known to hold exactly this content under this key (the NDJSON line it came
+        -- as), so that the same line read again is recognised without parsing it (NULL: none).
         CREATE TABLE objects (
             object_type TEXT NOT NULL,
             key TEXT NOT NULL,
@@ -78,6 +80,7 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
             changed_at INTEGER NOT NULL,
             seq INTEGER NOT NULL,
             data_id INTEGER NOT NULL,
+            raw_hash BLOB,
             PRIMARY KEY (object_type, key)
         ) WITHOUT ROWID;
         -- The JSON text of each object's latest state (its last known state once deleted),

@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import CheckpointMoved, Conflict, LeaseLost, StoreError
 from ..events import Event, encode_payload
 from ..timeutil import now_ms
+from . import sqlite_objects
 from .base import (
     AppendListener,
     BotInfo,
@@ -116,7 +117,9 @@ class SQLiteStore(SQLiteWebhooks, SQLiteStreams, Store):
                 conn = self._connect()
                 conn.execute(f"PRAGMA synchronous={self._synchronous}")
                 conn.execute("PRAGMA cache_size=-32000")
-                conn.execute("PRAGMA temp_store=MEMORY")
+                # Temporary tables (a long read's rows set aside) in a file: memory stays flat whatever
+                # their size, and small ones never leave the page cache anyway.
+                conn.execute("PRAGMA temp_store=FILE")
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self.url}: cannot open: {exc}") from exc
             self._local.conn = conn
@@ -604,17 +607,11 @@ class SQLiteStore(SQLiteWebhooks, SQLiteStreams, Store):
             )
 
     def commit_run(self, run: RunCommit) -> tuple[int, int]:
+        if run.objects and sqlite_objects.in_two_steps(run):  # a long read must not hold the write lock
+            return sqlite_objects.commit_run(self, run, self._finish_run)
         with self._write() as conn:
             now = now_ms()
-            held = conn.execute(
-                "UPDATE bots SET last_run_at = ?, error_count = 0, runs = runs + 1, events_in = events_in + ?, "
-                "events_out = events_out + ?, state = COALESCE(?, state), stuck_since = NULL "
-                "WHERE bot_id = ? AND lease_owner = ?",
-                (now, run.events_in, len(run.outputs),
-                 json.dumps(run.state) if run.state is not None else None, run.bot_id, run.owner),
-            ).rowcount
-            if not held:
-                raise LeaseLost(f"bot '{run.bot_id}': lost its lease to another runtime; this run was rolled back")
+            self._finish_run(conn, run, 0)
             if run.in_queue is not None and run.position is not None:
                 moved = conn.execute(
                     "UPDATE checkpoints SET position = ?, updated_at = ? "
@@ -649,6 +646,18 @@ class SQLiteStore(SQLiteWebhooks, SQLiteStreams, Store):
                 heads.update(apply_ops(self, conn, run.ops))
         self._notify(heads)
         return first, last
+
+    def _finish_run(self, conn: sqlite3.Connection, run: RunCommit, changes: int) -> None:
+        """Record a run (its state, counters) if `run.owner` still holds the bot's lease, else raise."""
+        held = conn.execute(
+            "UPDATE bots SET last_run_at = ?, error_count = 0, runs = runs + 1, events_in = events_in + ?, "
+            "events_out = events_out + ?, state = COALESCE(?, state), stuck_since = NULL "
+            "WHERE bot_id = ? AND lease_owner = ?",
+            (now_ms(), run.events_in, len(run.outputs) + changes,
+             json.dumps(run.state) if run.state is not None else None, run.bot_id, run.owner),
+        ).rowcount
+        if not held:
+            raise LeaseLost(f"bot '{run.bot_id}': lost its lease to another runtime; this run was rolled back")
 
     def record_failure(self, bot_id: str, message: str) -> int:
         with self._write() as conn:
@@ -816,10 +825,7 @@ class SQLiteStore(SQLiteWebhooks, SQLiteStreams, Store):
         ]
 
     def apply_objects(self, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
-        with self._write() as conn:
-            objects = apply_batches(self, conn, batches)
-        self._notify(objects.heads)
-        return objects.first, objects.last
+        return sqlite_objects.apply_objects(self, batches)
 
 
 _DEAD_LETTER_COLUMNS = (

@@ -1,58 +1,81 @@
-"""The SQLite side of the object store: rows are compared with the stored objects by content hash,
-a page at a time, and every change is written with its change record in the caller's transaction.
+"""The SQLite side of the object store: applying `ObjectBatch`es, every change written with its
+change record in the same transaction.
 
-Comparing never decodes stored JSON: a page of keys is looked up in one query (key, hash,
-version, deleted) and only the hashes are compared. The old state of a key that did change is
-read back (and handed on) so its change record can name the fields that changed. A complete
-batch notes the keys it held in a temporary table; when the type holds more live objects than
-that afterwards, the missing ones are found by an anti-join and deleted, a page at a time.
+One batch (an ingest, a change detector's read) is applied in two steps. First it is compared
+with the stored objects in a READ transaction (`sqlite_compare`: other writers go on
+meanwhile); the rows that may change something are set aside in a temporary table and every
+row is checked, so a bad row anywhere fails here, before anything is written. Then the rows set
+aside are compared again with the current state and written, in write transactions of at most
+WRITE_SECONDS each with a pause between them, so that `leo queues put` or the ingest API beside
+a long read wait a moment, not the whole read. Each write transaction holds whole changes
+(object row, data and change record); a run's state (its source's cursor) commits with the
+last one, so a crash in between leaves objects and their change queues agreeing, and the run,
+done again, finds what was written unchanged.
+
+Several batches in one call, or a run that also appends events, are compared and written page
+by page inside ONE write transaction instead (the comparison then sees what earlier pages
+wrote, so rows apply in order across batches).
 """
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import ObjectInputError
-from .base import ObjectBatch, ObjectChange, ObjectRow
+from ..errors import LeaseLost, StoreError
+from .base import ObjectBatch, ObjectChange, ObjectRow, RunCommit
+from .sqlite_compare import PAGE, Comparison, _in_order, _marks, missing_keys
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
-PAGE = 2000
-"""Rows compared per round trip (one IN list; SQLite allows 32766 parameters)."""
-RANGE_RETRY = 16
-"""Pages looked up key by key after a range scan showed the input is not sorted there."""
+WRITE_SECONDS = 2.0
+"""How long one write transaction of a long apply may hold SQLite's write lock (far below the
+busy timeout other writers wait; each pause costs a long apply a few percent)."""
+WRITE_PAUSE_SECONDS = 0.12
+"""The pause between two write transactions of a long apply: longer than the 100 ms between two
+tries of SQLite's busy handler, so a writer waiting in another process gets its turn."""
+WRITE_ROWS = PAGE
+"""Rows written between two looks at the clock."""
+MEMORY_ROWS = 4096
+"""Rows set aside in memory before they go to the temporary table (as one of its rows)."""
+
+_NO_RAW_HASH = bytes(16)
+_PENDING_KEYS = "SELECT j.value AS key FROM temp.object_pending AS p, json_each(p.keys) AS j"
+_loads = orjson.loads
 
 _INSERT_EVENT = (
     "INSERT INTO events(seq, queue_id, payload, event_source_timestamp, timestamp, correlation_id) "
     "VALUES (?, ?, ?, ?, ?, NULL)"
 )
 _INSERT_OBJECT = (
-    "INSERT INTO objects(object_type, key, version, hash, deleted, changed_at, seq, data_id) VALUES (?, ?, ?, ?, 0, ?, ?, ?)"
+    "INSERT INTO objects(object_type, key, version, hash, deleted, changed_at, seq, data_id, raw_hash) "
+    "VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)"
 )
 _UPDATE_OBJECT = (
-    "UPDATE objects SET version = ?, hash = ?, deleted = 0, changed_at = ?, seq = ? WHERE object_type = ? AND key = ?"
+    "UPDATE objects SET version = ?, hash = ?, deleted = 0, changed_at = ?, seq = ?, raw_hash = ? "
+    "WHERE object_type = ? AND key = ?"
 )
 _MARK_DELETED = "UPDATE objects SET version = ?, deleted = 1, changed_at = ?, seq = ? WHERE object_type = ? AND key = ?"
+_NOTE_RAW_HASH = "UPDATE objects SET raw_hash = ? WHERE object_type = ? AND key = ?"
 _INSERT_DATA = "INSERT INTO object_data(id, data) VALUES (?, ?)"
 _UPDATE_DATA = "UPDATE object_data SET data = ? WHERE id = ?"
 
 # A pending change: (key, op, version, data_json, value, previous_json, hash (None for a delete),
-# data_id (None for a key never stored)).
-_Pending = tuple[str, str, int, str, Any, "str | None", "bytes | None", "int | None"]
-
-
-def _marks(count: int) -> str:
-    return ",".join("?" * count)
+# data_id (None for a key never stored), raw_hash).
+_Pending = tuple[str, str, int, str, Any, "str | None", "bytes | None", "int | None", "bytes | None"]
 
 
 class ObjectWriter:
-    """Applies `ObjectBatch`es on one connection inside one write transaction of `store`."""
+    """Compares rows with the current state and writes the changes, on one connection inside
+    one write transaction of `store`."""
 
     def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
         self.store = store
@@ -61,169 +84,65 @@ class ObjectWriter:
         self.last = 0
         self.changes = 0
         self.heads: dict[str, int] = {}
-        self._seen_ready = False
         self._last_data_id: int | None = None
-        self._skip_ranges = 0  # pages to look up key by key before trying a range scan again
 
-    def apply(self, batch: ObjectBatch) -> None:
-        """Apply one batch (see `Store.apply_objects`); fills ``batch.counts``."""
-        complete = batch.complete
-        self._skip_ranges = 0
-        if complete:
-            self._clear_seen()
-        held = 0
-        rows = iter(batch.rows)
-        for number in itertools.count():
-            chunk = list(itertools.islice(rows, PAGE))  # a page at a time, never the whole input
-            if not chunk:
-                break
-            page = {row[0]: row for row in chunk}
-            if len(page) < len(chunk):  # a key given twice in this page
-                if complete:
-                    raise _twice(batch, _first_repeat(chunk))
-                for part in _in_order(chunk):  # rows apply in order: a repeated key starts a new part
-                    self._compare(batch, part)
-                continue
-            held += self._page(batch, page, number)
-        if complete:
-            if not held:
-                raise ObjectInputError(
-                    f"holds no objects: a full read without any would delete every '{batch.object_type}' object, so "
-                    "it is refused (an empty source is more often an outage than an empty catalogue)",
-                    batch.source,
-                )
-            self._delete_missing(batch, held)
-            self._clear_seen()
-        deletes = batch.deletes if isinstance(batch.deletes, list | tuple) else list(batch.deletes)
-        for start in range(0, len(deletes), PAGE):
-            self._delete(batch, list(dict.fromkeys(deletes[start:start + PAGE])))
+    def rows(self, batch: ObjectBatch, rows: list[ObjectRow]) -> None:
+        """Apply rows in order, as if one at a time (a key given again is compared again)."""
+        if batch.complete:  # a complete batch holds each key once (the comparison checked)
+            self._rows(batch, rows)
+            return
+        for part in _in_order(rows):
+            self._rows(batch, part)
 
-    # -- comparing --------------------------------------------------------------------------------
-    def _page(self, batch: ObjectBatch, page: dict[str, ObjectRow], number: int) -> int:
-        if batch.complete:
-            self._note_seen(batch, page, number)
-        self._compare(batch, page)
-        return len(page)
-
-    def _compare(self, batch: ObjectBatch, page: dict[str, ObjectRow]) -> None:
+    def _rows(self, batch: ObjectBatch, rows: list[ObjectRow]) -> None:
         object_type = batch.object_type
         conn = self.conn
-        # The hot path: one query for the live hashes of the page, compared in bulk; only keys
-        # whose hash differs (new, deleted or changed ones) are looked at one by one.
-        live = self._live_hashes(object_type, page)
-        get = live.get
-        differing = [row for key, row in page.items() if get(key) != row[1]]
-        batch.counts.unchanged += len(page) - len(differing)
-        if not differing:
-            return
         stored = {
-            key: (version, deleted, data_id)
-            for key, version, deleted, data_id in conn.execute(
-                f"SELECT key, version, deleted, data_id FROM objects WHERE object_type = ? AND key IN ({_marks(len(differing))})",
-                (object_type, *(row[0] for row in differing)),
+            key: (version, deleted, data_id, hash_, raw)
+            for key, version, deleted, data_id, hash_, raw in conn.execute(
+                "SELECT key, version, deleted, data_id, hash, raw_hash FROM objects "
+                f"WHERE object_type = ? AND key IN ({_marks(len(rows))})",
+                (object_type, *(row[0] for row in rows)),
             )
         }
         pending: list[_Pending] = []
         updated: list[int] = []
-        for key, hash_, data_json, value in differing:
+        raw_hashes: list[tuple[bytes, str, str]] = []
+        for row in rows:
+            key, hash_, data_json = row[0], row[1], row[2]
+            value = row[3] if len(row) > 3 else None
+            raw_hash = row[4] if len(row) > 4 else None
+            old = stored.get(key)
+            if old is not None and not old[1] and old[3] == hash_:
+                batch.counts.unchanged += 1
+                if raw_hash is not None and old[4] != raw_hash:  # the same content in another text
+                    raw_hashes.append((raw_hash, object_type, key))
+                continue
             if type(data_json) is bytes:
                 data_json = data_json.strip(b" \t\r\n").decode()
-            old = stored.get(key)
             if old is None:
-                pending.append((key, "created", 1, data_json, value, None, hash_, None))
+                pending.append((key, "created", 1, data_json, value, None, hash_, None, raw_hash))
             elif old[1]:
-                pending.append((key, "created", old[0] + 1, data_json, value, None, hash_, old[2]))
+                pending.append((key, "created", old[0] + 1, data_json, value, None, hash_, old[2], raw_hash))
             else:
-                pending.append((key, "updated", old[0] + 1, data_json, value, None, hash_, old[2]))
+                pending.append((key, "updated", old[0] + 1, data_json, value, None, hash_, old[2], raw_hash))
                 updated.append(old[2])
+        if raw_hashes:
+            conn.executemany(_NOTE_RAW_HASH, raw_hashes)
         if updated:
             previous = dict(conn.execute(f"SELECT id, data FROM object_data WHERE id IN ({_marks(len(updated))})", updated))
             pending = [item if item[1] != "updated" else (*item[:5], previous[item[7]], *item[6:]) for item in pending]
         self._write(batch, pending)
 
-    def _live_hashes(self, object_type: str, page: dict[str, ObjectRow]) -> dict[str, bytes]:
-        """{key: hash} of the live stored objects among the page's keys (and maybe a few others).
-
-        Sources are often sorted by key (exports, tables read in key order): then the page's
-        keys are one narrow range, read in one sequential scan, about three times as fast as
-        looking each key up. A page whose range holds many more stored keys than the page shows
-        the source is not sorted there; the batch then looks keys up one by one for a while.
-        """
-        conn = self.conn
-        if self._skip_ranges:
-            self._skip_ranges -= 1
-        else:
-            limit = 2 * len(page) + 16
-            live = dict(
-                conn.execute(
-                    "SELECT key, hash FROM objects WHERE object_type = ? AND deleted = 0 AND key BETWEEN ? AND ? LIMIT ?",
-                    (object_type, min(page), max(page), limit),
-                )
-            )
-            if len(live) < limit:
-                return live
-            # Not sorted here (or a new sorted file began): look keys up, and try again later.
-            self._skip_ranges = RANGE_RETRY
-        return dict(
-            conn.execute(
-                f"SELECT key, hash FROM objects WHERE object_type = ? AND deleted = 0 AND key IN ({_marks(len(page))})",
-                (object_type, *page),
-            )
-        )
-
-    # -- complete reads and deletes ----------------------------------------------------------------
-    def _clear_seen(self) -> None:
-        if not self._seen_ready:
-            self.conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS object_seen (key TEXT PRIMARY KEY, page INTEGER NOT NULL) WITHOUT ROWID"
-            )
-            self._seen_ready = True
-        self.conn.execute("DELETE FROM temp.object_seen")
-
-    def _note_seen(self, batch: ObjectBatch, page: dict[str, ObjectRow], number: int) -> None:
-        try:
-            self.conn.execute(
-                "INSERT INTO temp.object_seen(key, page) SELECT value, ? FROM json_each(?)", (number, orjson.dumps(list(page)))
-            )
-        except sqlite3.IntegrityError:
-            row = self.conn.execute(
-                f"SELECT key FROM temp.object_seen WHERE page < ? AND key IN ({_marks(len(page))}) LIMIT 1",
-                (number, *page),
-            ).fetchone()
-            raise _twice(batch, row[0] if row else "?") from None
-
-    def _delete_missing(self, batch: ObjectBatch, held: int) -> None:
-        # Every key the batch held is live now: more live keys than that means some are missing.
-        live = self.conn.execute(
-            "SELECT COUNT(*) FROM objects WHERE object_type = ? AND deleted = 0", (batch.object_type,)
-        ).fetchone()[0]
-        if live <= held:
-            return
-        after = ""
-        while True:
-            # A page is read in full before it is changed: never update rows under an open cursor.
-            keys = [
-                key
-                for (key,) in self.conn.execute(
-                    "SELECT key FROM objects WHERE object_type = ? AND deleted = 0 AND key > ? "
-                    "AND key NOT IN (SELECT key FROM temp.object_seen) ORDER BY key LIMIT ?",
-                    (batch.object_type, after, PAGE),
-                )
-            ]
-            if not keys:
-                return
-            self._delete(batch, keys)
-            after = keys[-1]
-
-    def _delete(self, batch: ObjectBatch, keys: Sequence[str]) -> None:
+    def delete(self, batch: ObjectBatch, keys: Sequence[str]) -> None:
+        """Delete the live ones among `keys` (a delete record keeps the last state)."""
         rows = self.conn.execute(
             "SELECT o.key, o.version, d.data, o.data_id FROM objects o JOIN object_data d ON d.id = o.data_id "
             f"WHERE o.object_type = ? AND o.deleted = 0 AND o.key IN ({_marks(len(keys))})",
             (batch.object_type, *keys),
         ).fetchall()
-        self._write(batch, [(key, "deleted", version + 1, data, None, None, None, ref) for key, version, data, ref in rows])
+        self._write(batch, [(key, "deleted", version + 1, data, None, None, None, ref, None) for key, version, data, ref in rows])
 
-    # -- writing ----------------------------------------------------------------------------------
     def _new_data_id(self) -> int:
         if self._last_data_id is None:  # inside the write transaction: nobody else hands ids out
             self._last_data_id = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM object_data").fetchone()[0]
@@ -241,13 +160,13 @@ class ObjectWriter:
         describe = batch.describe
         counts = batch.counts
         events: list[tuple[int, int, str, int, int]] = []
-        inserts: list[tuple[str, str, int, bytes, int, int, int]] = []
-        updates: list[tuple[int, bytes, int, int, str, str]] = []
+        inserts: list[tuple[str, str, int, bytes, int, int, int, bytes | None]] = []
+        updates: list[tuple[int, bytes, int, int, bytes | None, str, str]] = []
         deletes: list[tuple[int, int, int, str, str]] = []
         new_data: list[tuple[int, str]] = []
         changed_data: list[tuple[str, int]] = []
         seq = first - 1
-        for key, op, version, data_json, value, previous_json, hash_, data_id in pending:
+        for key, op, version, data_json, value, previous_json, hash_, data_id, raw_hash in pending:
             seq += 1
             text = describe(ObjectChange(object_type, key, op, version, timestamp, data_json, value, previous_json))
             events.append((seq, queue_id, text, timestamp, timestamp))
@@ -258,10 +177,10 @@ class ObjectWriter:
             if data_id is None:
                 data_id = self._new_data_id()
                 new_data.append((data_id, data_json))
-                inserts.append((object_type, key, version, hash_, timestamp, seq, data_id))
+                inserts.append((object_type, key, version, hash_, timestamp, seq, data_id, raw_hash))
             else:
                 changed_data.append((data_json, data_id))
-                updates.append((version, hash_, timestamp, seq, object_type, key))
+                updates.append((version, hash_, timestamp, seq, raw_hash, object_type, key))
             if op == "created":
                 counts.created += 1
             else:
@@ -281,38 +200,271 @@ class ObjectWriter:
         self.changes += len(events)
 
 
-def apply_batches(store: SQLiteStore, conn: sqlite3.Connection, batches: Iterable[ObjectBatch]) -> ObjectWriter:
-    """Apply `batches` in order on `conn` (inside the caller's write transaction)."""
+# -- one write transaction: compare and write page by page --------------------------------------------
+class _WriteNow:
+    """Candidates written as soon as they are found (inside the caller's write transaction)."""
+
+    def __init__(self, writer: ObjectWriter) -> None:
+        self.writer = writer
+
+    def add(self, batch: ObjectBatch, rows: list[ObjectRow]) -> None:
+        self.writer.rows(batch, rows)
+
+    def pending(self, keys: list[str]) -> set[str]:
+        return set()
+
+    def note_keys_sql(self) -> str | None:
+        return None
+
+
+def apply_batches(store: SQLiteStore, conn: sqlite3.Connection, batches: Sequence[ObjectBatch]) -> ObjectWriter:
+    """Apply `batches` in order on `conn`, inside the caller's write transaction."""
     writer = ObjectWriter(store, conn)
-    for batch in batches:
-        writer.apply(batch)
+    try:
+        for batch in batches:
+            Comparison(conn, batch, _WriteNow(writer)).run()
+            _delete_missing(writer, batch, deadline=None)
+            _delete_named(writer, batch)
+    finally:
+        _clear_temp(conn)
     return writer
 
 
-def _first_repeat(rows: list[ObjectRow]) -> str:
-    seen: set[str] = set()
-    for row in rows:
-        if row[0] in seen:
-            return row[0]
-        seen.add(row[0])
-    return "?"
+def _delete_missing(writer: ObjectWriter, batch: ObjectBatch, deadline: float | None, after: str = "") -> str | None:
+    """Delete the keys a complete batch missed, PAGE at a time from after `after`; returns the
+    last key deleted when `deadline` passed first (None when done)."""
+    if not batch.complete:
+        return None
+    while keys := missing_keys(writer.conn, after, PAGE):
+        writer.delete(batch, keys)
+        after = keys[-1]
+        if deadline is not None and time.monotonic() > deadline:
+            return after
+    return None
 
 
-def _in_order(rows: list[ObjectRow]) -> Iterator[dict[str, ObjectRow]]:
-    """Split rows into parts without a repeated key, in order."""
-    part: dict[str, ObjectRow] = {}
-    for row in rows:
-        if row[0] in part:
-            yield part
-            part = {}
-        part[row[0]] = row
-    if part:
-        yield part
+def _delete_named(writer: ObjectWriter, batch: ObjectBatch) -> None:
+    deletes = batch.deletes if isinstance(batch.deletes, list | tuple) else list(batch.deletes)
+    for start in range(0, len(deletes), PAGE):
+        writer.delete(batch, list(dict.fromkeys(deletes[start:start + PAGE])))
 
 
-def _twice(batch: ObjectBatch, key: str) -> ObjectInputError:
-    return ObjectInputError(
-        f"key {key!r} of '{batch.object_type}' appears more than once in one full read; a full snapshot "
-        "lists each key once (use snapshot: partial for inputs that hold successive changes)",
-        batch.source,
-    )
+# -- two steps: compare in a read transaction, then write in short transactions -----------------------
+class _SetAside:
+    """Candidates kept for writing later, in order: in memory, then in ``temp.object_pending``,
+    one table row per MEMORY_ROWS rows (keys as a JSON array, hashes and texts as blobs: one
+    insert per group costs far less than one per row)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.buffer: list[ObjectRow] = []
+        self.buffered_keys: set[str] = set()
+        self.spilled = False
+        self._keyed = False  # temp.object_pending_keys holds the keys set aside (for `pending`)
+        self._read_after = 0
+
+    def add(self, batch: ObjectBatch, rows: list[ObjectRow]) -> None:
+        self.buffer.extend(rows)
+        if not batch.complete:  # only a partial batch may give a key again
+            self.buffered_keys.update(row[0] for row in rows)
+        if len(self.buffer) >= MEMORY_ROWS:
+            self._flush()
+
+    def pending(self, keys: list[str]) -> set[str]:
+        found = self.buffered_keys.intersection(keys)
+        if self.spilled:
+            if not self._keyed:
+                self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS object_pending_keys (key TEXT PRIMARY KEY) WITHOUT ROWID")
+                self.conn.execute(f"INSERT OR IGNORE INTO temp.object_pending_keys(key) {_PENDING_KEYS}")
+                self._keyed = True
+            found.update(
+                key for (key,) in self.conn.execute(
+                    f"SELECT key FROM temp.object_pending_keys WHERE key IN ({_marks(len(keys))})", keys
+                )
+            )
+        return found
+
+    def note_keys_sql(self) -> str | None:
+        self._flush()
+        return _PENDING_KEYS if self.spilled else None
+
+    def _flush(self) -> None:
+        if not self.buffer:
+            return
+        conn = self.conn
+        if not self.spilled:
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS object_pending (id INTEGER PRIMARY KEY, keys TEXT NOT NULL, "
+                "hashes BLOB NOT NULL, raw_hashes BLOB NOT NULL, lengths BLOB NOT NULL, data BLOB NOT NULL)"
+            )
+            self.spilled = True
+        rows = self.buffer
+        texts = [row[2] if type(row[2]) is bytes else row[2].encode() for row in rows]
+        keys = orjson.dumps([row[0] for row in rows]).decode()
+        conn.execute(
+            "INSERT INTO temp.object_pending(keys, hashes, raw_hashes, lengths, data) VALUES (?, ?, ?, ?, ?)",
+            (
+                keys,
+                b"".join([row[1] for row in rows]),
+                b"".join([(row[4] if len(row) > 4 else None) or _NO_RAW_HASH for row in rows]),
+                array("Q", map(len, texts)).tobytes(),
+                b"".join(texts),
+            ),
+        )
+        if self._keyed:
+            conn.execute("INSERT OR IGNORE INTO temp.object_pending_keys(key) SELECT value FROM json_each(?)", (keys,))
+        self.buffer = []
+        self.buffered_keys = set()
+
+    def take(self) -> list[ObjectRow]:
+        """The next rows set aside, in order ([] when all were taken)."""
+        if not self.spilled:
+            taken, self.buffer = self.buffer, []
+            return taken
+        self._flush()
+        group = self.conn.execute(
+            "SELECT id, keys, hashes, raw_hashes, lengths, data FROM temp.object_pending WHERE id > ? ORDER BY id LIMIT 1",
+            (self._read_after,),
+        ).fetchone()
+        if group is None:
+            return []
+        self._read_after, keys_json, hashes, raw_hashes, lengths, data = group
+        sizes = array("Q")
+        sizes.frombytes(lengths)
+        ends = list(accumulate(sizes))
+        starts = [0, *ends[:-1]]
+        return [
+            # Plain tuples in ObjectRow's order (cheaper to build).
+            (key, hashes[at:at + 16], data[start:end], None, raw if (raw := raw_hashes[at:at + 16]) != _NO_RAW_HASH else None)
+            for key, start, end, at in zip(_loads(keys_json), starts, ends, range(0, len(hashes), 16), strict=True)
+        ]  # type: ignore[return-value]
+
+
+class _TwoSteps:
+    """One batch: compared in a read transaction, then written in steps (see the module docstring)."""
+
+    def __init__(self, store: SQLiteStore, batch: ObjectBatch) -> None:
+        self.store = store
+        self.batch = batch
+        self.conn = store._conn()
+        self.aside = _SetAside(self.conn)
+        self._stage = "rows"
+        self._taken: list[ObjectRow] = []  # rows taken from those set aside, not written yet
+        self._missing_after = ""
+
+    def compare(self) -> None:
+        """Compare every row (raising on bad input: nothing is written then)."""
+        conn = self.conn
+        conn.execute("BEGIN")  # deferred: a read snapshot, no write lock (temp tables are this connection's)
+        try:
+            Comparison(conn, self.batch, self.aside).run()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def write(self, writer: ObjectWriter, deadline: float) -> bool:
+        """Write until done (True) or past `deadline` (False: call again in a new transaction)."""
+        batch = self.batch
+        while self._stage == "rows":
+            if not self._taken:
+                self._taken = self.aside.take()
+                if not self._taken:
+                    self._stage = "missing"
+                    break
+            rows, self._taken = self._taken[:WRITE_ROWS], self._taken[WRITE_ROWS:]
+            writer.rows(batch, rows)
+            if time.monotonic() > deadline:
+                return False
+        if self._stage == "missing":
+            after = _delete_missing(writer, batch, deadline, self._missing_after)
+            if after is not None:
+                self._missing_after = after
+                return False
+            self._stage = "named"
+        _delete_named(writer, batch)
+        self._stage = "done"
+        return True
+
+    def run(self, each: Callable[[sqlite3.Connection, ObjectWriter, bool], None] | None = None) -> tuple[int, int]:
+        """Compare, then write in steps; `each(conn, writer, done)` runs at the end of every write
+        transaction (it may raise to roll that one back). Returns the (first, last) positions."""
+        store = self.store
+        if store.read_only:
+            raise StoreError(f"store {store.url} is open read-only")
+        first = last = 0
+        try:
+            self.compare()
+            if each is None and not self._has_writes():
+                return 0, 0  # all unchanged: no write transaction at all
+            while True:
+                with store._write() as conn:
+                    if conn is not self.conn:  # the temporary tables live on this thread's connection
+                        raise StoreError("objects must be written on the thread that compared them")
+                    writer = ObjectWriter(store, conn)
+                    done = self.write(writer, time.monotonic() + WRITE_SECONDS)
+                    if each is not None:
+                        each(conn, writer, done)
+                store._notify(writer.heads)
+                first, last = first or writer.first, writer.last or last
+                if done:
+                    return first, last
+                time.sleep(WRITE_PAUSE_SECONDS)  # let other writers in
+        finally:
+            _clear_temp(self.conn)
+
+
+    def _has_writes(self) -> bool:
+        batch = self.batch
+        if not isinstance(batch.deletes, list | tuple):
+            batch.deletes = list(batch.deletes)
+        if self.aside.buffer or self.aside.spilled or batch.deletes:
+            return True
+        return batch.complete and self.conn.execute("SELECT 1 FROM temp.object_missing LIMIT 1").fetchone() is not None
+
+
+def apply_objects(store: SQLiteStore, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
+    """`Store.apply_objects`: one batch in two steps, several in one write transaction."""
+    if len(batches) == 1:
+        return _TwoSteps(store, batches[0]).run()
+    with store._write() as conn:
+        writer = apply_batches(store, conn, batches)
+    store._notify(writer.heads)
+    return writer.first, writer.last
+
+
+def in_two_steps(run: RunCommit) -> bool:
+    """Whether a run's commit applies its objects in two steps: one batch and nothing else to
+    append (events that must commit with the run keep everything in one transaction)."""
+    return len(run.objects) == 1 and not run.outputs and not run.dead_letters and not run.ops and run.in_queue is None
+
+
+def commit_run(
+    store: SQLiteStore, run: RunCommit, finish: Callable[[sqlite3.Connection, RunCommit, int], None]
+) -> tuple[int, int]:
+    """`Store.commit_run` for a run `in_two_steps`: `finish(conn, run, changes)` records the run
+    (and checks its lease) in the last write transaction; the ones before check the lease too."""
+
+    def each(conn: sqlite3.Connection, writer: ObjectWriter, done: bool) -> None:
+        if done:
+            finish(conn, run, writer.changes)
+            return
+        held = conn.execute(
+            "UPDATE bots SET events_out = events_out + ? WHERE bot_id = ? AND lease_owner = ?",
+            (writer.changes, run.bot_id, run.owner),
+        ).rowcount
+        if not held:
+            raise LeaseLost(f"bot '{run.bot_id}': lost its lease to another runtime; the rest of this run was rolled back")
+
+    return _TwoSteps(store, run.objects[0]).run(each)
+
+
+def _clear_temp(conn: sqlite3.Connection) -> None:
+    """Empty the temporary tables (their pages go back to the temporary file's free list)."""
+    for table in ("object_seen", "object_missing"):
+        with suppress(sqlite3.OperationalError):  # never created on this connection
+            conn.execute(f"DELETE FROM temp.{table}")
+    conn.execute("DROP TABLE IF EXISTS temp.object_pending")  # dropped: faster than emptying a large one
+    conn.execute("DROP TABLE IF EXISTS temp.object_pending_keys")
+

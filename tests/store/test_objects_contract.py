@@ -12,6 +12,7 @@ import pytest
 
 from leo_runtime import objects
 from leo_runtime.errors import LeaseLost, ObjectInputError
+from leo_runtime.jsonio import JSONInputError
 from leo_runtime.store import ObjectBatch, RunCommit, Store
 
 from ..objects_helpers import assert_objects_agree_with_changes, change_records
@@ -221,3 +222,180 @@ def test_sources_in_any_key_order_are_compared_exactly(store: Store) -> None:
     assert (result.updated, result.deleted, result.created) == (len(changed - {"K00007"}), 1, 0)
     assert result.unchanged == len(keys) - 1 - result.updated
     assert_objects_agree_with_changes(store)
+
+
+# -- NDJSON pages: lines recognised by their raw hash, parsed only where they differ ------------------------
+class Counted:
+    """An `ObjectPage` that counts the lines the store asks to parse."""
+
+    parsed = 0
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.raw_hashes = page.raw_hashes
+
+    def __len__(self) -> int:
+        return len(self.page)
+
+    def row(self, index: int):
+        Counted.parsed += 1
+        return self.page.row(index)
+
+
+def lines_of(items: list) -> list[bytes]:
+    return [item if isinstance(item, bytes) else json.dumps(item).encode() for item in items]
+
+
+def apply_lines(store: Store, items: list, *, complete: bool = False, size: int = 100, key: str = "sku",
+                source: str = "feed.ndjson") -> objects.IngestResult:
+    """Apply NDJSON lines as pages of `size` (the change detector's path); returns the counts."""
+    Counted.parsed = 0
+    pages = (Counted(page) for page in objects.ndjson_pages(lines_of(items), source, key, size=size))
+    batch = objects.batch_of_rows("inventory", (), complete=complete, source=source, pages=pages)
+    store.apply_objects([batch])
+    counts = batch.counts
+    return objects.IngestResult(counts.created, counts.updated, counts.unchanged, counts.deleted)
+
+
+def stock(keys, **changes) -> list[dict]:
+    return [{"sku": f"K{n:04d}", "n": n, **changes.get(f"K{n:04d}", {})} for n in keys]
+
+
+def test_unchanged_lines_are_not_parsed_and_only_changed_ones_are(store: Store) -> None:
+    assert apply_lines(store, stock(range(1000)), complete=True) == objects.IngestResult(created=1000)
+    assert apply_lines(store, stock(range(1000)), complete=True) == objects.IngestResult(unchanged=1000)
+    assert Counted.parsed == 0  # every page held the stored texts, byte for byte
+    changed = {f"K{n:04d}": {"n": -n - 1} for n in range(0, 1000, 97)}
+    result = apply_lines(store, stock(range(1000), **changed), complete=True)
+    assert result == objects.IngestResult(updated=len(changed), unchanged=1000 - len(changed))
+    assert Counted.parsed == len(changed)
+    assert_objects_agree_with_changes(store)
+
+
+@pytest.mark.parametrize("kind", ["lines", "rows"])
+def test_a_sorted_full_read_deletes_missing_keys_at_the_start_the_middle_and_the_end(store: Store, kind: str) -> None:
+    apply_lines(store, stock(range(1000)))
+    gone = set(range(5)) | set(range(500, 521)) | set(range(130, 420)) | set(range(990, 1000))  # 290 > a page
+    kept = stock(n for n in range(1000) if n not in gone)
+    result = apply_lines(store, kept, complete=True) if kind == "lines" else ingest(store, kept, snapshot=True)
+    assert result == objects.IngestResult(deleted=len(gone), unchanged=1000 - len(gone))
+    assert set(live_keys(store)) == {f"K{n:04d}" for n in range(1000) if n not in gone}
+    assert_objects_agree_with_changes(store)
+
+
+def live_keys(store: Store) -> list[str]:
+    return [row.key for row in store.list_objects("inventory", limit=100_000)]
+
+
+def test_keys_added_between_pages_and_inside_them_shift_nothing(store: Store) -> None:
+    apply_lines(store, stock(range(0, 2000, 2)))  # even keys
+    # New odd keys at a page boundary, a run of 60 inside a page (every later line shifts by a
+    # slot: looked up by hash), and one before every stored key.
+    added = {99, 101, 199, 201} | set(range(301, 421, 2)) | {1999}
+    items = [{"sku": "A-first", "n": 0}, *stock(sorted(set(range(0, 2000, 2)) | added))]
+    result = apply_lines(store, items, complete=True)
+    assert result == objects.IngestResult(created=len(added) + 1, unchanged=1000)
+    assert Counted.parsed <= len(added) + 1 + 2 * 16  # the new lines, and a few around each shift
+    assert apply_lines(store, items, complete=True) == objects.IngestResult(unchanged=len(items))
+    assert Counted.parsed == 0
+    assert_objects_agree_with_changes(store)
+
+
+def test_key_order_or_spacing_alone_is_no_change_and_the_new_text_is_recognised_next_time(store: Store) -> None:
+    apply_lines(store, [{"sku": "A", "n": 1, "w": "NYC"}, {"sku": "B", "n": 2}])
+    reordered = [b'{"w": "NYC", "n": 1,   "sku": "A"}', b'{"sku":"B","n":2}']
+    assert apply_lines(store, reordered, complete=True) == objects.IngestResult(unchanged=2)
+    assert Counted.parsed == 2 and len(records(store)) == 2  # parsed, compared by content: no change record
+    assert apply_lines(store, reordered, complete=True) == objects.IngestResult(unchanged=2)
+    assert Counted.parsed == 0  # the texts as they come now are the ones recognised
+    assert json.loads(store.get_object("inventory", "A").data_json) == {"sku": "A", "n": 1, "w": "NYC"}
+
+
+def test_a_page_boundary_inside_a_run_of_equal_keys(store: Store) -> None:
+    apply_lines(store, stock(range(10)))
+    before = snapshot(store)
+    twice = [*stock(range(4)), {"sku": "K0003", "n": 33}, *stock(range(4, 10))]  # K0003 ends page 1, starts page 2
+    with pytest.raises(ObjectInputError, match="key 'K0003' of 'inventory' appears more than once"):
+        apply_lines(store, twice, complete=True, size=4)
+    assert snapshot(store) == before
+    # A partial read applies them in order: K0003 changes, then changes back (two records).
+    back = [*stock(range(4)), {"sku": "K0003", "n": 33}, {"sku": "K0003", "n": 3}, *stock(range(4, 10))]
+    assert apply_lines(store, back, size=4) == objects.IngestResult(updated=2, unchanged=10)
+    assert json.loads(store.get_object("inventory", "K0003").data_json)["n"] == 3
+    assert [r["op"] for r in records(store) if r["key"] == "K0003"] == ["created", "updated", "updated"]
+    assert_objects_agree_with_changes(store)
+
+
+def test_an_unsorted_read_after_a_sorted_start_deletes_exactly_what_it_misses(store: Store) -> None:
+    import random
+
+    apply_lines(store, stock(range(3000)))
+    head = [n for n in range(1000) if n % 50]  # in order, with gaps (deletes) in it
+    tail = [n for n in range(1000, 3000) if n % 70]
+    random.Random(5).shuffle(tail)
+    changed = {f"K{n:04d}": {"n": -1} for n in (1, 2999, 1500)}
+    result = apply_lines(store, [{"sku": "A-new", "n": 0}, *stock(head + tail, **changed)], complete=True)
+    gone = {n for n in range(3000) if n not in set(head) | set(tail)}
+    assert (result.created, result.updated, result.deleted) == (1, 3, len(gone))
+    assert result.unchanged == len(head) + len(tail) - 3
+    assert set(live_keys(store)) == {f"K{n:04d}" for n in range(3000) if n not in gone} | {"A-new"}
+    again = stock(head + tail[:10] + [tail[20]] + tail[10:])  # unsorted, a key twice
+    with pytest.raises(ObjectInputError, match=f"key 'K{tail[20]:04d}' of 'inventory' appears more than once"):
+        apply_lines(store, again, complete=True)
+    assert_objects_agree_with_changes(store)
+
+
+def test_a_partial_read_that_gives_a_key_again_applies_in_order(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leo_runtime.store import sqlite_objects
+
+    monkeypatch.setattr(sqlite_objects, "MEMORY_ROWS", 3)  # rows set aside reach the temporary table
+    apply_lines(store, [{"sku": "A", "n": 0}, {"sku": "B", "n": 0}])
+    items = [{"sku": "A", "n": 1}, *stock(range(8)), {"sku": "B", "n": 0}, {"sku": "A", "n": 0}]
+    result = apply_lines(store, items, size=3)
+    assert result == objects.IngestResult(created=8, updated=2, unchanged=1)
+    assert [(r["key"], r["op"]) for r in records(store) if r["key"] == "A"] == [("A", "created"), ("A", "updated"),
+                                                                                ("A", "updated")]
+    assert json.loads(store.get_object("inventory", "A").data_json) == {"sku": "A", "n": 0}
+    assert_objects_agree_with_changes(store)
+
+
+def test_a_bad_line_among_unchanged_ones_writes_nothing(store: Store) -> None:
+    apply_lines(store, stock(range(300)))
+    before = snapshot(store)
+    lines = lines_of(stock(range(300)))
+    lines[150] = b'{"sku": "K0150", "n": }'
+    with pytest.raises(JSONInputError, match=r"feed\.ndjson:151: not JSON"):
+        apply_lines(store, lines, complete=True)
+    lines[150] = b'{"n": 150}'
+    with pytest.raises(ObjectInputError, match=r"feed\.ndjson:151: missing key field 'sku'"):
+        apply_lines(store, lines, complete=True)
+    assert snapshot(store) == before
+
+
+def test_blank_lines_and_crlf_endings(store: Store) -> None:
+    lines = [line + b"\r" for line in lines_of(stock(range(5)))]
+    lines[2:2] = [b"", b"   \r"]
+    assert apply_lines(store, lines, complete=True, size=3) == objects.IngestResult(created=5)
+    assert store.get_object("inventory", "K0002").data_json == '{"sku": "K0002", "n": 2}'  # stored without the \r
+    assert apply_lines(store, lines, complete=True, size=3) == objects.IngestResult(unchanged=5)
+    assert Counted.parsed <= 4  # the blank lines, and the few lines they shift off their slots
+    assert apply_lines(store, [line.rstrip(b"\r") for line in lines], complete=True) == objects.IngestResult(unchanged=5)
+
+
+def test_the_same_lines_under_another_key_field_are_never_taken_as_unchanged(store: Store) -> None:
+    items = [{"sku": "A", "id": "2"}, {"sku": "B", "id": "1"}]
+    apply_lines(store, items)
+    result = apply_lines(store, items, complete=True, key="id")
+    assert result == objects.IngestResult(created=2, deleted=2)
+    assert live_keys(store) == ["1", "2"]
+    assert_objects_agree_with_changes(store)
+
+
+def test_rows_and_lines_of_the_same_objects_are_the_same_objects(store: Store) -> None:
+    ingest(store, stock(range(50)))  # rows: no raw hash stored
+    assert apply_lines(store, stock(range(50)), complete=True) == objects.IngestResult(unchanged=50)
+    assert Counted.parsed == 50
+    assert apply_lines(store, stock(range(50)), complete=True) == objects.IngestResult(unchanged=50)
+    assert Counted.parsed == 0
+    assert ingest(store, stock(range(50)), snapshot=True) == objects.IngestResult(unchanged=50)
+    assert len(records(store)) == 50
