@@ -39,6 +39,21 @@ pipelines:
         out: inventory.low
 """
 
+# A project whose inventory objects' change records feed a filter: what the API tests serve.
+OBJECTS_PIPELINE = """
+version: 1
+object_types:
+  inventory: {key: sku}
+pipelines:
+  feed:
+    bots:
+      - id: low-stock
+        use: filter
+        in: inventory.changes
+        with: {query: {quantity: {lt: 5}}}
+        out: inventory.low_stock
+"""
+
 
 def _attempts(predicate: Callable[[], Any], timeout: float, what: str) -> Iterator[Any]:
     """Yield None while `predicate` is falsy; stop with its value; fail after `timeout` seconds."""

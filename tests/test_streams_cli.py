@@ -8,21 +8,9 @@ from leo_runtime.delivery.streams import create_stream
 from leo_runtime.objects import ingest
 from leo_runtime.partners import create_partner
 
-from .conftest import Project, leo
+from .conftest import OBJECTS_PIPELINE, Project, leo
 
-PROJECT = """
-version: 1
-object_types:
-  inventory: {key: sku}
-pipelines:
-  feed:
-    bots:
-      - id: low-stock
-        use: filter
-        in: inventory.changes
-        with: {query: {quantity: {lt: 5}}}
-        out: inventory.low_stock
-"""
+PROJECT = OBJECTS_PIPELINE
 
 
 def seeded(project: Project) -> str:

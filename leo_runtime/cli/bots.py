@@ -14,7 +14,7 @@ from ..config import DEFAULT_FILE
 from ..operations import check_bot
 from ..registry import BotRegistry
 from .app import bots_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store
 
 
 @bots_app.command("list")
@@ -70,12 +70,9 @@ def _type_name(annotation: Any) -> str:
 
 
 def _set_paused(bot_id: str, paused: bool, file: Path, store: str | None, as_json: bool) -> None:
-    the_store, config = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, config):
         check_bot(the_store, config, bot_id)
         the_store.set_paused(bot_id, paused)
-    finally:
-        the_store.close()
     if as_json:
         emit_json({"bot": bot_id, "paused": paused})
     else:

@@ -15,7 +15,7 @@ from ..operations import check_bot, checkpoint_report, reset_target
 from ..safetext import shown
 from ..store import Store
 from .app import checkpoints_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store
 
 
 @checkpoints_app.command("list")
@@ -24,16 +24,13 @@ def checkpoints_list(
     file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Every bot's checkpoint in each queue it reads, with the lag behind the head."""
-    the_store, _ = open_project(file, store, read_only=True)
-    try:
+    with project_store(file, store, read_only=True) as (the_store, _):
         # This listing calls the checkpoint its position (what `reset --to POSITION` takes).
         rows = [
             {"bot": row["bot"], "queue": row["queue"], "position": row["checkpoint"], "head": row["head"],
              "lag": row["lag"], "updated_at": row["updated_at"]}
             for row in checkpoint_report(the_store)
         ]
-    finally:
-        the_store.close()
     if as_json:
         emit_json(rows)
         return
@@ -59,15 +56,12 @@ def checkpoints_reset(
     as_json: JsonOption = False,
 ) -> None:
     """Move a bot's checkpoint; the bot picks it up at its next run (a run in flight is redone)."""
-    the_store, config = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, config):
         check_bot(the_store, config, bot)
         queue = _input_queue(the_store, config, bot, queue)
         before = the_store.get_checkpoint(bot, queue)
         target = reset_target(the_store, to)
         the_store.set_checkpoint(bot, queue, target.position)
-    finally:
-        the_store.close()
     result = {
         "bot": bot,
         "queue": queue,

@@ -6,7 +6,8 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -143,6 +144,16 @@ def open_project(file: Path, store: str | None, *, read_only: bool = False) -> t
         raise UsageError(f"{file}: file not found; pass -f FILE or --store URL (or run `leo init`)")
     url, base = _store_url_of(file)
     return open_store(url, base, read_only=read_only), None
+
+
+@contextmanager
+def project_store(file: Path, store: str | None, *, read_only: bool = False) -> Iterator[tuple[Store, Config | None]]:
+    """`open_project` for a ``with`` block: the store is closed when the block ends, however it ends."""
+    the_store, config = open_project(file, store, read_only=read_only)
+    try:
+        yield the_store, config
+    finally:
+        the_store.close()
 
 
 class progress:

@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..operations import dead_letter_report
 from ..store import Store
 from .app import deadletters_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, open_project, out
+from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, out, project_store
 
 
 @deadletters_app.command("list")
@@ -28,11 +28,8 @@ def deadletters_list(
     as_json: JsonOption = False,
 ) -> None:
     """Dead-lettered events waiting to be sent back: where they came from and why they failed."""
-    the_store, _ = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, _):
         letters = dead_letter_report(the_store, queue, include_redriven=include_redriven)
-    finally:
-        the_store.close()
     if as_json:
         emit_json(letters)
         return
@@ -78,12 +75,9 @@ def deadletters_redrive(
         raise UsageError(f"--to is '{queue}', the dead-letter queue itself: name the queue the events should go to")
     if positions is not None and any(position < 1 for position in positions):
         raise UsageError("--position takes the position of a dead-lettered event (1 or more)")
-    the_store, config = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, config):
         _check_selection(the_store, queue, bot, positions)
         redriven = the_store.redrive_dead_letters(queue, to=to, bot_id=bot, positions=positions)
-    finally:
-        the_store.close()
     rows = [
         {"position": letter.position, "bot": letter.bot_id, "source_queue": letter.source_queue,
          "source_position": letter.source_position, "queue": letter.redriven_queue,

@@ -15,7 +15,7 @@ from ..partners import create_partner, revoke_partner, scope_from_text, scope_of
 from ..store import PartnerRecord
 from ..timeutil import format_time
 from .app import partners_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store
 
 SCOPE_HELP = 'a query as JSON: the partner sees only the objects it matches, like \'{"warehouse": "NYC"}\''
 
@@ -31,11 +31,8 @@ def partners_create(
 ) -> None:
     """Create a partner account and print its token (shown only this once)."""
     query = scope_from_text(scope) if scope is not None else None
-    the_store, _ = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, _):
         record, token = create_partner(the_store, name, query)
-    finally:
-        the_store.close()
     if as_json:
         emit_json({"name": record.name, "token": token, "scope": scope_of(record)})
         return
@@ -48,11 +45,8 @@ def partners_create(
 @handles_errors
 def partners_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every partner, live and revoked, with its scope (never its token)."""
-    the_store, _ = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, _):
         rows = [_row(record) for record in the_store.partners()]
-    finally:
-        the_store.close()
     if as_json:
         emit_json(rows)
         return
@@ -80,11 +74,8 @@ def partners_revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a partner: its token is refused from the next request on, also by a running `leo run`."""
-    the_store, _ = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, _):
         record = revoke_partner(the_store, name)
-    finally:
-        the_store.close()
     if as_json:
         emit_json(_row(record))
         return

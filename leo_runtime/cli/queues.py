@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -23,7 +24,7 @@ from ..staging import publish, stage_lines
 from ..store import Store
 from ..timeutil import format_time
 from .app import queues_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, open_project, out, progress
+from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, out, progress, project_store
 from .status import print_queues
 
 
@@ -31,11 +32,8 @@ from .status import print_queues
 @handles_errors
 def queues_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every queue with its depth and head."""
-    the_store, _ = open_project(file, store, read_only=True)
-    try:
+    with project_store(file, store, read_only=True) as (the_store, _):
         queues = queue_report(the_store)
-    finally:
-        the_store.close()
     if as_json:
         emit_json(queues)
     else:
@@ -53,8 +51,7 @@ def queues_tail(
     as_json: JsonOption = False,
 ) -> None:
     """Print the newest events of a queue (--json: one event per line)."""
-    the_store, _ = open_project(file, store, read_only=True)
-    try:
+    with project_store(file, store, read_only=True) as (the_store, _), contextlib.suppress(KeyboardInterrupt):
         known = {info.name for info in the_store.queues()}
         if queue not in known and not follow:
             raise UsageError(_unknown_queue(queue, known))
@@ -70,10 +67,6 @@ def queues_tail(
                 position = fresh[-1].seq
             else:
                 time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        the_store.close()
 
 
 def _unknown_queue(queue: str, known: set[str]) -> str:
@@ -146,13 +139,12 @@ def queues_put(
                     staged = stage_lines(handle, name, advance=advance)
                 except JSONInputError as exc:
                     raise JSONInputError(f"{exc}; nothing was written") from None  # bad input: exit 1
-        with staged:
-            the_store, _ = open_project(file, store)
-            try:
-                with progress(staged.count, f"put {queue}", enabled=not as_json and staged.count >= 5000) as advance:
-                    first, last = publish(the_store, queue, staged, advance=advance)
-            finally:
-                the_store.close()
+        with (
+            staged,
+            project_store(file, store) as (the_store, _),
+            progress(staged.count, f"put {queue}", enabled=not as_json and staged.count >= 5000) as advance,
+        ):
+            first, last = publish(the_store, queue, staged, advance=advance)
     except KeyboardInterrupt:
         err.print(f"interrupted: nothing was put on queue '{queue}'", markup=False)
         raise typer.Exit(130) from None

@@ -11,7 +11,7 @@ from rich.text import Text
 from ..config import DEFAULT_FILE
 from ..operations import status_report
 from .app import app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store
 from .streams import print_streams
 from .webhooks import print_webhooks
 
@@ -20,11 +20,8 @@ from .webhooks import print_webhooks
 @handles_errors
 def status(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Bots (state, checkpoint, lag, dead letters, last error), queues (depth, head), webhooks, streams."""
-    the_store, config = open_project(file, store, read_only=True)
-    try:
+    with project_store(file, store, read_only=True) as (the_store, config):
         report = status_report(the_store, config)
-    finally:
-        the_store.close()
     if as_json:
         emit_json(report)
         return

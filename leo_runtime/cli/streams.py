@@ -16,18 +16,15 @@ from ..errors import InputError, NotFound, UsageError
 from ..safetext import shown
 from ..store import Store
 from .app import streams_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store
 
 
 @streams_app.command("list")
 @handles_errors
 def streams_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every partner stream: its partner, and per partition the checkpoint, head and lag."""
-    the_store, _ = open_project(file, store, read_only=True)
-    try:
+    with project_store(file, store, read_only=True) as (the_store, _):
         streams = stream_report(the_store)
-    finally:
-        the_store.close()
     if as_json:
         emit_json(streams)
         return
@@ -66,15 +63,12 @@ def streams_reset(
     """Move a stream's checkpoints (as POST /v1/streams/ID/reset does): its consumers replay from
     there, and the generation grows so commits of earlier reads are refused."""
     chosen = _partitions(partitions)
-    the_store, config = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, config):
         record = _stream(the_store, stream_id)
         try:
             updated, moved = reset(the_store, record, to, chosen, _retention(config), field="--to")
         except InputError as exc:  # a value that does not parse, or names no partition: bad usage
             raise UsageError(str(exc).replace("partitions:", "--partitions:", 1)) from None
-    finally:
-        the_store.close()
     result = {"stream": stream_id, "generation": updated.generation,
               "partitions": [{"partition": m["partition"], "checkpoint": m["position"], "clamped": m["clamped"]}
                              for m in moved]}

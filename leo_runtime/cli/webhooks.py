@@ -17,7 +17,7 @@ from ..store import Store
 from ..store.webhooks_base import WebhookRecord
 from ..timeutil import now_ms
 from .app import webhooks_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, open_project, out
+from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store
 
 IdArgument = Annotated[str, typer.Argument(help="a webhook id (wh_...) or a batcher bot's id")]
 
@@ -26,11 +26,8 @@ IdArgument = Annotated[str, typer.Argument(help="a webhook id (wh_...) or a batc
 @handles_errors
 def webhooks_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every webhook with its partner, interval, last batch, unfetched batches and delivery state."""
-    the_store, _ = open_project(file, store, read_only=True)
-    try:
+    with project_store(file, store, read_only=True) as (the_store, _):
         rows = webhook_report(the_store.webhook_status())
-    finally:
-        the_store.close()
     if as_json:
         emit_json(rows)
         return
@@ -68,13 +65,10 @@ def _find(the_store: Store, webhook_id: str) -> WebhookRecord:
 
 
 def _set_status(webhook_id: str, status: str, file: Path, store: str | None, as_json: bool) -> None:
-    the_store, _ = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, _):
         webhook = _find(the_store, webhook_id)
         updated = the_store.update_webhook(webhook.id, {"status": status}, now_ms())
         rows = [row for row in webhook_report(the_store.webhook_status()) if updated and row["id"] == webhook_id]
-    finally:
-        the_store.close()
     if as_json:
         emit_json(rows[0] if rows else {"id": webhook_id, "status": status})
         return
@@ -103,11 +97,8 @@ def webhooks_resume(webhook_id: IdArgument, file: FileOption = Path(DEFAULT_FILE
 def webhooks_replay(webhook_id: IdArgument, file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None,
                     as_json: JsonOption = False) -> None:
     """Send the notifications of every batch not downloaded yet again, with a fresh retry schedule."""
-    the_store, _ = open_project(file, store)
-    try:
+    with project_store(file, store) as (the_store, _):
         count = the_store.replay_webhook(_find(the_store, webhook_id).id, now_ms())
-    finally:
-        the_store.close()
     if as_json:
         emit_json({"id": webhook_id, "replayed": count})
         return

@@ -387,7 +387,9 @@ class DeliveryService:
         if self._transport is None:
             self._transport = self._transport_factory()
         timeout = {"connect": self.timeout, "read": self.timeout, "write": self.timeout, "pool": self.timeout}
-        request = httpx.Request("POST", url, content=body, headers=headers, extensions={"timeout": timeout})
+        # Headers handed over as ASCII bytes: httpx then skips guessing their encoding per header.
+        raw = httpx.Headers([(name.encode(), value.encode()) for name, value in headers.items()], encoding="ascii")
+        request = httpx.Request("POST", url, content=body, headers=raw, extensions={"timeout": timeout})
         response = await self._transport.handle_async_request(request)
         try:
             status = response.status_code

@@ -613,36 +613,52 @@ def _claim(conn: sqlite3.Connection, op: ClaimDeliveries) -> None:
 
 
 def _record(conn: sqlite3.Connection, outcomes: Sequence[DeliveryOutcome]) -> None:
+    """Record attempts: each delivery's row, then each webhook's state as its outcomes leave it
+    (in order: the last one decides). A statement per kind for the whole page, not per outcome:
+    the sender's thread then gives the GIL back to the delivery loop a few times, not thousands."""
+    conn.executemany(
+        "UPDATE deliveries SET attempts = attempts + 1, round = round + 1, last_attempt_at = ?, last_status = ?, "
+        "last_error = ?, next_attempt_at = ?, delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END "
+        "WHERE batch = ? AND sender = ?",
+        [(o.attempted_at, o.status, o.error, o.next_attempt_at, o.delivered, o.attempted_at, o.batch, o.sender)
+         for o in outcomes],
+    )
+    # A deleted webhook's outcomes update no row below either (its rid is gone).
+    states: dict[int, dict[str, Any]] = {}
+    released: dict[tuple[int, str], int] = {}
+    gone: list[DeliveryOutcome] = []
     for outcome in outcomes:
-        updated = conn.execute(
-            "UPDATE deliveries SET attempts = attempts + 1, round = round + 1, last_attempt_at = ?, last_status = ?, "
-            "last_error = ?, next_attempt_at = ?, delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END "
-            "WHERE batch = ? AND sender = ?",
-            (outcome.attempted_at, outcome.status, outcome.error, outcome.next_attempt_at, outcome.delivered,
-             outcome.attempted_at, outcome.batch, outcome.sender),
-        ).rowcount
-        if not updated:  # the webhook was deleted meanwhile
-            continue
+        state = states.setdefault(outcome.webhook, {})
         if outcome.delivered:
-            conn.execute("UPDATE webhooks SET failing = 0, last_delivered_at = ?, last_error = NULL WHERE rid = ?",
-                         (outcome.attempted_at, outcome.webhook))
-            # The callback answers again: the webhook's other notifications waiting for a retry go now.
-            conn.execute(
-                "UPDATE deliveries SET next_attempt_at = ? WHERE webhook = ? AND sender = ? AND delivered_at IS NULL "
-                "AND next_attempt_at > ?",
-                (outcome.attempted_at, outcome.webhook, outcome.sender, outcome.attempted_at),
-            )
+            state.update(failing=0, last_error=None, last_delivered_at=outcome.attempted_at)
+            released[(outcome.webhook, outcome.sender)] = outcome.attempted_at
         elif outcome.gone:
-            conn.execute(
-                "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, last_error = ?, updated_at = ? "
-                "WHERE rid = ? AND status = 'active'",
-                ("the callback answered 410 Gone", outcome.error, outcome.attempted_at, outcome.webhook),
-            )
-            _bump(conn)
+            gone.append(outcome)
         else:
-            failing = 1 if outcome.next_attempt_at is None else None
-            conn.execute("UPDATE webhooks SET last_error = ?, failing = COALESCE(?, failing) WHERE rid = ?",
-                         (outcome.error, failing, outcome.webhook))
+            state["last_error"] = outcome.error
+            if outcome.next_attempt_at is None:
+                state["failing"] = 1
+    for (webhook, sender), attempted_at in released.items():
+        # The callback answers again: the webhook's other notifications waiting for a retry go now.
+        conn.execute(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE webhook = ? AND sender = ? AND delivered_at IS NULL "
+            "AND next_attempt_at > ?",
+            (attempted_at, webhook, sender, attempted_at),
+        )
+    conn.executemany(
+        "UPDATE webhooks SET failing = CASE WHEN ? THEN ? ELSE failing END, last_error = ?, "
+        "last_delivered_at = COALESCE(?, last_delivered_at) WHERE rid = ?",
+        [("failing" in state, state.get("failing"), state["last_error"], state.get("last_delivered_at"), webhook)
+         for webhook, state in states.items() if "last_error" in state],
+    )
+    for outcome in gone:
+        conn.execute(
+            "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, last_error = ?, updated_at = ? "
+            "WHERE rid = ? AND status = 'active'",
+            ("the callback answered 410 Gone", outcome.error, outcome.attempted_at, outcome.webhook),
+        )
+    if gone:
+        _bump(conn)
 
 
 def _now() -> int:

@@ -6,23 +6,11 @@ import json
 
 import httpx
 
-from ..conftest import Project, leo, wait_until
+from ..conftest import OBJECTS_PIPELINE, Project, leo, wait_until
 
 ADMIN = "e2e-admin-token-7f3a"
 NDJSON = {"Content-Type": "application/x-ndjson"}
-PROJECT = """
-version: 1
-object_types:
-  inventory: {key: sku}
-pipelines:
-  feed:
-    bots:
-      - id: low-stock
-        use: filter
-        in: inventory.changes
-        with: {query: {quantity: {lt: 5}}}
-        out: inventory.low_stock
-"""
+PROJECT = OBJECTS_PIPELINE
 
 
 def test_partner_created_by_the_cli_reads_objects_sees_304_and_429_and_is_refused_once_revoked(

@@ -12,22 +12,9 @@ from typing import Any
 from leo_runtime.client import LeoClient
 from leo_runtime.objects import ingest
 
-from ..conftest import Project, leo, wait_until
+from ..conftest import OBJECTS_PIPELINE, Project, leo, wait_until
 
-PROJECT = """
-version: 1
-server: {port: PORT}
-object_types:
-  inventory: {key: sku}
-pipelines:
-  feed:
-    bots:
-      - id: low-stock
-        use: filter
-        in: inventory.changes
-        with: {query: {quantity: {lt: 5}}}
-        out: inventory.low_stock
-"""
+PROJECT = OBJECTS_PIPELINE.replace("version: 1\n", "version: 1\nserver: {port: PORT}\n")
 
 
 def free_port() -> int:
