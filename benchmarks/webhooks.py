@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from leo_runtime.delivery.webhooks import DeliveryService, Outgoing, batch_url, notification_body, secret_key  # noqa: E402
 from leo_runtime.partners import create_partner  # noqa: E402
 from leo_runtime.store import RunCommit, SQLiteStore  # noqa: E402
-from leo_runtime.store.webhooks_base import NewWebhook, RecordDeliveries, RouteChanges, SealWebhooks  # noqa: E402
+from leo_runtime.store.base_webhooks import NewWebhook, RecordDeliveries, RouteChanges, SealWebhooks  # noqa: E402
 from leo_runtime.timeutil import now_ms  # noqa: E402
 
 ADMIN = "benchmark-admin-token"

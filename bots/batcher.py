@@ -9,7 +9,7 @@ the token of a partner named in ``readers``.
 For partner webhooks the runtime derives, from the store: one `WebhookRouter` per object type
 (it reads ``T.changes`` and routes each change to the webhooks it matches) and one
 `WebhookBatcher` that seals every due webhook and builds true-up snapshots. All of them only
-yield store ops (`leo_runtime.store.webhooks_base`), which commit with their runs.
+yield store ops (`leo_runtime.store.base_webhooks`), which commit with their runs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from leo_runtime.delivery.webhooks import (
 )
 from leo_runtime.errors import BotError
 from leo_runtime.events import Event
-from leo_runtime.store.webhooks_base import (
+from leo_runtime.store.base_webhooks import (
     AddSnapshotLines,
     BotSubscription,
     FinishSnapshot,

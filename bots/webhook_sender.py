@@ -31,7 +31,7 @@ from leo_runtime.delivery.webhooks import (
 )
 from leo_runtime.errors import BotError
 from leo_runtime.events import Event
-from leo_runtime.store.webhooks_base import ClaimDeliveries, DueDelivery, RecordDeliveries, StoreOp
+from leo_runtime.store.base_webhooks import ClaimDeliveries, DueDelivery, RecordDeliveries, StoreOp
 from leo_runtime.timeutil import now_ms
 
 TICK_SECONDS = 0.25

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from .events import Event
     from .store.base import CheckpointInfo, ObjectRecord, QueueInfo, Store
-    from .store.webhooks_base import DueDelivery, WebhookRecord
+    from .store.base_webhooks import DueDelivery, WebhookRecord
 
 
 class StoreView:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from leo_runtime.store import RunCommit, Store
-from leo_runtime.store.webhooks_base import RouteChanges, SealedBatch, SealWebhooks, StoreOp
+from leo_runtime.store.base_webhooks import RouteChanges, SealedBatch, SealWebhooks, StoreOp
 from leo_runtime.timeutil import now_ms
 
 

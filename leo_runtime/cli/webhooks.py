@@ -14,7 +14,7 @@ from ..config import DEFAULT_FILE
 from ..delivery.webhooks import BOT_PREFIX, webhook_report
 from ..errors import UsageError
 from ..store import Store
-from ..store.webhooks_base import WebhookRecord
+from ..store.base_webhooks import WebhookRecord
 from ..timeutil import now_ms
 from .app import webhooks_app
 from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store

@@ -39,7 +39,7 @@ import orjson
 from .. import __version__
 from ..errors import InputError
 from ..store.base import ObjectRecord
-from ..store.webhooks_base import DeliveryOutcome, DueDelivery, WebhookRecord, WebhookStatusRow
+from ..store.base_webhooks import DeliveryOutcome, DueDelivery, WebhookRecord, WebhookStatusRow
 from ..timeutil import format_time, now_ms, parse_duration
 from .callbacks import connect_refusal, guarded_resolver
 from .subscriptions import Subscription, compile_subscription

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..partners import authenticate, hash_token
 from ..store import Store
-from ..store.webhooks_base import BatchRecord
+from ..store.base_webhooks import BatchRecord
 from ..timeutil import now_ms
 from .auth import bearer_token, unauthorized
 from .bodies import LeoRoute

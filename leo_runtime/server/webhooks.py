@@ -35,7 +35,7 @@ from ..errors import InputError
 from ..jsonio import canonical
 from ..partners import Partner
 from ..store import Store
-from ..store.webhooks_base import NewWebhook, WebhookRecord, WebhookStatusRow
+from ..store.base_webhooks import NewWebhook, WebhookRecord, WebhookStatusRow
 from ..timeutil import format_time, now_ms
 from .auth import current_partner
 from .bodies import LeoRoute

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..events import Event, RawJSON
 from .base_streams import StreamStore
-from .webhooks_base import StoreOp, WebhookStore
+from .base_webhooks import StoreOp, WebhookStore
 
 
 class PendingEvent(NamedTuple):
@@ -161,7 +161,7 @@ class RunCommit:
     ``state`` replaces the bot's persistent state when not None. ``owner`` must still hold the
     bot's lease. ``objects`` are applied after the outputs, as `Store.apply_objects` does, so a
     source's object changes commit with its cursor; then ``ops`` (typed writes such as a router's
-    routed changes, see `webhooks_base`), in order. A run whose only writes are ONE object batch
+    routed changes, see `base_webhooks`), in order. A run whose only writes are ONE object batch
     (a change detector's read) may be written in several transactions, as `Store.apply_objects`
     writes one batch: its state and lease check commit with the last of them, so a run that
     fails half way is done again and finds what was written unchanged.
@@ -288,7 +288,7 @@ AppendListener = Callable[[Mapping[str, int]], None]
 class Store(WebhookStore, StreamStore, ABC):
     """The durable store. See the module docstring for positions, times and threading.
 
-    Partner webhooks' rows are `WebhookStore`'s methods (webhooks_base.py), partner streams'
+    Partner webhooks' rows are `WebhookStore`'s methods (base_webhooks.py), partner streams'
     `StreamStore`'s (base_streams.py)."""
 
     url: str

@@ -1,4 +1,4 @@
-"""The SQLite side of webhooks (see `webhooks_base` for the model): a mixin of `SQLiteStore`,
+"""The SQLite side of webhooks (see `base_webhooks` for the model): a mixin of `SQLiteStore`,
 and the ops a bot's run commits (`apply_ops`, called inside `commit_run`'s transaction).
 
 Sealing is O(1) whatever the window holds: a batch row takes the window's number and the
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..timeutil import now_ms
 from .base import PendingEvent
-from .webhooks_base import (
+from .base_webhooks import (
     AddSnapshotLines,
     BatchListing,
     BatchRecord,

@@ -22,7 +22,7 @@ from leo_runtime.delivery.webhooks import (
 )
 from leo_runtime.errors import InputError
 from leo_runtime.store.base import ObjectRecord
-from leo_runtime.store.webhooks_base import DueDelivery
+from leo_runtime.store.base_webhooks import DueDelivery
 
 
 @pytest.mark.parametrize(("value", "ms"), [(1, 1000), (300, 300_000), (1.5, 1500), ("PT5M", 300_000), ("5m", 300_000),

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from leo_runtime.store.webhooks_base import BotSubscription, RouteChanges, SealWebhooks
+from leo_runtime.store.base_webhooks import BotSubscription, RouteChanges, SealWebhooks
 from leo_runtime.timeutil import now_ms
 
 from ..webhook_helpers import commit, seal_now

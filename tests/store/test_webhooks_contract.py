@@ -10,7 +10,7 @@ import pytest
 from leo_runtime.objects import delete, ingest
 from leo_runtime.partners import create_partner
 from leo_runtime.store import RunCommit, Store
-from leo_runtime.store.webhooks_base import (
+from leo_runtime.store.base_webhooks import (
     AddSnapshotLines,
     BotSubscription,
     ClaimDeliveries,
