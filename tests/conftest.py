@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,25 @@ def isolated_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         file = getattr(module, "__file__", None)
         if isinstance(file, str) and file.startswith(roots):
             del sys.modules[name]
+
+
+def run_with(project: Project, body: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run the project's `Runtime` in this process (no HTTP) while `body(runtime)` runs."""
+    from leo_runtime.config import load_config
+    from leo_runtime.runtime import Runtime
+
+    async def main() -> Any:
+        config = load_config(project.file)
+        store = open_store(config.store_url, config.base_dir)
+        runtime = Runtime(config, store, serve_http=False)
+        await runtime.start()
+        try:
+            return await body(runtime)
+        finally:
+            await runtime.stop()
+            store.close()
+
+    return asyncio.run(main())
 
 
 class Project:

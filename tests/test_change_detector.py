@@ -6,10 +6,9 @@ for conditions, never for fixed times.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,9 @@ from typer.testing import CliRunner
 
 from leo_runtime import runner as runner_module
 from leo_runtime.cli import app
-from leo_runtime.config import load_config
 from leo_runtime.runtime import Runtime
-from leo_runtime.store import open_store
 
-from .conftest import Project, async_wait_until, payloads_of
+from .conftest import Project, async_wait_until, payloads_of, run_with
 from .objects_helpers import assert_objects_agree_with_changes, change_records, live_objects
 
 
@@ -34,19 +31,6 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "BACKOFF_MAX_SECONDS", 0.2)
 
 
-def run_with(project: Project, body: Callable[[Runtime], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        config = load_config(project.file)
-        store = open_store(config.store_url, config.base_dir)
-        runtime = Runtime(config, store, serve_http=False)
-        await runtime.start()
-        try:
-            return await body(runtime)
-        finally:
-            await runtime.stop()
-            store.close()
-
-    return asyncio.run(main())
 
 
 def detector(source: str, snapshot: str = "full", extra: str = "") -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from leo_runtime.events import RawJSON
 from leo_runtime.runtime import Runtime
 from leo_runtime.store import open_store
 
-from .conftest import CUSTOM_BOTS, FILTER_PIPELINE, Project, async_wait_until, payloads_of
+from .conftest import CUSTOM_BOTS, FILTER_PIPELINE, Project, async_wait_until, payloads_of, run_with
 
 
 @pytest.fixture(autouse=True)
@@ -25,19 +24,6 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("leo_runtime.states.STUCK_MIN_MARGIN_SECONDS", 0.3)
 
 
-def run_with(project: Project, body: Callable[[Runtime], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        config = load_config(project.file)
-        store = open_store(config.store_url, config.base_dir)
-        runtime = Runtime(config, store, serve_http=False)
-        await runtime.start()
-        try:
-            return await body(runtime)
-        finally:
-            await runtime.stop()
-            store.close()
-
-    return asyncio.run(main())
 
 
 def checkpoint(runtime: Runtime, bot: str, queue: str) -> int:
