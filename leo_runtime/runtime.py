@@ -74,6 +74,7 @@ class Runtime:
         self.started_at = now_ms()
         self._abandoned: list[BotRunner] = []  # runners whose run was given up but may still be going
         self._server: Any = None
+        self._api_context: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop_requested = asyncio.Event()
         self._reload_handle: asyncio.TimerHandle | None = None
@@ -375,6 +376,8 @@ class Runtime:
         self.reload_error = None
         self.reloads += 1
         self.config = new
+        if self._api_context is not None:  # the API serves the new object types, retention, webhooks settings
+            self._api_context.settings = new.model
         if not changed:
             log.info("%s reloaded: no pipeline changed", new.path)
             return
@@ -407,7 +410,7 @@ class Runtime:
             host = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
             server_config = server_config.model_copy(update={"public_url": f"http://{host}:{bound_port}"})
             self.config.model = self.config.model.model_copy(update={"server": server_config})
-        context = ApiContext(
+        context = self._api_context = ApiContext(
             settings=self.config.model, health=self.health, wait=self._wait_for_queue, changed=self.system_changed
         )
         app = create_app(self.store, context)

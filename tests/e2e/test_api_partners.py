@@ -76,3 +76,20 @@ def test_admin_routes_are_off_when_leo_run_has_no_admin_token(project: Project, 
     assert answer.status_code == 403
     assert "set LEO_ADMIN_TOKEN" in answer.json()["detail"]
     assert run.stop() == 0
+
+
+def test_a_reload_that_changes_object_types_is_served_by_the_api(project: Project, leo_run) -> None:
+    # The API takes object types (and their key fields) from the file it runs with: a reload
+    # that adds a type, or changes a key field, is what the next request sees.
+    project.write(PROJECT)
+    run = leo_run(project, "--port", "0", env={"LEO_ADMIN_TOKEN": ADMIN})
+    run.wait_ready()
+    admin = {"Authorization": f"Bearer {ADMIN}", **NDJSON}
+    before = httpx.post(f"{run.http}/v1/admin/objects/invoice", headers=admin, content=b'{"number": "I-1"}\n')
+    assert before.status_code == 422 and "unknown object type 'invoice'" in before.text
+    project.file.write_text(PROJECT.replace("  inventory: {key: sku}\n", "  inventory: {key: code}\n  invoice: {key: number}\n"))
+    wait_until(lambda: "reloaded" in run.log(), what="the reload")
+    after = httpx.post(f"{run.http}/v1/admin/objects/invoice", headers=admin, content=b'{"number": "I-1"}\n')
+    assert after.status_code == 200, after.text
+    keyed = httpx.post(f"{run.http}/v1/admin/objects/inventory", headers=admin, content=b'{"sku": "A"}\n')
+    assert keyed.status_code == 422 and "code" in keyed.text  # the new key field
