@@ -57,7 +57,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -69,6 +69,7 @@ except ImportError:  # pragma: no cover - vendored without orjson
 
 __all__ = ["AsyncLeoClient", "LeoAPIError", "LeoClient", "WebhookVerificationError", "verify_webhook"]
 
+T = TypeVar("T")
 log = logging.getLogger("leo.client")
 
 Record = dict[str, Any]
@@ -584,9 +585,11 @@ class AsyncLeoClient:
         try:
             await asyncio.gather(*self._workers)
         except asyncio.CancelledError:
-            for task in self._workers:
-                task.cancel()
-            await asyncio.gather(*self._workers, return_exceptions=True)
+            # Every worker was cancelled once (by stop(), or with this task): cancelling them
+            # again, or this task once more, must not cut short what they finish on the way out
+            # (a commit, giving leases back).
+            with contextlib.suppress(asyncio.CancelledError):
+                await _finish(asyncio.gather(*self._workers, return_exceptions=True))
             if not self._stopping:
                 raise
         except BaseException:
@@ -615,7 +618,7 @@ class AsyncLeoClient:
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
-            await self._give_back(stream_id, partitions)
+            await _finish(self._give_back(stream_id, partitions))
 
     async def _step(self, stream_id: str, part: _Partition, handler: Callable[[list[Record]], Awaitable[Any]],
                     limit: int, wait: float) -> bool:
@@ -638,14 +641,9 @@ class AsyncLeoClient:
         if not page["records"]:
             part.after = page["next_position"]
             return False
-        # Shielded: once records are handed over, they are processed and committed even if the
-        # consumer is stopped meanwhile; the stop waits for that, then goes on.
-        work = asyncio.ensure_future(self._process(stream_id, part, handler, page))
-        try:
-            failure = await asyncio.shield(work)
-        except asyncio.CancelledError:
-            await asyncio.gather(work, return_exceptions=True)
-            raise
+        # Once records are handed over, they are processed and committed even if the consumer is
+        # stopped meanwhile; the stop waits for that, then goes on.
+        failure = await _finish(self._process(stream_id, part, handler, page))
         if failure is not None:
             await self._pause(part, failure)  # outside the shield: a stop does not wait for the pause
         return True
@@ -689,8 +687,12 @@ class AsyncLeoClient:
         await asyncio.sleep(delay)
 
     async def _take(self, stream_id: str, part: _Partition, lease_seconds: float) -> bool:
-        try:
+        async def take() -> None:  # a lease granted while the consumer stops is recorded, so it is given back
             held = await self.lease(stream_id, part.number, lease_seconds)
+            part.lease_id, part.after = held["lease_id"], None
+
+        try:
+            await _finish(take())
         except LeoAPIError as exc:
             if exc.status == 409:
                 return False
@@ -698,7 +700,6 @@ class AsyncLeoClient:
         except httpx.TransportError as exc:
             await self._pause(part, exc)
             return False
-        part.lease_id, part.after = held["lease_id"], None
         return True
 
     async def _renew(self, stream_id: str, partitions: list[_Partition], lease_seconds: float) -> None:
@@ -722,6 +723,24 @@ class AsyncLeoClient:
                 with contextlib.suppress(LeoAPIError, httpx.HTTPError):
                     await asyncio.wait_for(self.release(stream_id, part.number, part.lease_id), 5)
                 part.lease_id = None
+
+
+async def _finish(work: Awaitable[T]) -> T:
+    """Await `work` to its end even when the caller is cancelled meanwhile (once or again), then
+    let the cancellation go on: what must not be cut short (processing records and committing
+    them, taking or giving back a lease) is never left half done by a stop."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # seen: the stop is what the caller hears about
+        raise asyncio.CancelledError
+    return task.result()
 
 
 def _as_coroutine(handler: Handler) -> Callable[[list[Record]], Awaitable[Any]]:

@@ -129,7 +129,8 @@ def test_consume_with_two_workers_processes_everything_and_replays_a_failed_batc
     for key, version in seen:
         versions.setdefault(key, []).append(version)
     assert all(v == sorted(v) for v in versions.values())  # per key, in order (a replay repeats a suffix)
-    assert all(part["lag"] == 0 and part["leased_until"] is None for part in client.get_stream(stream["id"])["partitions"])
+    partitions = client.get_stream(stream["id"])["partitions"]
+    assert all(part["lag"] == 0 and part["leased_until"] is None for part in partitions), [str(p) for p in partitions]
     client.close()
 
 
@@ -145,6 +146,33 @@ def test_stop_ends_an_idle_consume_at_once_and_gives_the_leases_back(rt: Running
     assert not consumer.is_alive()  # it did not wait out the long polls
     assert all(part["leased_until"] is None for part in client.get_stream(stream["id"])["partitions"])
     client.close()
+
+
+def test_a_consume_cancelled_again_and_again_still_gives_every_lease_back(rt: RunningRuntime) -> None:
+    token = rt.partner("acme")
+
+    async def main() -> list[dict[str, Any]]:
+        async with AsyncLeoClient(rt.url, token) as client:
+            stream = await client.create_stream("inventory", partitions=4)
+
+            async def leased() -> int:
+                return sum(part["leased_until"] is not None for part in (await client.get_stream(stream["id"]))["partitions"])
+
+            task = asyncio.create_task(client.consume(stream["id"], lambda records: None, workers=1, wait=0.2))
+            for _ in range(600):
+                if await leased() == 4:
+                    break
+                await asyncio.sleep(0.01)
+            task.cancel()
+            for _ in range(30):  # a Ctrl-C pressed again and again while the leases are given back
+                await asyncio.sleep(0.002)
+                task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return (await client.get_stream(stream["id"]))["partitions"]
+
+    partitions = asyncio.run(main())
+    assert [part["leased_until"] for part in partitions] == [None] * 4
 
 
 def test_the_async_client_consumes_with_an_async_handler(rt: RunningRuntime) -> None:
