@@ -188,14 +188,14 @@ def parse_partition(record: StreamRecord, text: object, field: str = "partition"
 @dataclass(frozen=True)
 class Page:
     """One read of a partition: the records after ``after`` (global positions) and the head.
-    ``records`` are ``(position, change-record JSON text)`` pairs."""
+    ``records`` are ``(position, change-record JSON text as UTF-8 bytes)`` pairs."""
 
     stream_id: str
     partition: int
     generation: int
     after: int
     head: int
-    records: Sequence[tuple[int, str]]
+    records: Sequence[tuple[int, bytes]]
 
     @property
     def next_position(self) -> int:
@@ -241,23 +241,22 @@ def page_json(page: Page) -> bytes:
     """``{records, next_position, head, generation}`` as JSON bytes: each record is its stored
     change-record text with ``"position"`` spliced in before its closing brace (never decoded:
     this is the hot path of every read)."""
-    tag = position_tag(page.stream_id, page.partition)
+    tag = position_tag(page.stream_id, page.partition).encode()
+    position = b',"position":"' + tag
     parts = [
-        f'{text[:-1]},"position":"{tag}{seq:x}"}}' if text[-1:] == "}" and text[:1] == "{" and text != "{}"
+        b'%b%b%x"}' % (text[:-1], position, seq) if text[:1] == b"{" and text[-1:] == b"}" and text != b"{}"
         else _wrapped(text, tag, seq)
         for seq, text in page.records
     ]
-    return (
-        f'{{"records":[{",".join(parts)}],"next_position":"{tag}{page.next_position:x}",'
-        f'"head":"{tag}{page.head:x}","generation":{page.generation}}}'
-    ).encode()
+    return b'{"records":[%b],"next_position":"%b%x","head":"%b%x","generation":%d}' % (
+        b",".join(parts), tag, page.next_position, tag, page.head, page.generation)
 
 
-def _wrapped(text: str, tag: str, seq: int) -> str:
+def _wrapped(text: bytes, tag: bytes, seq: int) -> bytes:
     """A record that is not a non-empty JSON object (a pipelines.yaml stream fed plain values)."""
-    if text == "{}":
-        return f'{{"position":"{tag}{seq:x}"}}'
-    return f'{{"value":{text},"position":"{tag}{seq:x}"}}'
+    if text == b"{}":
+        return b'{"position":"%b%x"}' % (tag, seq)
+    return b'{"value":%b,"position":"%b%x"}' % (text, tag, seq)
 
 
 # -- committing, resetting, leasing --------------------------------------------------------------------

@@ -108,10 +108,11 @@ class StreamStore(ABC):
         for an unknown stream or partition."""
 
     @abstractmethod
-    def stream_records(self, queue: str, after: int, limit: int, max_bytes: int) -> list[tuple[int, str]]:
-        """``(position, payload JSON text)`` of the events of `queue` after `after`, oldest first:
-        at most `limit`, and stopping with the event whose payload makes the total reach
-        `max_bytes` characters (at least one when there is one). `Store.read` without the
+    def stream_records(self, queue: str, after: int, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        """``(position, payload JSON text as UTF-8 bytes)`` of the events of `queue` after
+        `after`, oldest first: at most `limit`, and stopping with the event whose payload makes
+        the total reach `max_bytes` bytes (at least one when there is one). Bytes, because an
+        answer is bytes: the text is never decoded on its way out. `Store.read` without the
         envelope: what a partition read needs, and nothing more (it is the hot path)."""
 
     @abstractmethod

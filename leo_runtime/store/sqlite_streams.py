@@ -142,13 +142,14 @@ class SQLiteStreams(StreamStore):
             )
             return StreamPartitionRecord(partition, held.checkpoint, held.updated_at, lease_id, now + ttl_ms)
 
-    def stream_records(self, queue: str, after: int, limit: int, max_bytes: int) -> list[tuple[int, str]]:
+    def stream_records(self, queue: str, after: int, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
         conn = self._conn()
         queue_id = self._queue_id(conn, queue, create=False)
         if queue_id is None:
             return []
         rows = conn.execute(
-            "SELECT seq, payload FROM events WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?", (queue_id, after, limit)
+            "SELECT seq, CAST(payload AS BLOB) FROM events WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (queue_id, after, limit),
         ).fetchall()
         if sum(map(len, map(itemgetter(1), rows))) >= max_bytes:  # in C: measured row by row only then
             total = 0

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from leo_runtime.objects import delete
+from leo_runtime.server import streams as streams_routes
 from leo_runtime.timeutil import format_time, now_ms
 
 from ..conftest import Project, wait_until
@@ -297,6 +298,66 @@ def test_malformed_input_gets_a_422_naming_the_field(rt: RunningRuntime) -> None
     assert problem_of(refused, 422).startswith("body:")
     assert client.post("/v1/streams", content=b"x" * (2 << 20), headers={"Content-Type": "application/json"}).status_code == 413
     assert client.post("/v1/streams", content=b"{}").status_code == 415
+
+
+def test_the_fast_lane_answers_plain_reads_exactly_as_the_documented_route(rt: RunningRuntime,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plain reads skip FastAPI's per-request machinery (`FastReads`); anything else, an unknown
+    # parameter included, goes to the documented route. Both must give the same answer, byte for byte.
+    served: list[bool] = []
+    answer = streams_routes.FastReads._answer
+
+    async def spy(self: Any, request: Any) -> bytes | None:
+        body = await answer(self, request)
+        served.append(body is not None)
+        return body
+
+    monkeypatch.setattr(streams_routes.FastReads, "_answer", spy)
+    token = rt.partner("acme")
+    client = rt.client(token)
+    stream = create(client, partitions=2)
+    theirs = create(rt.client(rt.partner("globex")))
+    rt.ingest("inventory", [{"sku": f"S{i}", "quantity": i, "name": "caf\u00e9 \u2615"} for i in range(30)])
+    wait_for_writer(rt, stream["id"])
+    base = f"/v1/streams/{stream['id']}/partitions"
+    first = client.get(f"{base}/0/records", params={"limit": 3}).json()
+    lease = client.post(f"{base}/1/lease", json={}).json()["lease_id"]
+    plain = [  # the lane answers these
+        (f"{base}/0/records", {}, {}),
+        (f"{base}/0/records", {"limit": 3}, {}),
+        (f"{base}/0/records", {"limit": 1000, "wait": 0}, {}),
+        (f"{base}/0/records", {"after": first["next_position"], "limit": 5}, {}),
+        (f"{base}/0/records", {"after": first["head"], "wait": 0}, {}),  # nothing after the head: an empty page
+        (f"{base}/1/records", {"limit": 2}, {"Lease-Id": lease}),
+    ]
+    odd = [  # the documented route answers these
+        (f"{base}/0/records", {"after": first["head"], "wait": 0.2}, {}),  # waits, then answers empty
+        (f"{base}/1/records", {}, {}),  # leased by another
+        (f"{base}/1/records", {}, {"Lease-Id": "not-the-lease"}),
+        (f"{base}/2/records", {}, {}),
+        (f"{base}/01/records", {}, {}),
+        (f"/v1/streams/{theirs['id']}/partitions/0/records", {}, {}),
+        ("/v1/streams/st_nope/partitions/0/records", {}, {}),
+        (f"{base}/0/records", {"after": "zzz"}, {}),
+        (f"{base}/0/records", {"limit": 0}, {}),
+        (f"{base}/0/records", {"limit": "01x"}, {}),
+        (f"{base}/0/records", {"limit": 5000}, {}),  # past the inline limit: read in a worker thread
+        (f"{base}/0/records", {"wait": 61}, {}),
+        (f"{base}/0/records", {"wait": "nan"}, {}),
+        (f"{base}/0/records", [("limit", "2"), ("limit", "3")], {}),
+        (f"{base}/0/records", {}, {"Authorization": "Bearer nope"}),
+        (f"{base}/0/records", {}, {"Authorization": "Basic eDp5"}),
+    ]
+    for path, params, headers in plain + odd:
+        served.clear()
+        fast = client.get(path, params=params, headers=headers)
+        lane = served == [True]
+        slow = client.get(path, params=[*(params.items() if isinstance(params, dict) else params), ("via", "route")],
+                          headers=headers)
+        assert lane == ((path, params, headers) in plain), (path, params, headers)
+        assert (fast.status_code, fast.headers["content-type"], fast.content) == (
+            slow.status_code, slow.headers["content-type"], slow.content), (path, params, headers)
+    assert client.get(f"{base}/0/records").json()["records"][0]["data"]["name"] == "caf\u00e9 \u2615"
 
 
 def test_another_partners_streams_are_404_everywhere(rt: RunningRuntime) -> None:

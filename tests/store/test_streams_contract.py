@@ -105,7 +105,7 @@ def test_stream_records_are_positions_and_texts_bounded_by_count_and_size(store:
     store.append("other", [1])
     rows = store.stream_records("streams.st_1.0", first, 3, 1_000_000)
     assert [seq for seq, _ in rows] == [first + 1, first + 2, first + 3]
-    assert [text for _, text in rows] == [event.payload_json for event in store.read("streams.st_1.0", first, 3)]
+    assert [text.decode() for _, text in rows] == [event.payload_json for event in store.read("streams.st_1.0", first, 3)]
     size = len(rows[0][1])
     assert len(store.stream_records("streams.st_1.0", 0, 100, 2 * size + 1)) == 3  # the one that reaches the bound is in
     assert len(store.stream_records("streams.st_1.0", 0, 100, 1)) == 1  # at least one
