@@ -6,7 +6,8 @@ for the partition's queue (`ApiContext.wait`): no loop polls the store for it, a
 one future and one timer, and a client that hangs up frees its waiter at once (its disconnect is
 awaited beside the wakeup). Reads of up to 1,000 records run on the event loop, larger ones in
 a worker thread (see `INLINE_LIMIT`); other store work runs in worker threads. Record bodies are
-built from the stored change-record texts without decoding them (`delivery.streams.page_json`).
+built from the stored change-record texts without decoding them (`delivery.streams.page_json`),
+and plain reads take a fast lane past FastAPI's per-request machinery (`FastReads`).
 
 Another partner's stream answers 404 exactly like a missing one.
 """
