@@ -261,11 +261,13 @@ def section_delivery(store: SQLiteStore, partner_id: int, count: int) -> None:
         url = f"http://127.0.0.1:{port}/hook"
         try:
             print(f"-- receiver answering {'at once' if not delay else 'after 100 ms'}")
+            peers = {}
             for kind in ("httpx (own pool)", "httpx client + aiohttp transport", "httpx requests + aiohttp transport",
                          "bare aiohttp"):
                 # httpx's own pool is so slow here that a quarter shows its rate (all would take minutes).
                 n = count // 4 if kind == "httpx (own pool)" else count
                 elapsed = asyncio.run(post_all(kind, url, n, 256))
+                peers[kind] = n / elapsed
                 print(f"   {kind:36s} {n:,} POSTs in {elapsed:.2f} s = {n / elapsed:,.0f}/s")
             service = DeliveryService(timeout=15, max_in_flight=256, allow_private=True, schedule=[5])
             service.start()
@@ -283,6 +285,9 @@ def section_delivery(store: SQLiteStore, partner_id: int, count: int) -> None:
                 verdict = (median >= 1_500) if not delay else (count / median < 2)
                 print(f"   median of the kept-connection intervals: {median:,.0f}/s = all {count:,} in "
                       f"{count / median:.2f} s -> {'PASS' if verdict else 'FAIL'} ({target})")
+                ceiling = peers["httpx requests + aiohttp transport"]
+                print(f"   leo / the same POSTs bare on its transport (httpx requests + aiohttp transport, this run): "
+                      f"{median / ceiling:.0%};  leo / bare aiohttp: {median / peers['bare aiohttp']:.0%}")
             finally:
                 service.close()
         finally:
