@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
 
     from .events import Event
     from .store.base import CheckpointInfo, ObjectRecord, QueueInfo, Store
@@ -74,9 +73,9 @@ class StoreView:
         """The webhooks a router of `source_queue` serves, each with its partner's scope."""
         return self._store.route_subscriptions(source_queue)
 
-    def next_seal_at(self, rids: Sequence[int] | None = None) -> int | None:
-        """The earliest due time of partner webhooks (or of the given ones)."""
-        return self._store.next_seal_at(rids)
+    def next_seal_at(self) -> int | None:
+        """The earliest due time of partner webhooks that seal windows."""
+        return self._store.next_seal_at()
 
     def due_snapshots(self, now: int) -> list[tuple[WebhookRecord, str | None]]:
         """Partner webhooks whose due run is a snapshot, or that have one being built."""

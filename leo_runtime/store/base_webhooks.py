@@ -279,8 +279,8 @@ class WebhookStore(ABC):
         """One webhook by id (with its secret), or None."""
 
     @abstractmethod
-    def webhooks(self, *, partner_id: int | None = None, source_queue: str | None = None) -> list[WebhookRecord]:
-        """Webhooks (of one partner, or reading one queue, when given), oldest first."""
+    def webhooks(self, *, partner_id: int | None = None) -> list[WebhookRecord]:
+        """Webhooks (of one partner, when given), oldest first."""
 
     @abstractmethod
     def update_webhook(self, webhook_id: str, changes: Mapping[str, Any], now: int) -> WebhookRecord | None:
@@ -312,9 +312,9 @@ class WebhookStore(ABC):
         partner is live, each with its partner's scope (JSON text, None: no scope)."""
 
     @abstractmethod
-    def next_seal_at(self, rids: Sequence[int] | None = None) -> int | None:
+    def next_seal_at(self) -> int | None:
         """The earliest ``next_run_at`` among partner webhooks that seal windows (``changes`` mode,
-        no true-up waiting), or among the given rids; None if none."""
+        no true-up waiting); None if none."""
 
     @abstractmethod
     def due_snapshots(self, now: int) -> list[tuple[WebhookRecord, str | None]]:

@@ -65,8 +65,9 @@ class SQLiteStreams(StreamStore):
         where, params = (" WHERE partner_id = ?", (partner_id,)) if partner_id is not None else ("", ())
         rows = conn.execute(f"SELECT {_STREAM_COLUMNS} FROM streams{where} ORDER BY created_at, id", params).fetchall()
         partitions: dict[str, list[StreamPartitionRecord]] = {}
-        sql = f"SELECT stream_id, {_PARTITION_COLUMNS} FROM stream_partitions ORDER BY stream_id, partition"
-        for stream_id, *columns in conn.execute(sql):
+        sql = (f"SELECT stream_id, {_PARTITION_COLUMNS} FROM stream_partitions "
+               f"WHERE stream_id IN (SELECT id FROM streams{where}) ORDER BY stream_id, partition")
+        for stream_id, *columns in conn.execute(sql, params):
             partitions.setdefault(stream_id, []).append(StreamPartitionRecord(*columns))
         return [StreamRecord(*row, partitions=tuple(partitions.get(row[0], ()))) for row in rows]
 

@@ -77,12 +77,22 @@ def _bump(conn: sqlite3.Connection) -> None:
 
 def _checkpoint(conn: sqlite3.Connection, webhook: Mapping[str, Any]) -> int:
     """Where the webhook's router stands in its source queue: every change up to there is routed."""
-    row = conn.execute(
-        "SELECT position FROM checkpoints WHERE bot_id = ? AND queue = ?", (webhook["router"], webhook["source_queue"])
-    ).fetchone()
     if webhook["mode"] == "all":  # nothing is routed: the snapshot covers everything so far
         row = conn.execute("SELECT last FROM positions").fetchone()
+    else:
+        row = conn.execute(
+            "SELECT position FROM checkpoints WHERE bot_id = ? AND queue = ?", (webhook["router"], webhook["source_queue"])
+        ).fetchone()
     return max(row[0] if row else 0, webhook["window_from"])
+
+
+def _drop_window(conn: sqlite3.Connection, webhook: int, generation: int, limit: int) -> int:
+    """Delete up to `limit` routed changes of one window of a webhook; how many went."""
+    return conn.execute(
+        "DELETE FROM webhook_index WHERE webhook = ? AND generation = ? AND key IN "
+        "(SELECT key FROM webhook_index WHERE webhook = ? AND generation = ? LIMIT ?)",
+        (webhook, generation, webhook, generation, limit),
+    ).rowcount
 
 
 def _next_run(webhook: Mapping[str, Any], now: int) -> int:
@@ -124,7 +134,7 @@ class SQLiteWebhooks:
         ).fetchone()
         return _webhook(row) if row else None
 
-    def webhooks(self: SQLiteStore, *, partner_id: int | None = None, source_queue: str | None = None) -> list[WebhookRecord]:
+    def webhooks(self: SQLiteStore, *, partner_id: int | None = None) -> list[WebhookRecord]:
         if not self._at_least(5):
             return []
         sql = f"SELECT {_COLUMNS} FROM webhooks WHERE status != 'deleted'"
@@ -132,9 +142,6 @@ class SQLiteWebhooks:
         if partner_id is not None:
             sql += " AND partner_id = ?"
             params.append(partner_id)
-        if source_queue is not None:
-            sql += " AND source_queue = ?"
-            params.append(source_queue)
         return [_webhook(row) for row in self._conn().execute(sql + " ORDER BY created_at, rid", params)]
 
     def update_webhook(self: SQLiteStore, webhook_id: str, changes: Mapping[str, Any], now: int) -> WebhookRecord | None:
@@ -223,16 +230,11 @@ class SQLiteWebhooks:
         )
         return [(_webhook(row[:-1]), row[-1]) for row in rows]
 
-    def next_seal_at(self: SQLiteStore, rids: Sequence[int] | None = None) -> int | None:
-        if rids is None:
-            row = self._conn().execute(
-                "SELECT MIN(next_run_at) FROM webhooks WHERE partner_id IS NOT NULL AND mode = 'changes' AND true_up = 0 "
-                "AND status != 'deleted'"
-            ).fetchone()
-        else:
-            row = self._conn().execute(
-                f"SELECT MIN(next_run_at) FROM webhooks WHERE rid IN ({','.join('?' * len(rids))})", tuple(rids)
-            ).fetchone()
+    def next_seal_at(self: SQLiteStore) -> int | None:
+        row = self._conn().execute(
+            "SELECT MIN(next_run_at) FROM webhooks WHERE partner_id IS NOT NULL AND mode = 'changes' AND true_up = 0 "
+            "AND status != 'deleted'"
+        ).fetchone()
         return row[0] if row else None
 
     def due_snapshots(self: SQLiteStore, now: int) -> list[tuple[WebhookRecord, str | None]]:
@@ -312,30 +314,23 @@ class SQLiteWebhooks:
     def webhook_status(self: SQLiteStore, partner_id: int | None = None) -> list[WebhookStatusRow]:
         if not self._at_least(5):
             return []
-        conn = self._conn()
-        now = _now()
-        rows = []
-        for row in conn.execute(
-            f"SELECT {_W_COLUMNS}, p.name FROM webhooks w LEFT JOIN partners p ON p.id = w.partner_id "
-            f"WHERE w.status != 'deleted'{' AND w.partner_id = ?' if partner_id is not None else ''} "
+        # One statement: the last batch, the unfetched count and the deliveries waiting on a retry
+        # (or out of retries) of each webhook ride along with it.
+        chosen, params = ("", ()) if partner_id is None else (" AND partner_id = ?", (partner_id,))
+        rows = self._conn().execute(
+            f"SELECT {_W_COLUMNS}, p.name, "
+            "(SELECT id FROM batches WHERE webhook = w.rid AND state != 'building' ORDER BY bid DESC LIMIT 1), "
+            "(SELECT COUNT(*) FROM batches WHERE webhook = w.rid AND state = 'sealed' AND fetched_at IS NULL "
+            "AND expires_at > ?), COALESCE(d.retrying, 0), COALESCE(d.exhausted, 0) "
+            "FROM webhooks w LEFT JOIN partners p ON p.id = w.partner_id LEFT JOIN "
+            "(SELECT webhook, COUNT(next_attempt_at) AS retrying, COUNT(*) - COUNT(next_attempt_at) AS exhausted "
+            "FROM deliveries WHERE delivered_at IS NULL AND attempts > 0 AND webhook IN "
+            f"(SELECT rid FROM webhooks WHERE status != 'deleted'{chosen}) GROUP BY webhook) d ON d.webhook = w.rid "
+            f"WHERE w.status != 'deleted'{chosen.replace('partner_id', 'w.partner_id')} "
             "ORDER BY p.name, w.created_at, w.rid",
-            () if partner_id is None else (partner_id,),
-        ).fetchall():
-            webhook = _webhook(row[:-1])
-            last = conn.execute(
-                "SELECT id FROM batches WHERE webhook = ? AND state != 'building' ORDER BY bid DESC LIMIT 1", (webhook.rid,)
-            ).fetchone()
-            unfetched = conn.execute(
-                "SELECT COUNT(*) FROM batches WHERE webhook = ? AND state = 'sealed' AND fetched_at IS NULL AND expires_at > ?",
-                (webhook.rid, now),
-            ).fetchone()[0]
-            retrying, exhausted = conn.execute(
-                "SELECT COUNT(next_attempt_at), COUNT(*) - COUNT(next_attempt_at) FROM deliveries "
-                "WHERE webhook = ? AND delivered_at IS NULL AND attempts > 0",
-                (webhook.rid,),
-            ).fetchone()
-            rows.append(WebhookStatusRow(webhook, row[-1], last[0] if last else None, unfetched, retrying, exhausted))
-        return rows
+            (_now(), *params, *params),
+        ).fetchall()
+        return [WebhookStatusRow(_webhook(row[:-5]), *row[-5:]) for row in rows]
 
     # -- retention --------------------------------------------------------------------------------
     def prune_webhooks(self: SQLiteStore, now: int, limit: int = 10_000) -> int:
@@ -361,11 +356,7 @@ class SQLiteWebhooks:
                     ).rowcount
                 else:
                     count = 0
-                count += conn.execute(
-                    "DELETE FROM webhook_index WHERE webhook = ? AND generation = ? AND key IN "
-                    "(SELECT key FROM webhook_index WHERE webhook = ? AND generation = ? LIMIT ?)",
-                    (webhook, generation, webhook, generation, limit),
-                ).rowcount
+                count += _drop_window(conn, webhook, generation, limit)
                 dropped += count
                 if count < limit:
                     conn.execute("DELETE FROM deliveries WHERE batch = ?", (bid,))
@@ -380,11 +371,7 @@ class SQLiteWebhooks:
             ).fetchall():
                 if dropped >= limit:
                     break
-                count = conn.execute(
-                    "DELETE FROM webhook_index WHERE webhook = ? AND generation = ? AND key IN "
-                    "(SELECT key FROM webhook_index WHERE webhook = ? AND generation = ? LIMIT ?)",
-                    (rid, generation, rid, generation, limit),
-                ).rowcount
+                count = _drop_window(conn, rid, generation, limit)
                 dropped += count
                 if count < limit and not conn.execute("SELECT 1 FROM batches WHERE webhook = ? LIMIT 1", (rid,)).fetchone():
                     conn.execute("DELETE FROM webhooks WHERE rid = ?", (rid,))
