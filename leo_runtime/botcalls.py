@@ -18,7 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-from .errors import BotError
+from .errors import BotError, LeoError
+from .safetext import bounded as clip  # a bot's error, cut for logs, the store and `leo status`
 
 T = TypeVar("T")
 
@@ -34,15 +35,6 @@ class BotCodeError(BotError):
         self.original = original
 
 
-MESSAGE_LIMIT = 2000
-"""Characters of a bot's error kept in logs, the store and `leo status` (the rest is cut)."""
-
-
-def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """`text`, cut to `limit` characters with a note of how much was left out."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
-
-
 def describe(exc: BaseException) -> str:
     """``Type: message`` (or just ``Type`` when the message is empty) for any exception; one
     whose message itself cannot be made is still described."""
@@ -51,6 +43,11 @@ def describe(exc: BaseException) -> str:
     except BaseException as failure:  # bot code again: its __str__ may raise anything
         text = f"<its message could not be shown: {type(failure).__name__}>"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def error_text(exc: BaseException) -> str:
+    """An error as shown to operators: a LeoError's own message, else ``Type: message``."""
+    return str(exc) if isinstance(exc, LeoError) else describe(exc)
 
 
 def show(exc: BaseException) -> str:

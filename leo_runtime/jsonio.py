@@ -50,7 +50,7 @@ def parse(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise JSONInputError(_reason(data, exc), line=exc.lineno) from None
-    if _may_be_deeper(data, max_depth) and _deeper_than(data, max_depth):
+    if nested_deeper(data, max_depth):
         raise JSONInputError(f"nested deeper than {max_depth} levels")
     return value
 
@@ -68,9 +68,15 @@ def check_each(texts: Sequence[bytes], *, max_depth: int = MAX_DEPTH) -> list[tu
         except decode_error as exc:
             refused.append((index, _reason(text, exc)))
             continue
-        if len(text) > max_depth and _may_be_deeper(text, max_depth) and _deeper_than(text, max_depth):
+        if len(text) > max_depth and nested_deeper(text, max_depth):
             refused.append((index, f"nested deeper than {max_depth} levels"))
     return refused
+
+
+def nested_deeper(data: bytes, max_depth: int = MAX_DEPTH) -> bool:
+    """Whether valid JSON text nests deeper than `max_depth` (judged on the text, never by
+    walking its decoded value)."""
+    return _may_be_deeper(data, max_depth) and _deeper_than(data, max_depth)
 
 
 def _may_be_deeper(data: bytes, max_depth: int) -> bool:

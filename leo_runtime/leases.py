@@ -69,11 +69,6 @@ class LeaseKeeper:
         self._executor = executor
         self._held: dict[str, Callable[[], None]] = {}  # bot id -> what to call when the lease is lost
 
-    @property
-    def held(self) -> frozenset[str]:
-        """The bots whose lease this runtime holds (as far as it knows)."""
-        return frozenset(self._held)
-
     def holds(self, bot_id: str) -> bool:
         return bot_id in self._held
 

@@ -27,7 +27,7 @@ from typing import IO, Any, NamedTuple
 import orjson
 
 from .errors import ObjectInputError
-from .jsonio import MAX_DEPTH, JSONInputError, check_encoding, depth_of, iter_lines, parse
+from .jsonio import MAX_DEPTH, JSONInputError, check_encoding, iter_lines, nested_deeper, parse
 from .store import ObjectBatch, ObjectChange, ObjectPage, ObjectRow, RowPage, Store
 from .timeutil import format_time
 
@@ -201,9 +201,8 @@ def _ndjson_row(raw: bytes, name: str, number: int, key_field: str, raw_hash: by
             key = object_key(value, key_field, f"{name}:{number}")
     else:
         key = object_key(value, key_field, f"{name}:{number}")
-    # Nesting deeper than MAX_DEPTH needs that many brackets (and twice that many bytes): only
-    # lines that could be that deep are counted, and only those with enough brackets walked.
-    if len(raw) > _DEEP_BYTES and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth_of(value) > MAX_DEPTH:
+    # Nesting deeper than MAX_DEPTH needs twice that many bytes: only lines that long are looked at.
+    if len(raw) > _DEEP_BYTES and nested_deeper(raw):
         raise JSONInputError(f"nested deeper than {MAX_DEPTH} levels", f"{name}:{number}", number)
     # A plain tuple in ObjectRow's order: building the named tuple costs more than the hash.
     return (key, _blake2b(_dumps(value, option=_SORTED)).digest()[:16], raw, None, raw_hash)  # type: ignore[return-value]

@@ -22,11 +22,11 @@ from typing import Any
 from croniter import croniter
 
 from .bot import Bot, BotContext
-from .botcalls import BotThread, call_bot, clip
+from .botcalls import BotThread, call_bot, clip, error_text
 from .config import BotSpec, Config
 from .errors import CheckpointMoved, LeaseLost, LeoError
 from .leases import LeaseKeeper
-from .runs import BotWork, EventFailed, Poison, RunResult, StartFailed, error_text
+from .runs import BotWork, EventFailed, Poison, RunResult, StartFailed
 from .states import BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, FAILING_AFTER, BotState, backoff_delay, stuck_after
 from .store import Store
 from .storeview import StoreView
@@ -75,7 +75,6 @@ class BotRunner:
         self.failures = 0
         self.last_error: str | None = None
         self.stopping = False
-        self.checkpoint: int | None = None
         self.bot: Bot | None = None
         self.ctx = BotContext(
             bot_id=spec.id,
@@ -243,8 +242,6 @@ class BotRunner:
             await self._failed(exc)
             return
         self._committed_state = result.state_json
-        if self.spec.kind != "source":
-            self.checkpoint = result.checkpoint
         if result.dead_lettered is not None:
             event = result.dead_lettered
             log.warning("bot '%s': moved event %s@%d to dead-letter queue '%s' after %d failed run(s)", self.id,

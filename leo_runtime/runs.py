@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from .bot import Bot, BotContext
-from .botcalls import call_bot, describe
+from .botcalls import call_bot, describe, error_text
 from .config import NAME_PATTERN, BotSpec
-from .errors import BotError, LeaseLost, LeoError
+from .errors import BotError, LeaseLost
 from .events import Event, Output, RawJSON, dumps, encode_payload
 from .store import ObjectBatch, PendingEvent, RunCommit, Store
 from .store.base import DeadLetter, StoreOp
@@ -159,9 +159,7 @@ class BotWork:
             letters.append(DeadLetter(on_error.dead_letter, last, dead_letter.error, dead_letter.failures))
         assert last is not None
         state_json = json.dumps(self.ctx.state)
-        if self.given_up.is_set():  # the runner gave up on this run: its events are redone by the next one
-            raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
-        self.store.commit_run(
+        self._commit(
             RunCommit(
                 bot_id=self.spec.id,
                 owner=self.owner,
@@ -204,16 +202,21 @@ class BotWork:
         outputs = self._tick(bot, ops, None)
         state_json = json.dumps(self.ctx.state)
         if outputs or ops or state_json != committed_state:
-            if self.given_up.is_set():
-                raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
-            self.store.commit_run(
+            self._commit(
                 RunCommit(bot_id=self.spec.id, owner=self.owner, in_queue=queue, expected=checkpoint, position=checkpoint,
                           outputs=outputs, state=self.ctx.state if state_json != committed_state else None, ops=ops)
             )
         return RunResult(0, checkpoint, self.ctx.behind, state_json)
 
+    def _commit(self, commit: RunCommit) -> None:
+        """Commit the run, unless the runner gave up on it (stuck): then its work is redone by the
+        next run, and nothing of this one may land."""
+        if self.given_up.is_set():
+            raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
+        self.store.commit_run(commit)
+
     def _drive(
-        self, bot: Bot, events: list[Event], ops: list[StoreOp] | None = None
+        self, bot: Bot, events: list[Event], ops: list[StoreOp]
     ) -> tuple[list[PendingEvent], Event, bool]:
         """Run `process` over a page; attribute each output to the input last handed to the bot.
 
@@ -253,8 +256,6 @@ class BotWork:
                 append = outputs.append
                 for item in result:
                     if isinstance(item, StoreOp):  # a typed store write (a router's routed changes)
-                        if ops is None:
-                            raise BotError("process() yielded a store op where none is taken")
                         ops.append(item)
                         continue
                     append(convert(item, current[0] or events[0]))
@@ -314,11 +315,9 @@ class BotWork:
         outputs = [self._pending(item, None) for item in items if not isinstance(item, ObjectBatch | StoreOp)]
         state_json = json.dumps(self.ctx.state)
         if outputs or objects or ops or state_json != committed_state:
-            if self.given_up.is_set():
-                raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
             self.objects = objects
             try:
-                self.store.commit_run(
+                self._commit(
                     RunCommit(
                         bot_id=self.spec.id,
                         owner=self.owner,
@@ -331,11 +330,6 @@ class BotWork:
             finally:
                 self.objects = []
         return RunResult(len(outputs), 0, self.ctx.behind, state_json)
-
-
-def error_text(exc: BaseException) -> str:
-    """An error as shown to operators: a LeoError's own message, else ``Type: message``."""
-    return str(exc) if isinstance(exc, LeoError) else describe(exc)
 
 
 def _close_quietly(result: Any, bot_id: str) -> None:

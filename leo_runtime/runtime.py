@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from .botcalls import clip, describe, run_in_daemon_thread
+from .botcalls import clip, describe, error_text, run_in_daemon_thread
 from .config import BotSpec, Config, load_config
 from .errors import ConfigError, LeoError
 from .leases import LeaseKeeper
@@ -345,7 +345,7 @@ class Runtime:
                      "import?)"], "reload failed")
                 return False
             except Exception as exc:
-                await self._reload_failed([str(exc) if isinstance(exc, LeoError) else describe(exc)], "reload failed")
+                await self._reload_failed([error_text(exc)], "reload failed")
                 return False
             await self._apply(new)
             await self._note_runtime()

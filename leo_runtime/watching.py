@@ -99,26 +99,17 @@ class FileWatcher:
                 self._observer = None
                 self._users.clear()
 
-    def watch(
-        self, path: Path, callback: Callable[[], None], *, only: Path | None = None, writes: bool = True
-    ) -> Any:
+    def watch(self, path: Path, callback: Callable[[], None]) -> Any:
         """Call `callback` (on a watchdog thread) when something changes at `path`.
-
-        With ``writes=False`` only finished writes count (a file closed after writing, created,
-        moved, deleted), not every write: a folder that also holds the SQLite store (written
-        constantly, never closed) then costs nothing.
 
         A file is watched through its folder (editors replace files by renaming); a path that
         does not exist yet is watched through its nearest existing parent. Returns a handle for
         `unwatch`, or None when nothing could be watched.
         """
         target = Path(path).resolve()
-        if only is None and target.is_file():
-            only = target
+        only = target if target.is_file() else None
         folder = target if target.is_dir() else target.parent
-        kinds = [FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
-        if writes:
-            kinds.append(FileModifiedEvent)
+        kinds = [FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent, FileModifiedEvent]
         return self.watch_folder(folder, _Handler(callback, only), kinds)
 
     def watch_folder(self, folder: Path, handler: FileSystemEventHandler, kinds: list[type[FileSystemEvent]]) -> Any:
