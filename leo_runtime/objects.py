@@ -109,19 +109,6 @@ def object_rows(items: Iterable[Any], key_field: str, source: str) -> Iterator[O
         yield ObjectRow(key, _blake2b(canonical).digest()[:16], text, value)
 
 
-def ndjson_rows(lines: Iterable[bytes], name: str, key_field: str, *, first_line: int = 1) -> Iterator[ObjectRow]:
-    """Validate and hash NDJSON lines (bytes, one object each) lazily: `object_rows` fused with
-    `jsonio.iter_lines` for the hottest input, with the same rules and messages (``NAME:LINE:
-    reason``). Rows are plain tuples in `ObjectRow`'s order holding each line's bytes as their
-    text and no value: the store decodes (and trims) only the lines it writes, and keeping a
-    page of parsed values alive costs more than decoding the few that changed again."""
-    person, blake2b = raw_hash_person(key_field), _blake2b
-    for number, raw in enumerate(lines, start=first_line):
-        row = _ndjson_row(raw, name, number, key_field, blake2b(raw, digest_size=16, person=person).digest())
-        if row is not None:
-            yield row
-
-
 PAGE_LINES = 2000
 """NDJSON lines per `NdjsonPage`: the store compares a page with what it holds in one query."""
 
@@ -290,7 +277,7 @@ def batch_of_rows(
     source: str = "ingest",
     pages: Iterable[ObjectPage] = (),
 ) -> ObjectBatch:
-    """An `ObjectBatch` of rows already checked and hashed (`object_rows`, `ndjson_rows`), and
+    """An `ObjectBatch` of rows already checked and hashed (`object_rows`, `NdjsonPage.row`), and
     of pages (`ndjson_pages`, `row_pages`) after them."""
     return ObjectBatch(
         object_type=object_type, describe=change_record, rows=rows, complete=complete, source=source, pages=pages
@@ -418,7 +405,6 @@ __all__ = [
     "file_lines",
     "ingest",
     "ndjson_pages",
-    "ndjson_rows",
     "object_key",
     "object_rows",
     "parse_objects",

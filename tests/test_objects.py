@@ -124,7 +124,7 @@ def test_parse_objects_keeps_ndjson_text_and_locates_array_items() -> None:
 
 def test_ndjson_rows_match_object_rows() -> None:
     text = b'{"b": [1, {"y": 2, "x": 1}], "sku": 7}\r\n'
-    (fast,) = objects.ndjson_rows([text], "f", "sku")
+    fast = next(objects.ndjson_pages([text], "f", "sku")).row(0)
     (slow,) = objects.object_rows(objects.parse_objects(text, "f"), "sku", "f")
     assert (fast[0], fast[1]) == (slow.key, slow.hash)
     assert fast[0] == "7" and fast[1] == objects.content_hash({"sku": 7, "b": [1, {"x": 1, "y": 2}]})

@@ -41,7 +41,7 @@ from ..errors import InputError
 from ..store.base import ObjectRecord
 from ..store.base_webhooks import DeliveryOutcome, DueDelivery, WebhookRecord, WebhookStatusRow
 from ..timeutil import format_time, now_ms, parse_duration
-from .callbacks import connect_refusal, guarded_resolver
+from .callbacks import CallbackRefused, connect_refusal, guarded_resolver
 from .subscriptions import Subscription, compile_subscription
 
 log = logging.getLogger("leo.webhooks")
@@ -439,7 +439,7 @@ def _parse_url(url: str) -> Any:
 def _network_error(exc: BaseException) -> str:
     cause: BaseException | None = exc
     while cause is not None:  # the guard's refusal may sit under the client's own errors
-        if cause.__class__.__name__ == "CallbackRefused":
+        if isinstance(cause, CallbackRefused):
             return str(cause)
         cause = cause.__cause__ or cause.__context__
     text = str(exc) or type(exc).__name__

@@ -109,7 +109,8 @@ def bearer_token(request: Request) -> str:
     return match.group(1)
 
 
-def _is_admin(request: Request, token: str) -> bool:
+def is_admin(request: Request, token: str) -> bool:
+    """Whether `token` is the operator's (constant-time comparison of hashes)."""
     expected: bytes | None = request.app.state.admin_token_hash
     return expected is not None and hmac.compare_digest(hash_token(token), expected)
 
@@ -120,7 +121,7 @@ async def current_partner(request: Request) -> Partner:
     partner = authenticate(request.app.state.store, token)
     if partner is not None:
         return partner
-    if _is_admin(request, token):
+    if is_admin(request, token):
         raise HTTPException(403, "the admin token cannot call partner routes: use a partner token (leo partners create)")
     raise unauthorized("the token is unknown or was revoked", "invalid_token")
 
@@ -130,7 +131,7 @@ async def require_admin(request: Request) -> None:
     if request.app.state.admin_off:
         raise HTTPException(403, request.app.state.admin_off)
     token = bearer_token(request)
-    if _is_admin(request, token):
+    if is_admin(request, token):
         return
     if authenticate(request.app.state.store, token) is not None:
         raise HTTPException(403, f"this route needs the admin token ({ADMIN_TOKEN_ENV}), not a partner token")

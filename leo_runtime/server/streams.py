@@ -423,12 +423,12 @@ class FastReads(BaseRoute):
         leases = request.headers.getlist("lease-id")
         if params is None or len(leases) > 1 or (leases and len(leases[0]) > 200):
             return None
+        limit = int(params.get("limit", service.DEFAULT_LIMIT))  # the patterns made sure these convert
+        wait = float(params.get("wait", 0))
+        if limit > INLINE_LIMIT or wait > service.MAX_WAIT_SECONDS:
+            return None
         try:
             partner = await current_partner(request)
-            limit = int(params.get("limit", service.DEFAULT_LIMIT))
-            wait = float(params.get("wait", 0))
-            if limit > INLINE_LIMIT or wait > service.MAX_WAIT_SECONDS:
-                return None
             path = request.path_params
             return _first(_store(request), partner, path["stream_id"], path["partition"], params.get("after"), limit,
                           wait, leases[0] if leases else None)[2]
