@@ -124,6 +124,14 @@ def _store_url_of(file: Path) -> tuple[str, Path]:
     raise UsageError(f"{file}: 'store' is not a URL; pass --store URL")
 
 
+def config_store(config: Config | None, store: str | None, *, read_only: bool = False) -> Store:
+    """``--store`` (relative to the current folder) if given, else the store of `config`."""
+    if store:
+        return open_store(store, Path.cwd(), read_only=read_only)
+    assert config is not None, "without --store, the store is the config's"
+    return open_store(config.store_url, config.base_dir, read_only=read_only)
+
+
 def open_project(file: Path, store: str | None, *, read_only: bool = False) -> tuple[Store, Config | None]:
     """The store to use (``--store`` beats LEO_STORE beats the file) and the config if valid.
 
@@ -136,10 +144,8 @@ def open_project(file: Path, store: str | None, *, read_only: bool = False) -> t
         config = load(file, import_bots=False)
     except ConfigError:
         config = None
-    if store:
-        return open_store(store, Path.cwd(), read_only=read_only), config
-    if config is not None:
-        return open_store(config.store_url, config.base_dir, read_only=read_only), config
+    if store or config is not None:
+        return config_store(config, store, read_only=read_only), config
     if not file.exists():
         raise UsageError(f"{file}: file not found; pass -f FILE or --store URL (or run `leo init`)")
     url, base = _store_url_of(file)

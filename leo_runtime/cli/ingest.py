@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -16,9 +17,9 @@ from ..config import DEFAULT_FILE
 from ..errors import InputError, LeoError, UsageError
 from ..objects import IngestResult, array_objects, batch_of_rows, file_lines, ndjson_pages, object_rows, row_pages
 from ..sources.files import csv_objects
-from ..store import ObjectPage, open_store
+from ..store import ObjectPage
 from .app import app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, load, out, progress
+from .common import FileOption, JsonOption, StoreOption, config_store, emit_json, handles_errors, load, out, progress
 
 PROGRESS_FROM = 5000  # objects: shorter inputs finish before a bar would help
 
@@ -47,19 +48,18 @@ def ingest(
     name = "stdin" if source == "-" else source
     with _opened(source) as handle:
         try:
-            pages, total = _pages(handle, name, key_field)
+            pages, total = _pages(handle, name, key_field, count=not as_json)
         except LeoError as exc:
             raise InputError(f"{exc} (nothing was written)") from None
-        the_store = open_store(store, Path.cwd()) if store else open_store(config.store_url, config.base_dir)
-        try:
-            with progress(total, f"ingest {object_type}", enabled=not as_json and total >= PROGRESS_FROM) as advance:
-                pending = batch_of_rows(object_type, (), complete=snapshot, source=name, pages=_counted(pages, advance))
-                try:
-                    the_store.apply_objects([pending])  # every object is checked before anything is written
-                except LeoError as exc:
-                    raise InputError(f"{exc} (nothing was written)") from None
-        finally:
-            the_store.close()
+        with (
+            closing(config_store(config, store)) as the_store,
+            progress(total, f"ingest {object_type}", enabled=not as_json and total >= PROGRESS_FROM) as advance,
+        ):
+            pending = batch_of_rows(object_type, (), complete=snapshot, source=name, pages=_counted(pages, advance))
+            try:
+                the_store.apply_objects([pending])  # every object is checked before anything is written
+            except LeoError as exc:
+                raise InputError(f"{exc} (nothing was written)") from None
     counts = pending.counts
     result = IngestResult(counts.created, counts.updated, counts.unchanged, counts.deleted)
     if as_json:
@@ -80,9 +80,10 @@ def _unknown_type(object_type: str, declared: list[str], file: Path) -> str:
     return f"unknown object type '{object_type}'{hint}{known}; declare it under object_types in {file} (nothing was written)"
 
 
-def _pages(handle: IO[bytes], name: str, key_field: str) -> tuple[Iterable[ObjectPage], int]:
+def _pages(handle: IO[bytes], name: str, key_field: str, *, count: bool) -> tuple[Iterable[ObjectPage], int]:
     """The input as pages (lazy for NDJSON, whose lines are parsed only where the store does not
-    hold them as they are) and how many objects (NDJSON: lines) it holds, by its format."""
+    hold them as they are) and how many objects (NDJSON: lines) it holds, by its format (an
+    NDJSON input is read an extra time for that only with `count`: it sizes the progress bar)."""
     if name.lower().endswith(".csv"):
         data = handle.read()
         return row_pages(object_rows(csv_objects(data, name), key_field, name)), max(data.count(b"\n") - 1, 0)
@@ -91,6 +92,8 @@ def _pages(handle: IO[bytes], name: str, key_field: str) -> tuple[Iterable[Objec
     if start.startswith(b"["):
         items = list(array_objects(handle.read(), name))
         return row_pages(object_rows(items, key_field, name)), len(items)
+    if not count:
+        return ndjson_pages(file_lines(handle), name, key_field), 0
     total = sum(1 for _ in file_lines(handle))
     handle.seek(0)
     return ndjson_pages(file_lines(handle), name, key_field), total

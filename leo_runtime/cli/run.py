@@ -16,10 +16,9 @@ import typer
 from ..config import DEFAULT_FILE
 from ..errors import UsageError
 from ..safetext import bounded, redact_urls
-from ..store import open_store
 from ..timeutil import format_time
 from .app import app
-from .common import FileOption, JsonOption, StoreOption, handles_errors, load
+from .common import FileOption, JsonOption, StoreOption, config_store, handles_errors, load
 
 
 @app.command()
@@ -53,7 +52,7 @@ def run(
     if server_update:
         server = config.model.server.model_copy(update=server_update)
         config.model = config.model.model_copy(update={"server": server})
-    the_store = open_store(store, Path.cwd()) if store else open_store(config.store_url, config.base_dir)
+    the_store = config_store(config, store)
     runtime = Runtime(config, the_store, serve_http=not no_http, drain_timeout=drain_timeout)
     drained = asyncio.run(runtime.run_until_stopped())
     if not drained:

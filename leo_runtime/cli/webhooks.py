@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..config import DEFAULT_FILE
-from ..delivery.webhooks import BOT_PREFIX, webhook_report
+from ..delivery.webhooks import BOT_PREFIX, public_webhook_id, webhook_report
 from ..errors import UsageError
 from ..store import Store
 from ..store.base_webhooks import WebhookRecord
@@ -58,7 +58,7 @@ def _find(the_store: Store, webhook_id: str) -> WebhookRecord:
     webhook = the_store.webhook(webhook_id) or the_store.webhook(BOT_PREFIX + webhook_id)
     if webhook is not None:
         return webhook
-    known = [w.id.removeprefix(BOT_PREFIX) for w in the_store.webhooks()]
+    known = [public_webhook_id(w.id) for w in the_store.webhooks()]
     hint = difflib.get_close_matches(webhook_id, known, n=1)
     suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
     raise UsageError(f"unknown webhook '{webhook_id}'{suggestion}; `leo webhooks list` shows them")

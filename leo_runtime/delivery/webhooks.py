@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
 import orjson
 
 from .. import __version__
@@ -387,6 +386,8 @@ class DeliveryService:
         if self._transport is None:
             self._transport = self._transport_factory()
         timeout = {"connect": self.timeout, "read": self.timeout, "write": self.timeout, "pool": self.timeout}
+        import httpx  # here, not at the top: every `leo` command imports this module, few send
+
         # Headers handed over as ASCII bytes: httpx then skips guessing their encoding per header.
         raw = httpx.Headers([(name.encode(), value.encode()) for name, value in headers.items()], encoding="ascii")
         request = httpx.Request("POST", url, content=body, headers=raw, extensions={"timeout": timeout})
@@ -430,6 +431,8 @@ class DeliveryService:
 
 
 def _parse_url(url: str) -> Any:
+    import httpx
+
     try:
         return httpx.URL(url)
     except Exception:  # an invalid URL fails its attempts (with the client's own message)
