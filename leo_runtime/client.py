@@ -570,11 +570,13 @@ class AsyncLeoClient:
         a handler in progress finishes and commits first, then the cancellation goes on."""
         if workers < 1:
             raise ValueError("workers must be 1 or more")
-        stream = await self.get_stream(stream_id)
-        numbers = [part["partition"] for part in stream["partitions"]]
-        shares = [numbers[index::workers] for index in range(min(workers, len(numbers)))]
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        stream = await self.get_stream(stream_id)
+        if self._stopping:  # stop() came while the stream was read: nothing is leased yet
+            return
+        numbers = [part["partition"] for part in stream["partitions"]]
+        shares = [numbers[index::workers] for index in range(min(workers, len(numbers)))]
         call = _as_coroutine(handler)
         wait = min(wait, lease_seconds / 3)  # a lease is renewed between reads
         self._workers = [

@@ -175,6 +175,25 @@ def test_a_consume_cancelled_again_and_again_still_gives_every_lease_back(rt: Ru
     assert [part["leased_until"] for part in partitions] == [None] * 4
 
 
+def test_a_stop_while_consume_reads_the_stream_is_not_lost(rt: RunningRuntime) -> None:
+    token = rt.partner("acme")
+
+    async def main() -> list[dict[str, Any]]:
+        async with AsyncLeoClient(rt.url, token) as client:
+            stream = await client.create_stream("inventory", partitions=2)
+            get_stream = client.get_stream
+
+            async def stopped_meanwhile(stream_id: str) -> dict[str, Any]:
+                client.stop()  # from another thread, say, before any worker exists
+                return await get_stream(stream_id)
+
+            client.get_stream = stopped_meanwhile  # type: ignore[method-assign]
+            await asyncio.wait_for(client.consume(stream["id"], lambda records: None, workers=2), 30)
+            return (await get_stream(stream["id"]))["partitions"]
+
+    assert [part["leased_until"] for part in asyncio.run(main())] == [None, None]
+
+
 def test_the_async_client_consumes_with_an_async_handler(rt: RunningRuntime) -> None:
     token = rt.partner("acme")
     rt.ingest("inventory", [{"sku": "A", "quantity": 1}])
