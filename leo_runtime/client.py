@@ -189,32 +189,79 @@ def _result(call: _Call, response: httpx.Response) -> Any:
     raise LeoAPIError(response.status_code, str(detail), response)
 
 
-def _read_call(stream_id: str, partition: int, after: str | None, limit: int, wait: float,
-               lease_id: str | None) -> _Call:
-    params: dict[str, Any] = {"limit": limit, "wait": wait}
-    if after is not None:
-        params["after"] = after
-    return _Call("GET", _path("v1", "streams", stream_id, "partitions", partition, "records"), params=params,
-                 headers=_lease(lease_id), timeout=wait + 30)
+class _API:
+    """The API's calls as `_Call`s, one per client method: each client sends them its own way
+    (blocking or awaited)."""
 
+    @staticmethod
+    def get_object(object_type: str, key: str) -> _Call:
+        return _Call("GET", f"/v1/objects/{_path(object_type)}/{_path(key)}", missing_is_none=True)
 
-def _stream_body(object_type: str, query: Mapping[str, Any] | None, partitions: int, start_at: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"object_type": object_type, "partitions": partitions, "start_at": start_at}
-    if query is not None:
-        body["query"] = dict(query)
-    return body
+    @staticmethod
+    def create_webhook(object_type: str, callback_url: str, interval: str | float, query: Mapping[str, Any] | None,
+                       mode: str) -> _Call:
+        body: dict[str, Any] = {"object_type": object_type, "callback_url": callback_url, "interval": interval,
+                                "mode": mode}
+        if query is not None:
+            body["query"] = dict(query)
+        return _Call("POST", "/v1/webhooks", body=body, ok=(201,))
 
+    @staticmethod
+    def true_up(webhook_id: str) -> _Call:
+        return _Call("POST", f"/v1/webhooks/{_path(webhook_id)}/true-up", ok=(202,))
 
-def _webhook_body(object_type: str, callback_url: str, interval: str | float, query: Mapping[str, Any] | None,
-                  mode: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"object_type": object_type, "callback_url": callback_url, "interval": interval, "mode": mode}
-    if query is not None:
-        body["query"] = dict(query)
-    return body
+    @staticmethod
+    def create_stream(object_type: str, query: Mapping[str, Any] | None, partitions: int, start_at: str) -> _Call:
+        body: dict[str, Any] = {"object_type": object_type, "partitions": partitions, "start_at": start_at}
+        if query is not None:
+            body["query"] = dict(query)
+        return _Call("POST", "/v1/streams", body=body, ok=(201,))
+
+    @staticmethod
+    def get_stream(stream_id: str) -> _Call:
+        return _Call("GET", f"/v1/streams/{_path(stream_id)}")
+
+    @staticmethod
+    def list_streams() -> _Call:
+        return _Call("GET", "/v1/streams")
+
+    @staticmethod
+    def delete_stream(stream_id: str) -> _Call:
+        return _Call("DELETE", f"/v1/streams/{_path(stream_id)}", ok=(204,))
+
+    @staticmethod
+    def reset_stream(stream_id: str, to: str, partitions: Sequence[int] | None) -> _Call:
+        body: dict[str, Any] = {"to": to}
+        if partitions is not None:
+            body["partitions"] = list(partitions)
+        return _Call("POST", f"/v1/streams/{_path(stream_id)}/reset", body=body)
+
+    @staticmethod
+    def read(stream_id: str, partition: int, after: str | None, limit: int, wait: float, lease_id: str | None) -> _Call:
+        params: dict[str, Any] = {"limit": limit, "wait": wait}
+        if after is not None:
+            params["after"] = after
+        return _Call("GET", _path("v1", "streams", stream_id, "partitions", partition, "records"), params=params,
+                     headers=_lease(lease_id), timeout=wait + 30)
+
+    @staticmethod
+    def commit(stream_id: str, partition: int, position: str, generation: int, lease_id: str | None) -> _Call:
+        return _Call("PUT", f"/v1/streams/{_path(stream_id)}/partitions/{partition}/checkpoint",
+                     body={"position": position, "generation": generation}, headers=_lease(lease_id), ok=(204,))
+
+    @staticmethod
+    def lease(stream_id: str, partition: int, ttl_seconds: float, renew: str | None) -> _Call:
+        return _Call("POST", f"/v1/streams/{_path(stream_id)}/partitions/{partition}/lease",
+                     body={"ttl_seconds": ttl_seconds}, headers=_lease(renew))
+
+    @staticmethod
+    def release(stream_id: str, partition: int, lease_id: str) -> _Call:
+        return _Call("DELETE", f"/v1/streams/{_path(stream_id)}/partitions/{partition}/lease", headers=_lease(lease_id),
+                     ok=(204,))
 
 
 class _Calls:
-    """The API's calls as `_Call`s; each client sends them its own way (blocking or awaited)."""
+    """Where the calls go and with which token (the headers, and batch URLs checked)."""
 
     def __init__(self, base_url: str, token: str) -> None:
         self.base_url = base_url.rstrip("/")
@@ -278,7 +325,7 @@ class LeoClient:
         """The current state of one object (``{object_type, key, version, changed_at, data}``), or
         None when it is unknown, deleted or outside your scope. At most 10 calls/s are served
         (429s are waited out): for many objects, use a stream or webhook batches instead."""
-        return self._send(_Call("GET", f"/v1/objects/{_path(object_type)}/{_path(key)}", missing_is_none=True))
+        return self._send(_API.get_object(object_type, key))
 
     def create_webhook(self, object_type: str, callback_url: str, interval: str | float = "PT5M", *,
                        query: Mapping[str, Any] | None = None, mode: str = "changes") -> Record:
@@ -286,12 +333,11 @@ class LeoClient:
         into one batch and a signed notification holding its URL is POSTed to `callback_url`.
         ``mode="all"`` sends every matching object each time. The answer's ``secret`` is shown only
         now: keep it for `verify_webhook`."""
-        return self._send(_Call("POST", "/v1/webhooks", body=_webhook_body(object_type, callback_url, interval, query, mode),
-                                ok=(201,)))
+        return self._send(_API.create_webhook(object_type, callback_url, interval, query, mode))
 
     def true_up(self, webhook_id: str) -> None:
         """Ask for a true-up: the webhook's next batch holds every matching object (``op: snapshot``)."""
-        self._send(_Call("POST", f"/v1/webhooks/{_path(webhook_id)}/true-up", ok=(202,)))
+        self._send(_API.true_up(webhook_id))
 
     def fetch_batch(self, url: str) -> Iterator[Record]:
         """The records of a batch (the ``url`` of a notification), one at a time as they download:
@@ -321,51 +367,44 @@ class LeoClient:
         """A stream of the type's changes that match `query` (and your scope). ``partitions`` (1-64)
         lets that many consumers read in parallel; records of one key stay in order in one
         partition. ``start_at``: ``now``, ``earliest`` or an RFC 3339 time."""
-        return self._send(_Call("POST", "/v1/streams", body=_stream_body(object_type, query, partitions, start_at),
-                                ok=(201,)))
+        return self._send(_API.create_stream(object_type, query, partitions, start_at))
 
     def get_stream(self, stream_id: str) -> Record:
         """A stream with its generation and, per partition, checkpoint, head and lag."""
-        return self._send(_Call("GET", f"/v1/streams/{_path(stream_id)}"))
+        return self._send(_API.get_stream(stream_id))
 
     def list_streams(self) -> list[Record]:
         """Your streams."""
-        return self._send(_Call("GET", "/v1/streams"))
+        return self._send(_API.list_streams())
 
     def delete_stream(self, stream_id: str) -> None:
         """Delete a stream (it stops gathering changes at once)."""
-        self._send(_Call("DELETE", f"/v1/streams/{_path(stream_id)}", ok=(204,)))
+        self._send(_API.delete_stream(stream_id))
 
     def reset_stream(self, stream_id: str, to: str, *, partitions: Sequence[int] | None = None) -> Record:
         """Move checkpoints to just before the first record at or after `to` (``earliest``,
         ``latest``, an RFC 3339 time or ``-PT1H``): consumers replay from there. The stream's
         generation grows, so commits of records read before the reset are refused."""
-        body: dict[str, Any] = {"to": to}
-        if partitions is not None:
-            body["partitions"] = list(partitions)
-        return self._send(_Call("POST", f"/v1/streams/{_path(stream_id)}/reset", body=body))
+        return self._send(_API.reset_stream(stream_id, to, partitions))
 
     def read(self, stream_id: str, partition: int, *, after: str | None = None, limit: int = 1000, wait: float = 0,
              lease_id: str | None = None) -> Record:
         """One read: ``{records, next_position, head, generation}``. Without `after` it starts after
         the checkpoint; with nothing there it waits up to `wait` seconds (max 60) for a record."""
-        return self._send(_read_call(stream_id, partition, after, limit, wait, lease_id))
+        return self._send(_API.read(stream_id, partition, after, limit, wait, lease_id))
 
     def commit(self, stream_id: str, partition: int, position: str, generation: int, *,
                lease_id: str | None = None) -> None:
         """Move the partition's checkpoint to `position` (records up to it are done)."""
-        self._send(_Call("PUT", f"/v1/streams/{_path(stream_id)}/partitions/{partition}/checkpoint",
-                         body={"position": position, "generation": generation}, headers=_lease(lease_id), ok=(204,)))
+        self._send(_API.commit(stream_id, partition, position, generation, lease_id))
 
     def lease(self, stream_id: str, partition: int, ttl_seconds: float = 30, *, renew: str | None = None) -> Record:
         """Lease a partition (``{lease_id, expires_at, ...}``), or renew your lease `renew`."""
-        return self._send(_Call("POST", f"/v1/streams/{_path(stream_id)}/partitions/{partition}/lease",
-                                body={"ttl_seconds": ttl_seconds}, headers=_lease(renew)))
+        return self._send(_API.lease(stream_id, partition, ttl_seconds, renew))
 
     def release(self, stream_id: str, partition: int, lease_id: str) -> None:
         """Give a lease up so another consumer can take the partition at once."""
-        self._send(_Call("DELETE", f"/v1/streams/{_path(stream_id)}/partitions/{partition}/lease",
-                         headers=_lease(lease_id), ok=(204,)))
+        self._send(_API.release(stream_id, partition, lease_id))
 
     def consume(self, stream_id: str, handler: Handler, workers: int = 1, *, limit: int = 1000, wait: float = 20,
                 lease_seconds: float = 30) -> None:
@@ -471,17 +510,16 @@ class AsyncLeoClient:
 
     async def get_object(self, object_type: str, key: str) -> Record | None:
         """See `LeoClient.get_object`."""
-        return await self._send(_Call("GET", f"/v1/objects/{_path(object_type)}/{_path(key)}", missing_is_none=True))
+        return await self._send(_API.get_object(object_type, key))
 
     async def create_webhook(self, object_type: str, callback_url: str, interval: str | float = "PT5M", *,
                              query: Mapping[str, Any] | None = None, mode: str = "changes") -> Record:
         """See `LeoClient.create_webhook`."""
-        return await self._send(_Call("POST", "/v1/webhooks",
-                                      body=_webhook_body(object_type, callback_url, interval, query, mode), ok=(201,)))
+        return await self._send(_API.create_webhook(object_type, callback_url, interval, query, mode))
 
     async def true_up(self, webhook_id: str) -> None:
         """See `LeoClient.true_up`."""
-        await self._send(_Call("POST", f"/v1/webhooks/{_path(webhook_id)}/true-up", ok=(202,)))
+        await self._send(_API.true_up(webhook_id))
 
     async def fetch_batch(self, url: str) -> AsyncIterator[Record]:
         """See `LeoClient.fetch_batch` (``async for record in client.fetch_batch(url)``)."""
@@ -506,50 +544,42 @@ class AsyncLeoClient:
     async def create_stream(self, object_type: str, *, query: Mapping[str, Any] | None = None, partitions: int = 1,
                             start_at: str = "now") -> Record:
         """See `LeoClient.create_stream`."""
-        return await self._send(_Call("POST", "/v1/streams", body=_stream_body(object_type, query, partitions, start_at),
-                                      ok=(201,)))
+        return await self._send(_API.create_stream(object_type, query, partitions, start_at))
 
     async def get_stream(self, stream_id: str) -> Record:
         """See `LeoClient.get_stream`."""
-        return await self._send(_Call("GET", f"/v1/streams/{_path(stream_id)}"))
+        return await self._send(_API.get_stream(stream_id))
 
     async def list_streams(self) -> list[Record]:
         """See `LeoClient.list_streams`."""
-        return await self._send(_Call("GET", "/v1/streams"))
+        return await self._send(_API.list_streams())
 
     async def delete_stream(self, stream_id: str) -> None:
         """See `LeoClient.delete_stream`."""
-        await self._send(_Call("DELETE", f"/v1/streams/{_path(stream_id)}", ok=(204,)))
+        await self._send(_API.delete_stream(stream_id))
 
     async def reset_stream(self, stream_id: str, to: str, *, partitions: Sequence[int] | None = None) -> Record:
         """See `LeoClient.reset_stream`."""
-        body: dict[str, Any] = {"to": to}
-        if partitions is not None:
-            body["partitions"] = list(partitions)
-        return await self._send(_Call("POST", f"/v1/streams/{_path(stream_id)}/reset", body=body))
+        return await self._send(_API.reset_stream(stream_id, to, partitions))
 
     async def read(self, stream_id: str, partition: int, *, after: str | None = None, limit: int = 1000,
                    wait: float = 0, lease_id: str | None = None) -> Record:
         """See `LeoClient.read`."""
-        return await self._send(_read_call(stream_id, partition, after, limit, wait, lease_id))
+        return await self._send(_API.read(stream_id, partition, after, limit, wait, lease_id))
 
     async def commit(self, stream_id: str, partition: int, position: str, generation: int, *,
                      lease_id: str | None = None) -> None:
         """See `LeoClient.commit`."""
-        await self._send(_Call("PUT", f"/v1/streams/{_path(stream_id)}/partitions/{partition}/checkpoint",
-                               body={"position": position, "generation": generation}, headers=_lease(lease_id),
-                               ok=(204,)))
+        await self._send(_API.commit(stream_id, partition, position, generation, lease_id))
 
     async def lease(self, stream_id: str, partition: int, ttl_seconds: float = 30, *,
                     renew: str | None = None) -> Record:
         """See `LeoClient.lease`."""
-        return await self._send(_Call("POST", f"/v1/streams/{_path(stream_id)}/partitions/{partition}/lease",
-                                      body={"ttl_seconds": ttl_seconds}, headers=_lease(renew)))
+        return await self._send(_API.lease(stream_id, partition, ttl_seconds, renew))
 
     async def release(self, stream_id: str, partition: int, lease_id: str) -> None:
         """See `LeoClient.release`."""
-        await self._send(_Call("DELETE", f"/v1/streams/{_path(stream_id)}/partitions/{partition}/lease",
-                               headers=_lease(lease_id), ok=(204,)))
+        await self._send(_API.release(stream_id, partition, lease_id))
 
     # -- consuming --------------------------------------------------------------------------------------
     def stop(self) -> None:
