@@ -66,9 +66,10 @@ def streams_reset(
     with project_store(file, store) as (the_store, config):
         record = _stream(the_store, stream_id)
         try:
-            updated, moved = reset(the_store, record, to, chosen, _retention(config), field="--to")
+            updated, moved = reset(the_store, record, to, chosen, _retention(config), field="--to",
+                                   partitions_field="--partitions")
         except InputError as exc:  # a value that does not parse, or names no partition: bad usage
-            raise UsageError(str(exc).replace("partitions:", "--partitions:", 1)) from None
+            raise UsageError(str(exc)) from None
     result = {"stream": stream_id, "generation": updated.generation,
               "partitions": [{"partition": m["partition"], "checkpoint": m["position"], "clamped": m["clamped"]}
                              for m in moved]}

@@ -311,14 +311,14 @@ def reset_target(store: Store, to: object, retention_seconds: float, field: str 
     return ResetTarget(max(store.position_at(moment), floor), clamped)
 
 
-def reset(store: Store, record: StreamRecord, to: object, partitions: Sequence[object] | None,
-          retention_seconds: float, field: str = "to") -> tuple[StreamRecord, list[dict[str, Any]]]:
+def reset(store: Store, record: StreamRecord, to: object, partitions: Sequence[object] | None, retention_seconds: float,
+          field: str = "to", partitions_field: str = "partitions") -> tuple[StreamRecord, list[dict[str, Any]]]:
     """Move the checkpoints of `partitions` (default: all) to `to`; the generation grows.
 
     Returns the stream afterwards and ``[{partition, position, clamped}]`` (global positions)."""
     if partitions is not None and not partitions:
-        raise InputError("partitions: an empty list resets nothing; leave it out to reset every partition")
-    chosen = sorted({parse_partition(record, p, "partitions") for p in partitions}) if partitions is not None else [
+        raise InputError(f"{partitions_field}: an empty list resets nothing; leave it out to reset every partition")
+    chosen = sorted({parse_partition(record, p, partitions_field) for p in partitions}) if partitions is not None else [
         part.partition for part in record.partitions]
     target = reset_target(store, to, retention_seconds, field)
     updated = store.reset_stream(record.id, {p: target.position for p in chosen})
