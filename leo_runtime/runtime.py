@@ -229,13 +229,11 @@ class Runtime:
             return
         async with self._system_lock:
             loop = asyncio.get_running_loop()
-            marks, wanted = await loop.run_in_executor(self.executor, self._system_wanted)
-            for pipeline, mark in zip(self.system, marks, strict=True):
-                if mark == self._system_marks.get(pipeline.name) or pipeline.name not in wanted:
-                    continue
-                self._system_marks[pipeline.name] = mark
-                specs = {spec.id: spec for spec in wanted[pipeline.name]}
-                running = [runner for runner in self.runners.values() if runner.spec.pipeline == pipeline.name]
+            changed = await loop.run_in_executor(self.executor, self._system_changed)
+            for name, (mark, wanted) in changed.items():
+                self._system_marks[name] = mark
+                specs = {spec.id: spec for spec in wanted}
+                running = [runner for runner in self.runners.values() if runner.spec.pipeline == name]
                 stale = [
                     runner for runner in running
                     if runner.id not in specs or spec_fingerprint(specs[runner.id]) != spec_fingerprint(runner.spec)
@@ -246,20 +244,18 @@ class Runtime:
                     if bot_id not in self.runners:
                         self._start_runner(spec)
 
-    def _system_wanted(self) -> tuple[list[Any], dict[str, list[BotSpec]]]:
-        """(every provider's fingerprint, the specs of those whose fingerprint changed); runs off the loop."""
-        marks: list[Any] = []
-        wanted: dict[str, list[BotSpec]] = {}
+    def _system_changed(self) -> dict[str, tuple[Any, list[BotSpec]]]:
+        """The providers whose fingerprint changed: their new fingerprint and the specs they want
+        now (runs off the loop, under the system lock that guards the fingerprints)."""
+        changed: dict[str, tuple[Any, list[BotSpec]]] = {}
         for pipeline in self.system:
             try:
                 mark = pipeline.fingerprint(self.store)
                 if mark != self._system_marks.get(pipeline.name):
-                    wanted[pipeline.name] = pipeline.specs(self.store, self.config)
+                    changed[pipeline.name] = (mark, pipeline.specs(self.store, self.config))
             except Exception as exc:  # a provider's bug or a store hiccup: retried at the next check
                 log.error("system bots '%s': cannot derive them from the store: %s", pipeline.name, describe(exc))
-                mark = None
-            marks.append(mark)
-        return marks, wanted
+        return changed
 
     async def _heartbeat(self) -> None:
         while True:
