@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import StoreError
+from ..safetext import redact_urls
 from .base import (
     BotInfo,
     CheckpointInfo,
@@ -45,7 +46,8 @@ def resolve_store_path(url: str, base_dir: str | Path | None = None) -> tuple[Pa
         parts = urlsplit(text)
         if parts.scheme != "sqlite":
             raise StoreError(
-                f"store URL {url!r}: unsupported scheme '{parts.scheme}' (this version supports sqlite:///PATH)"
+                f"store URL {redact_urls(url)!r}: unsupported scheme '{parts.scheme}' (use sqlite:///PATH or "
+                "postgresql://USER@HOST:PORT/DB)"
             )
         if parts.netloc:
             raise StoreError(f"store URL {url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
@@ -63,9 +65,14 @@ def resolve_store_path(url: str, base_dir: str | Path | None = None) -> tuple[Pa
 def open_store(url: str, base_dir: str | Path | None = None, *, read_only: bool = False) -> Store:
     """Open (and migrate) the store a URL names. Raises StoreError with the URL on failure.
 
+    ``postgresql://`` (or ``postgres://``) URLs open a `PostgresStore`; anything else is SQLite.
     A file that is not a leo store is refused and left untouched. ``read_only=True`` (what the
     reading commands use) never creates, migrates or writes: see `SQLiteStore`.
     """
+    if url.strip().partition("://")[0] in ("postgresql", "postgres"):
+        from .postgres import PostgresStore  # psycopg is imported only by those who use it
+
+        return PostgresStore(url, read_only=read_only)
     path, options = resolve_store_path(url, base_dir)
     unknown = set(options) - {"synchronous", "busy_timeout"}
     if unknown:

@@ -16,12 +16,16 @@ calls them from worker threads.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from ..events import Event, RawJSON
+from .base_console import ConsoleStore
+from .base_hosts import HostStore
 from .base_streams import StreamStore
 from .base_webhooks import StoreOp, WebhookStore
 
@@ -285,11 +289,12 @@ class ObjectRecord:
 AppendListener = Callable[[Mapping[str, int]], None]
 
 
-class Store(WebhookStore, StreamStore, ABC):
+class Store(WebhookStore, StreamStore, ConsoleStore, HostStore, ABC):
     """The durable store. See the module docstring for positions, times and threading.
 
     Partner webhooks' rows are `WebhookStore`'s methods (base_webhooks.py), partner streams'
-    `StreamStore`'s (base_streams.py)."""
+    `StreamStore`'s (base_streams.py), bot history and console sessions `ConsoleStore`'s
+    (base_console.py)."""
 
     url: str
 
@@ -306,6 +311,12 @@ class Store(WebhookStore, StreamStore, ABC):
     @abstractmethod
     def schema_version(self) -> int:
         """The version of the newest migration applied."""
+
+    @abstractmethod
+    def snapshot(self) -> AbstractContextManager[None]:
+        """A read transaction on the calling thread: ``with store.snapshot(): ...`` and every read
+        of the block sees the store as of its first read (what others commit meanwhile comes
+        after). Blocks nest (the outer one decides); no write may happen inside one."""
 
     # -- queues --------------------------------------------------------------------------------
     @abstractmethod
@@ -393,6 +404,13 @@ class Store(WebhookStore, StreamStore, ABC):
         Returns (changed, new_token); pass None the first time (which always reports a change).
         """
 
+    def wait_changed(self, token: Any, timeout: float, stopping: threading.Event) -> tuple[bool, Any]:
+        """`changed_since`, asked after waiting up to `timeout` seconds (less when `stopping` is
+        set). A backend that is told of other processes' commits (PostgreSQL's NOTIFY) returns as
+        soon as one comes instead."""
+        stopping.wait(timeout)
+        return self.changed_since(token)
+
     @abstractmethod
     def bot_controls(self) -> dict[str, tuple[bool, int, str | None]]:
         """Per bot: (paused, operator checkpoint resets so far, lease owner); cheap, for wakeups:
@@ -435,6 +453,11 @@ class Store(WebhookStore, StreamStore, ABC):
     @abstractmethod
     def set_paused(self, bot_id: str, paused: bool) -> None:
         """Pause or resume a bot; a paused bot finishes its run and then waits."""
+
+    @abstractmethod
+    def is_paused(self, bot_id: str) -> bool:
+        """Whether an operator paused the bot (read before each run, so a pause that has returned
+        holds for every run that starts after it)."""
 
     @abstractmethod
     def acquire_lease(
@@ -534,12 +557,14 @@ class Store(WebhookStore, StreamStore, ABC):
         """One partner by name (revoked ones included), or None."""
 
     @abstractmethod
-    def partners(self) -> list[PartnerRecord]:
-        """Every partner, live and revoked, by name."""
+    def partners(self, *, after: str | None = None, limit: int | None = None) -> list[PartnerRecord]:
+        """Every partner, live and revoked, by name; a page of them with `after` (the name of
+        the previous page's last partner) and `limit`."""
 
     @abstractmethod
     def revoke_partner(self, name: str) -> PartnerRecord | None:
-        """Revoke a partner (atomic; revoking again keeps the first time); None if unknown."""
+        """Revoke a partner (atomic; revoking again keeps the first time); None if unknown. The
+        streams version grows (its streams' writers stop serving them)."""
 
     # -- objects -------------------------------------------------------------------------------
     @abstractmethod

@@ -8,10 +8,15 @@ bookkeeping is here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import Conflict
+from .base_webhooks import StoreOp
+
+if TYPE_CHECKING:
+    from .base import PendingEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,38 @@ class StreamRecord:
     partitions: tuple[StreamPartitionRecord, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class StreamTarget:
+    """A live stream as its object type's writer sees it (`StreamStore.stream_targets`).
+
+    ``cursor`` is where the writer stands for this stream: None when the stream follows the
+    writer's own checkpoint in ``{object_type}.changes``; else the position through which its
+    records are written, behind the writer's checkpoint while it catches up (a new stream with
+    ``start_at`` earliest or a time), ahead of it while the writer has not reached the stream's
+    start yet (a new stream with ``start_at`` now)."""
+
+    id: str
+    partitions: int
+    query_json: str | None
+    scope_json: str | None
+    cursor: int | None
+
+
+@dataclass(slots=True)
+class FanOut(StoreOp):
+    """Records an object type's writer fans out, and the stream cursors they move, committed with
+    its run (its checkpoint in ``{object_type}.changes``).
+
+    ``records`` maps a stream id to its records, each a `PendingEvent` for one of its partition
+    queues, appended in order. ``cursors`` are ``(stream id, expected, new)``: the stream's cursor
+    moves from ``expected`` to ``new`` (None: it now follows the writer). A stream that no longer
+    exists is skipped, its records too (it was deleted during the run); one whose cursor is not
+    ``expected`` fails the whole run with `CheckpointMoved` (nothing is written; it is redone)."""
+
+    records: Mapping[str, Sequence[PendingEvent]] = field(default_factory=dict)
+    cursors: Sequence[tuple[str, int | None, int | None]] = ()
+
+
 class StreamStore(ABC):
     """The store's partner streams (`Store` implements these too; a backend must provide them).
 
@@ -56,31 +93,53 @@ class StreamStore(ABC):
     @abstractmethod
     def create_stream(
         self, stream_id: str, partner_id: int, object_type: str, query_json: str | None, partitions: int,
-        start_position: int | None,
+        start_position: int | None, *, max_streams: int | None = None,
     ) -> StreamRecord:
         """Add a stream with `partitions` partitions, generation 1, in ONE transaction.
 
         ``start_position`` None means "now": the newest position handed out, taken inside the
         transaction, so every change committed after this call returns lies after it. Each
-        partition's checkpoint starts there. Raises `Conflict` when the id is taken."""
+        partition's checkpoint, and the stream's fan-out cursor, start there. Raises `Conflict`
+        when the id is taken, and `QuotaExceeded` (writing nothing) when the partner already has
+        `max_streams` streams: counted in the same transaction, so concurrent creates cannot
+        pass it. The streams version grows."""
 
     @abstractmethod
     def stream(self, stream_id: str) -> StreamRecord | None:
         """One stream with its partitions (in partition order), or None."""
 
     @abstractmethod
-    def streams(self, partner_id: int | None = None) -> list[StreamRecord]:
-        """Every stream (of one partner when given), by creation time then id."""
+    def streams(
+        self, partner_id: int | None = None, *, after: tuple[int, str] | None = None, limit: int | None = None
+    ) -> list[StreamRecord]:
+        """Every stream (of one partner when given), by creation time then id; a page of them
+        with `after` (the ``(created_at, id)`` of the last stream of the previous page) and
+        `limit`. One read: a page never holds a stream twice or skips one that existed
+        throughout the paging."""
 
     @abstractmethod
     def live_stream_ids(self) -> tuple[str, ...]:
-        """The ids of the streams whose partner is not revoked, sorted: cheap, for the runtime's
-        check whether stream writers must start or stop."""
+        """The ids of the streams whose partner is not revoked, sorted."""
 
     @abstractmethod
     def delete_stream(self, stream_id: str) -> bool:
         """Remove a stream and its partitions in ONE transaction; False when it is unknown.
-        Its partition queues keep their events until retention prunes them."""
+        Its partition queues keep their events until retention prunes them. The streams
+        version grows."""
+
+    @abstractmethod
+    def streams_version(self) -> int:
+        """A number that changes whenever a stream is created or deleted or a partner is
+        revoked (cheap: the stream writers and the runtime compare it)."""
+
+    @abstractmethod
+    def stream_object_types(self) -> tuple[str, ...]:
+        """The object types that have streams of live partners, sorted (one writer each)."""
+
+    @abstractmethod
+    def stream_targets(self, object_type: str) -> list[StreamTarget]:
+        """The streams of `object_type` whose partner is live, by id, with their partner's
+        scope and fan-out cursor: what that type's writer serves. One read."""
 
     @abstractmethod
     def commit_stream_checkpoint(

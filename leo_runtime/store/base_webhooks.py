@@ -60,11 +60,19 @@ class WebhookRecord:
     created_at: int
     updated_at: int
     secret: str | None = field(default=None, repr=False)
+    old_secret: str | None = field(default=None, repr=False)
+    """The secret the last rotation replaced: it signs beside ``secret`` until ``old_secret_expires_at``."""
+    old_secret_expires_at: int | None = None
+
+    def old_secret_live(self, now: int) -> bool:
+        """Whether the secret replaced by the last rotation still signs at `now`."""
+        return self.old_secret is not None and self.old_secret_expires_at is not None and now < self.old_secret_expires_at
 
 
 @dataclass(frozen=True, slots=True)
 class NewWebhook:
-    """What `Store.create_webhook` writes (``id`` and ``secret`` made by the caller)."""
+    """What `Store.create_webhook` writes (``id`` and ``secret`` made by the caller);
+    ``max_webhooks``: the partner's quota (None: no limit)."""
 
     id: str
     partner_id: int
@@ -77,6 +85,7 @@ class NewWebhook:
     interval_ms: int
     mode: str
     now: int
+    max_webhooks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +111,8 @@ class BatchRecord:
 
 @dataclass(frozen=True, slots=True)
 class BatchListing:
-    """A batch as the batches list shows it, with its (partner callback's) delivery."""
+    """A batch as the batches list shows it, with its (partner callback's) delivery; ``bid``
+    orders the list (and pages it)."""
 
     id: str
     records: int
@@ -115,6 +125,7 @@ class BatchListing:
     next_attempt_at: int | None
     last_status: int | None
     last_error: str | None
+    bid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +156,20 @@ class DueDelivery:
     round: int
     callback_url: str | None
     secret: str | None = field(default=None, repr=False)
+    old_secret: str | None = field(default=None, repr=False)
+    """A rotated-out secret that still signs until ``old_secret_expires_at`` (checked per attempt)."""
+    old_secret_expires_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChosenReplay:
+    """What `WebhookStore.replay_batches` found: the batches notified again (distinct, in the order
+    asked), or, when any id is ``unknown`` (not a sealed batch of that webhook) or ``expired``,
+    nothing written and those ids named."""
+
+    replayed: list[str]
+    unknown: list[str]
+    expired: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,19 +246,35 @@ class SealWebhooks(StoreOp):
 class StartSnapshot(StoreOp):
     """Begin a snapshot batch for webhook ``webhook`` (unless one is being built): the open
     window closes at the router's checkpoint (the snapshot supersedes it) and a 'building' batch
-    is made; later changes go to the next window."""
+    is made; later changes go to the next window.
+
+    A snapshot copies nothing the store already holds where it can avoid it: when nothing changed
+    since the webhook's last unexpired snapshot (no change record in its source queue since that
+    one was built whole, and the webhook unchanged), the new batch is sealed at once and shares
+    that one's lines (the lines its builder then adds are ignored). A snapshot's lines are charged
+    to its partner: when the partner's unexpired batches already hold ``max_bytes`` bytes of lines
+    (``server.limits.batch_bytes``), nothing starts; the webhook's ``last_error`` says why and its
+    next run moves one interval on (a true-up stays requested). Nothing accepted is lost: the
+    objects and the change windows are untouched, and a later snapshot holds every object. The
+    store fills ``sealed`` with a batch sealed at once."""
 
     webhook: int
     now: int
     retention_ms: int
+    max_bytes: int | None = None
+    sealed: list[SealedBatch] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class AddSnapshotLines(StoreOp):
-    """Append lines (change records with op 'snapshot') to the webhook's building batch."""
+    """Append lines (change records with op 'snapshot') to the webhook's building batch; their
+    UTF-8 bytes count toward its partner's ``max_bytes``. Lines that would pass it drop the
+    building batch instead (its lines go), with the same ``last_error`` as `StartSnapshot`."""
 
     webhook: int
     lines: Sequence[str]
+    max_bytes: int | None = None
+    now: int = 0
 
 
 @dataclass(slots=True)
@@ -271,8 +312,11 @@ class WebhookStore(ABC):
 
     @abstractmethod
     def create_webhook(self, new: NewWebhook) -> WebhookRecord:
-        """Add a partner webhook. Its first window starts after the newest position now
-        (``start_seq``): it receives the changes made from its creation on. Due after one interval."""
+        """Add a partner webhook in ONE transaction. Its first window starts after the newest
+        position now (``start_seq``): it receives the changes made from its creation on. Due
+        after one interval. Raises `QuotaExceeded` (writing nothing) when the partner already
+        has ``new.max_webhooks`` webhooks: counted in the same transaction, so concurrent
+        creates cannot pass it."""
 
     @abstractmethod
     def webhook(self, webhook_id: str) -> WebhookRecord | None:
@@ -303,6 +347,22 @@ class WebhookStore(ABC):
         now with a fresh retry schedule. Returns how many batches."""
 
     @abstractmethod
+    def replay_batches(self, webhook_id: str, batch_ids: Sequence[str], now: int) -> ChosenReplay:
+        """Notify again exactly the batches `batch_ids` of the webhook (fetched or not; a repeated id
+        counts once): their partner deliveries are due now with a fresh retry schedule. All or
+        nothing, in ONE transaction: when an id is not a sealed batch of this webhook (unknown,
+        another webhook's or partner's, still being built) or is past its expiry, nothing is
+        written and the result names them."""
+
+    @abstractmethod
+    def rotate_webhook_secret(self, webhook_id: str, secret: str, old_expires_at: int | None,
+                              now: int) -> WebhookRecord | None:
+        """Replace a partner webhook's signing secret in ONE transaction; None if unknown. The
+        current secret becomes the old one and signs beside `secret` until `old_expires_at`
+        (None: it stops at once). A secret kept by an earlier rotation is dropped, so at most two
+        secrets sign a notification: the new one and the one it replaced."""
+
+    @abstractmethod
     def webhooks_version(self) -> int:
         """A number that changes with every webhook created, changed or deleted (cheap)."""
 
@@ -331,8 +391,10 @@ class WebhookStore(ABC):
         """A sealed or expired batch by id (a snapshot being built is not there yet), or None."""
 
     @abstractmethod
-    def batches(self, webhook: int, *, unfetched: bool = False, limit: int = 100) -> list[BatchListing]:
-        """A webhook's sealed batches, newest first (unexpired ones only)."""
+    def batches(self, webhook: int, *, unfetched: bool = False, limit: int = 100,
+                before: int | None = None) -> list[BatchListing]:
+        """A webhook's sealed batches, newest first (unexpired ones only), at most `limit`; with
+        `before`, only those older than the batch of that ``bid`` (the next page)."""
 
     @abstractmethod
     def batch_page(self, batch: BatchRecord, after: str | int | None, limit: int) -> list[tuple[str | int, str]]:
@@ -345,9 +407,11 @@ class WebhookStore(ABC):
         """Note that a batch was downloaded (its last fetch time)."""
 
     @abstractmethod
-    def webhook_status(self, partner_id: int | None = None) -> list[WebhookStatusRow]:
+    def webhook_status(self, partner_id: int | None = None, *, after: tuple[int, int] | None = None,
+                       limit: int | None = None) -> list[WebhookStatusRow]:
         """Every webhook (of one partner when given) with its partner, last batch, unfetched
-        batches and delivery counts."""
+        batches and delivery counts: by partner name, creation time and ``rid``. One partner's
+        may be paged: `after` is the ``(created_at, rid)`` of the previous page's last webhook."""
 
 
 __all__ = [
@@ -355,6 +419,7 @@ __all__ = [
     "BatchListing",
     "BatchRecord",
     "BotSubscription",
+    "ChosenReplay",
     "ClaimDeliveries",
     "DeliveryOutcome",
     "DueDelivery",

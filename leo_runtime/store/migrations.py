@@ -277,4 +277,98 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         ) WITHOUT ROWID
         """,
     ),
+    (
+        7,
+        "console: bot history samples, failed-run totals, console sessions",
+        """
+        -- Every failed run, counted for good (error_count goes back to 0 on success): the
+        -- console's error charts take differences of it.
+        ALTER TABLE bots ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+        -- A bot's cumulative counters, sampled every few seconds by whichever host runs (one row
+        -- per bot and sample time; a row only when a counter changed) and pruned after a day.
+        CREATE TABLE bot_history (
+            bot_id TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            events_in INTEGER NOT NULL,
+            events_out INTEGER NOT NULL,
+            failures INTEGER NOT NULL,
+            PRIMARY KEY (bot_id, at)
+        ) WITHOUT ROWID;
+        -- Signed-in console sessions: the cookie's token only as its SHA-256, with the session's
+        -- CSRF token. Kept in the store so that every host of a cluster knows (and ends) them.
+        CREATE TABLE console_sessions (
+            token_hash BLOB PRIMARY KEY,
+            csrf TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        )
+        """,
+    ),
+    (
+        8,
+        "webhooks: the old signing secret, kept while a rotation lets it sign",
+        """
+        -- After a secret rotation the secret it replaced still signs notifications (beside the new
+        -- one) until old_secret_expires_at (epoch ms); NULL when none is kept.
+        ALTER TABLE webhooks ADD COLUMN old_secret TEXT;
+        ALTER TABLE webhooks ADD COLUMN old_secret_expires_at INTEGER
+        """,
+    ),
+    (
+        9,
+        "bounds: stream fan-out cursors, streams version, shared snapshot lines and their sizes",
+        """
+        -- One writer per object type fans each change out to every stream of that type. cursor:
+        -- the position of T.changes through which the stream's records are written, while it
+        -- catches up (start_at earliest or a time) or waits for the writer to reach its start;
+        -- NULL once it follows the writer's own checkpoint. A stream that had a writer of its own
+        -- goes on from that writer's checkpoint (whose rows go: no bot of that name runs again).
+        ALTER TABLE streams ADD COLUMN cursor INTEGER;
+        UPDATE streams SET cursor = COALESCE((SELECT c.position FROM checkpoints c
+            WHERE c.bot_id = 'streams:' || streams.id AND c.queue = streams.object_type || '.changes'), start_position);
+        DELETE FROM checkpoints WHERE bot_id LIKE 'streams:st\\_%' ESCAPE '\\' AND length(bot_id) = 31;
+        DELETE FROM bots WHERE bot_id LIKE 'streams:st\\_%' ESCAPE '\\' AND length(bot_id) = 31;
+        CREATE INDEX streams_by_type ON streams(object_type);
+        -- Bumped when a stream is created or deleted, or a partner revoked: the writers compare it.
+        CREATE TABLE streams_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+        INSERT INTO streams_version (id, version) VALUES (1, 0);
+        -- Snapshot batches: bytes counts the lines a batch holds (charged to its partner's
+        -- server.limits.batch_bytes); lines_of names the batch whose lines an unchanged snapshot
+        -- shares instead of copying them; source_head is the head of the webhook's source queue
+        -- a finished snapshot shows (NULL: a change came while it was built, so none may share it).
+        ALTER TABLE batches ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE batches ADD COLUMN lines_of INTEGER;
+        ALTER TABLE batches ADD COLUMN source_head INTEGER;
+        UPDATE batches SET bytes = (SELECT COALESCE(SUM(length(CAST(line AS BLOB))), 0) FROM batch_lines
+            WHERE batch_lines.batch = batches.bid) WHERE true_up = 1;
+        CREATE INDEX batches_by_lines ON batches(lines_of) WHERE lines_of IS NOT NULL;
+        CREATE INDEX batches_holding_lines ON batches(webhook) WHERE bytes > 0
+        """,
+    ),
+    (
+        10,
+        "hosts: the registry of leo run processes, shared token buckets",
+        """
+        -- One row per running `leo run` process (a host of the cluster): id is its lease owner
+        -- id (name:pid:nonce); role says what it runs (all, api, bots); address is its HTTP
+        -- API (NULL: none); seen_at its last heartbeat (older than cluster.lease_ttl: dead).
+        CREATE TABLE hosts (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            address TEXT,
+            started_at INTEGER NOT NULL,
+            seen_at INTEGER NOT NULL
+        );
+        CREATE INDEX hosts_by_seen ON hosts(seen_at);
+        -- Token buckets every host takes from (Get Object's rate per partner): level in the
+        -- units of leo_runtime.server.ratelimit, updated_at in epoch nanoseconds.
+        CREATE TABLE rate_buckets (
+            key TEXT PRIMARY KEY,
+            level BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        )
+        """,
+    ),
 ]

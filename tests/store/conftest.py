@@ -1,10 +1,10 @@
 """Storage fixtures: the contract suite runs once per backend listed in BACKENDS.
 
-A backend factory is a context manager that takes a fresh temporary folder and yields a
+SQLite runs on a file in the test's folder, PostgreSQL on a fresh schema of a throwaway database
+of the real server (see tests/pg.py). A backend factory is a context manager that takes a fresh temporary folder and yields a
 `Backend`: a way to open `Store` objects on ONE fresh database (several may be open at once, like
 several processes or hosts would), where the backend reads the wall clock (so tests can step it
-instead of sleeping), and the newest schema version it knows. Adding PostgreSQL later means one
-more factory (create a throwaway database, drop it afterwards) and one more entry in BACKENDS.
+instead of sleeping), and the newest schema version it knows.
 """
 
 from __future__ import annotations
@@ -45,15 +45,16 @@ class Backend:
         self.opened.clear()
 
 
+def install_clock(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    """Every store module reads the wall clock through its own ``now_ms``."""
+    for module in ("sql", "sql_webhooks", "sql_streams", "sql_console"):
+        monkeypatch.setattr(f"leo_runtime.store.{module}.now_ms", clock)
+
+
 @contextmanager
 def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
     """A real SQLite file in the test's temporary folder."""
     path = tmp_path / "leo.db"
-
-    def install_clock(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
-        monkeypatch.setattr("leo_runtime.store.sqlite.now_ms", clock)
-        monkeypatch.setattr("leo_runtime.store.sqlite_webhooks.now_ms", clock)
-        monkeypatch.setattr("leo_runtime.store.sqlite_streams.now_ms", clock)
 
     yield Backend(
         name="sqlite",
@@ -63,8 +64,25 @@ def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
     )
 
 
+@contextmanager
+def postgres_backend(tmp_path: Path) -> Iterator[Backend]:
+    """A fresh schema of this test process's throwaway database on the real PostgreSQL server."""
+    from leo_runtime.store.postgres import PostgresStore
+
+    from ..pg import fresh_store_url
+
+    url = fresh_store_url()
+    yield Backend(
+        name="postgresql",
+        connect=lambda: PostgresStore(url),
+        install_clock=install_clock,
+        newest_schema=max(version for version, _, _ in SQLITE_MIGRATIONS),
+    )
+
+
 BACKENDS: dict[str, Callable[[Path], AbstractContextManager[Backend]]] = {
     "sqlite": sqlite_backend,
+    "postgresql": postgres_backend,
 }
 
 

@@ -167,11 +167,11 @@ def test_a_store_without_migration_3_still_reads(tmp_path, monkeypatch: pytest.M
     from leo_runtime.store import SQLiteStore
     from leo_runtime.store.migrations import SQLITE_MIGRATIONS
 
-    monkeypatch.setattr("leo_runtime.store.sqlite.SQLITE_MIGRATIONS", SQLITE_MIGRATIONS[:2])
+    monkeypatch.setattr("leo_runtime.store.sql.SQLITE_MIGRATIONS", SQLITE_MIGRATIONS[:2])
     old = SQLiteStore(tmp_path / "old.db")
     old.ensure_bot("b", "p")
     assert old.schema_version() == 2
     assert old.bots()[0].stuck_since is None and old.bot("b").stuck_since is None
     assert old.dead_letters() == [] and old.dead_letter_counts() == {} and old.runtimes() == []
-    assert status_report(old, None)["bots"][0]["state"] == "stopped"
+    assert status_report(old, None, system=[])["bots"][0]["state"] == "stopped"
     old.close()

@@ -346,9 +346,9 @@ def test_an_unsorted_read_after_a_sorted_start_deletes_exactly_what_it_misses(st
 
 
 def test_a_partial_read_that_gives_a_key_again_applies_in_order(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from leo_runtime.store import sqlite_objects
+    from leo_runtime.store import sql_objects
 
-    monkeypatch.setattr(sqlite_objects, "MEMORY_ROWS", 3)  # rows set aside reach the temporary table
+    monkeypatch.setattr(sql_objects, "MEMORY_ROWS", 3)  # rows set aside reach the temporary table
     apply_lines(store, [{"sku": "A", "n": 0}, {"sku": "B", "n": 0}])
     items = [{"sku": "A", "n": 1}, *stock(range(8)), {"sku": "B", "n": 0}, {"sku": "A", "n": 0}]
     result = apply_lines(store, items, size=3)

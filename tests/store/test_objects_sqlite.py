@@ -12,7 +12,7 @@ import pytest
 
 from leo_runtime import objects
 from leo_runtime.errors import LeaseLost
-from leo_runtime.store import ObjectBatch, RunCommit, SQLiteStore, sqlite_objects
+from leo_runtime.store import ObjectBatch, RunCommit, SQLiteStore, sql_objects
 
 from ..objects_helpers import assert_objects_agree_with_changes, change_records
 
@@ -60,9 +60,9 @@ def test_comparing_a_long_read_holds_no_write_lock(store: SQLiteStore, tmp_path:
 def test_a_long_write_lets_waiting_writers_in_between_its_transactions(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_objects, "WRITE_ROWS", 500)
-    monkeypatch.setattr(sqlite_objects, "WRITE_SECONDS", 0.0)  # a transaction per 500 rows
-    monkeypatch.setattr(sqlite_objects, "WRITE_PAUSE_SECONDS", 1.0)  # long enough for any scheduler
+    monkeypatch.setattr(sql_objects, "WRITE_ROWS", 500)
+    monkeypatch.setattr(sql_objects, "WRITE_SECONDS", 0.0)  # a transaction per 500 rows
+    monkeypatch.setattr(sql_objects, "WRITE_PAUSE_SECONDS", 1.0)  # long enough for any scheduler
     finished: list[bool] = []
     waiting: list[threading.Event] = []
 
@@ -89,9 +89,9 @@ def test_a_long_write_lets_waiting_writers_in_between_its_transactions(
 def test_a_failure_in_a_later_write_transaction_keeps_the_earlier_ones_whole(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_objects, "WRITE_ROWS", 500)
-    monkeypatch.setattr(sqlite_objects, "WRITE_SECONDS", 0.0)
-    monkeypatch.setattr(sqlite_objects, "WRITE_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(sql_objects, "WRITE_ROWS", 500)
+    monkeypatch.setattr(sql_objects, "WRITE_SECONDS", 0.0)
+    monkeypatch.setattr(sql_objects, "WRITE_PAUSE_SECONDS", 0.0)
     store.ensure_bot("detector", "p")
     assert store.acquire_lease("detector", "o1", 60_000)
 
@@ -120,9 +120,9 @@ def test_a_failure_in_a_later_write_transaction_keeps_the_earlier_ones_whole(
 def test_a_lease_lost_between_write_transactions_stops_the_rest(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_objects, "WRITE_ROWS", 500)
-    monkeypatch.setattr(sqlite_objects, "WRITE_SECONDS", 0.0)
-    monkeypatch.setattr(sqlite_objects, "WRITE_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(sql_objects, "WRITE_ROWS", 500)
+    monkeypatch.setattr(sql_objects, "WRITE_SECONDS", 0.0)
+    monkeypatch.setattr(sql_objects, "WRITE_PAUSE_SECONDS", 0.0)
     store.ensure_bot("detector", "p")
     assert store.acquire_lease("detector", "o1", 60_000)
 

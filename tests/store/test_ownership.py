@@ -140,7 +140,7 @@ def test_reading_an_empty_file_says_it_is_not_a_store_yet(tmp_path: Path) -> Non
 def test_reading_an_older_schema_asks_for_a_writing_command_instead_of_migrating(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("leo_runtime.store.sqlite.SQLITE_MIGRATIONS", SQLITE_MIGRATIONS[:1])
+    monkeypatch.setattr("leo_runtime.store.sql.SQLITE_MIGRATIONS", SQLITE_MIGRATIONS[:1])
     old = open_store("sqlite:///leo.db", tmp_path)
     old.append("q", [1])
     old.close()

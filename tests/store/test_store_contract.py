@@ -749,3 +749,29 @@ def test_methods_are_thread_safe(store: Store) -> None:
     for name in ("w0", "w1", "w2", "w3"):
         assert [e.payload["n"] for e in events if e.payload["w"] == name] == list(range(100))
     assert store.queues()[0].depth == 400
+
+
+def open_descriptors() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("says_done", [True, False], ids=["close_thread", "thread-ends"])
+def test_threads_that_end_leave_no_connection_or_descriptor_behind(store: Store, says_done: bool) -> None:
+    store.append("q", [1])
+    store.read("q", 0)
+    before = open_descriptors()
+
+    def work() -> None:
+        assert store.read("q", 0)[0].payload == 1
+        store.append("q", [2])
+        if says_done:
+            store.close_thread()
+
+    for _ in range(100):  # like a server's worker threads, which come and go
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    assert open_descriptors() - before <= 4  # a connection's worth at most, never one per thread
+    assert len(everything(store, "q")) == 101

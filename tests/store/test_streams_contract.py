@@ -7,8 +7,9 @@ import hashlib
 
 import pytest
 
-from leo_runtime.errors import Conflict, NotFound
-from leo_runtime.store import Store
+from leo_runtime.errors import CheckpointMoved, Conflict, NotFound
+from leo_runtime.store import PendingEvent, RunCommit, Store
+from leo_runtime.store.base_streams import FanOut, StreamTarget
 
 from .conftest import FakeClock
 
@@ -110,3 +111,100 @@ def test_stream_records_are_positions_and_texts_bounded_by_count_and_size(store:
     assert len(store.stream_records("streams.st_1.0", 0, 100, 2 * size + 1)) == 3  # the one that reaches the bound is in
     assert len(store.stream_records("streams.st_1.0", 0, 100, 1)) == 1  # at least one
     assert store.stream_records("nothing.here", 0, 10, 100) == []
+
+
+def test_the_stream_quota_holds_under_concurrent_creates_from_several_stores(backend) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from leo_runtime.errors import QuotaExceeded
+
+    stores = [backend.open() for _ in range(4)]  # as several processes (or hosts) would
+    owner = partner(stores[0])
+
+    def create(index: int) -> str:
+        try:
+            return stores[index % 4].create_stream(f"st_{index}", owner, "inventory", None, 1, None, max_streams=7).id
+        except QuotaExceeded as exc:
+            assert (exc.limit, exc.maximum) == ("streams", 7)
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(create, range(64)))
+    assert results.count("refused") == 57 and len(stores[0].streams(owner)) == 7
+    other = partner(stores[0], "globex")
+    assert stores[1].create_stream("st_g", other, "inventory", None, 1, None, max_streams=7).id == "st_g"
+    assert stores[0].delete_stream(next(result for result in results if result != "refused"))  # frees a place
+    assert stores[2].create_stream("st_again", owner, "inventory", None, 1, None, max_streams=7).id == "st_again"
+
+
+def test_streams_page_by_creation_then_id(store: Store, clock: FakeClock) -> None:
+    owner, other = partner(store), partner(store, "globex")
+    for index in range(7):
+        store.create_stream(f"st_{index}", owner if index != 3 else other, "inventory", None, 1, None)
+        if index % 2:
+            clock.advance(1)  # two streams share each creation time
+    mine = [s.id for s in store.streams(owner)]
+    assert mine == ["st_0", "st_1", "st_2", "st_4", "st_5", "st_6"]
+    pages, after = [], None
+    while True:
+        page = store.streams(owner, after=after, limit=2)
+        if not page:
+            break
+        pages.append([s.id for s in page])
+        after = (page[-1].created_at, page[-1].id)
+    assert pages == [["st_0", "st_1"], ["st_2", "st_4"], ["st_5", "st_6"]]
+    assert [len(s.partitions) for s in store.streams(after=None, limit=3)] == [1, 1, 1]
+
+
+def test_the_streams_version_and_targets_follow_creates_deletes_and_revocations(store: Store) -> None:
+    acme, globex = partner(store), partner(store, "globex")
+    store.create_partner("nyc", b"n" * 32, '{"warehouse": "NYC"}')
+    nyc = store.partner("nyc").id  # type: ignore[union-attr]
+    store.append("inventory.changes", [1, 2])
+    version = store.streams_version()
+    store.create_stream("st_b", acme, "inventory", '{"a":1}', 3, None)
+    store.create_stream("st_a", nyc, "inventory", None, 1, 1)
+    store.create_stream("st_g", globex, "order", None, 2, None)
+    assert store.streams_version() != version
+    assert store.stream_object_types() == ("inventory", "order")
+    assert store.stream_targets("inventory") == [
+        StreamTarget("st_a", 1, None, '{"warehouse": "NYC"}', 1),  # the cursor starts at the stream's start
+        StreamTarget("st_b", 3, '{"a":1}', None, 2),
+    ]
+    version = store.streams_version()
+    store.revoke_partner("globex")
+    assert store.streams_version() != version and store.stream_object_types() == ("inventory",)
+    version = store.streams_version()
+    assert store.delete_stream("st_a") and store.streams_version() != version
+    version = store.streams_version()
+    assert not store.delete_stream("st_a") and store.streams_version() == version
+    assert [t.id for t in store.stream_targets("inventory")] == ["st_b"] and store.stream_targets("order") == []
+
+
+def test_a_fan_out_commits_records_and_cursors_with_the_writer_checkpoint(store: Store) -> None:
+    acme = partner(store)
+    first, last = store.append("inventory.changes", [{"key": "A"}, {"key": "B"}, {"key": "C"}])
+    store.create_stream("st_live", acme, "inventory", None, 2, None)
+    store.create_stream("st_back", acme, "inventory", None, 1, 0)
+    store.create_stream("st_gone", acme, "inventory", None, 1, 0)
+    writer = "streams:inventory"
+    assert store.acquire_lease(writer, "me", 60_000)
+    store.init_checkpoint(writer, "inventory.changes", last)
+    texts = [event.payload_json for event in store.read("inventory.changes", 0)]
+    store.delete_stream("st_gone")  # deleted while the writer's run was in flight
+    fan = FanOut(
+        {"st_back": [PendingEvent("streams.st_back.0", text) for text in texts],
+         "st_gone": [PendingEvent("streams.st_gone.0", texts[0])]},
+        [("st_back", 0, None), ("st_gone", 0, 2)],
+    )
+    store.commit_run(RunCommit(bot_id=writer, owner="me", in_queue="inventory.changes", expected=last, position=last,
+                               ops=[fan]))
+    assert [e.payload_json for e in store.read("streams.st_back.0", 0)] == texts
+    assert store.read("streams.st_gone.0", 0) == [] and store.queue_head("streams.st_gone.0") == 0
+    assert {t.id: t.cursor for t in store.stream_targets("inventory")} == {"st_back": None, "st_live": last}
+    # A cursor that is not where the writer thought: nothing of the run is written.
+    stale = FanOut({"st_live": [PendingEvent("streams.st_live.1", texts[0])]}, [("st_live", first, None)])
+    with pytest.raises(CheckpointMoved):
+        store.commit_run(RunCommit(bot_id=writer, owner="me", in_queue="inventory.changes", expected=last,
+                                   position=last, ops=[stale]))
+    assert store.read("streams.st_live.1", 0) == [] and store.stream_targets("inventory")[1].cursor == last

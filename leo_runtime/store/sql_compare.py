@@ -17,7 +17,7 @@ read notes every key in a temporary table (the keys settled so far are noted fir
 key given twice is refused and the missing keys are found by an anti-join at the end.
 
 Rows that may change something go to a `Candidates` sink in input order: written at once (one
-transaction) or set aside in a temporary table and written afterwards (see sqlite_objects).
+transaction) or set aside in a temporary table and written afterwards (see sql_objects).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import operator
-import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -33,6 +32,7 @@ import orjson
 
 from ..errors import ObjectInputError
 from .base import ObjectBatch, ObjectPage, ObjectRow, RowPage
+from .dialects import Connection
 
 PAGE = 2000
 """Rows compared per round trip when the input gives rows (one IN list stays far below SQLite's
@@ -45,15 +45,7 @@ input gained or lost keys, which shifts every later line by a slot or more)."""
 RANGE_RETRY = 16
 """Unsorted pages looked up key by key after a range scan showed the input is not in order there."""
 
-TEMP_CACHE_KIB = -32000
-"""The temporary tables' page cache (32 MB at most; larger tables spill to their file)."""
-
 _NO_HASH = bytes(16)  # stands in for a stored object without a raw hash: no line hashes to it
-_WINDOW = (
-    "SELECT json_group_array(key), CAST(group_concat(COALESCE(raw_hash, ?), '') AS BLOB), "
-    "CAST(group_concat(hash, '') AS BLOB) FROM (SELECT key, raw_hash, hash FROM objects "
-    "WHERE object_type = ? AND deleted = 0 AND key > ? ORDER BY key LIMIT ?)"
-)
 _loads = orjson.loads
 _lt = operator.lt
 
@@ -86,7 +78,7 @@ class Comparison:
     goes to `sink`. For a complete batch the missing keys end in ``temp.object_missing``.
     """
 
-    def __init__(self, conn: sqlite3.Connection, batch: ObjectBatch, sink: Candidates) -> None:
+    def __init__(self, conn: Connection, batch: ObjectBatch, sink: Candidates) -> None:
         self.conn = conn
         self.batch = batch
         self.object_type = batch.object_type
@@ -137,7 +129,7 @@ class Comparison:
             return
         raw = page.raw_hashes
         keys_json, stored_raw, stored_hash = self.conn.execute(
-            _WINDOW, (_NO_HASH, self.object_type, self.cursor, n + SLACK)
+            self.conn.dialect.statement("window"), (_NO_HASH, self.object_type, self.cursor, n + SLACK)
         ).fetchone()
         stored_keys: list[str] = _loads(keys_json)
         m = len(stored_keys)
@@ -226,9 +218,8 @@ class Comparison:
                 self._note_missing([key for key in stored_keys[:in_range] if key not in held])
             if beyond:
                 self.conn.execute(
-                    "INSERT OR IGNORE INTO temp.object_missing(key) SELECT key FROM objects WHERE object_type = ? "
-                    "AND deleted = 0 AND key > ? AND key <= ? AND key NOT IN (SELECT value FROM json_each(?))",
-                    (self.object_type, stored_keys[-1], last, orjson.dumps([row[0] for row in outside])),
+                    self.conn.dialect.statement("missing_beyond"),
+                    (self.object_type, stored_keys[-1], last, orjson.dumps([row[0] for row in outside]).decode()),
                 )
         self.cursor = last
         if candidates:
@@ -268,7 +259,7 @@ class Comparison:
         )
         pending = self.sink.note_keys_sql()
         if pending:
-            conn.execute(f"INSERT OR IGNORE INTO temp.object_seen(key, page) SELECT key, 0 FROM ({pending})")
+            conn.execute(f"INSERT OR IGNORE INTO temp.object_seen(key, page) SELECT key, 0 FROM ({pending}) AS pending")
         conn.execute("DELETE FROM temp.object_missing")  # the anti-join at the end finds them again
 
     def _unsorted_page(self, rows: list[ObjectRow]) -> None:
@@ -339,31 +330,30 @@ class Comparison:
 
     def _note_seen(self, rows: list[ObjectRow]) -> None:
         keys = [row[0] for row in rows]
-        try:
-            self.conn.execute(
-                "INSERT INTO temp.object_seen(key, page) SELECT value, ? FROM json_each(?)",
-                (self.number, orjson.dumps(keys)),
-            )
-        except sqlite3.IntegrityError:
+        noted = self.conn.execute(
+            self.conn.dialect.statement("note_seen"), (self.number, orjson.dumps(keys).decode())
+        ).rowcount
+        if noted < len(keys):  # a page holds each key once (checked): the others came in an earlier page
             row = self.conn.execute(
                 f"SELECT key FROM temp.object_seen WHERE page < ? AND key IN ({_marks(len(keys))}) ORDER BY key LIMIT 1",
                 (self.number, *keys),
             ).fetchone()
-            raise _twice(self.batch, row[0] if row else "?") from None
+            raise _twice(self.batch, row[0] if row else "?")
 
 
-def prepare_temp(conn: sqlite3.Connection) -> None:
+def prepare_temp(conn: Connection) -> None:
     """Create (or empty) this connection's temporary tables for comparing."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS object_seen (key TEXT PRIMARY KEY, page INTEGER NOT NULL) WITHOUT ROWID")
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS object_missing (key TEXT PRIMARY KEY) WITHOUT ROWID")
     # The temporary database exists now: give it a page cache like the main one (its default is
     # a few pages, which makes every insert into a large table of seen keys go to its file).
-    conn.execute(f"PRAGMA temp.cache_size = {TEMP_CACHE_KIB}")
+    if pragma := conn.dialect.statement("temp_cache"):
+        conn.execute(pragma)
     conn.execute("DELETE FROM temp.object_seen")
     conn.execute("DELETE FROM temp.object_missing")
 
 
-def missing_keys(conn: sqlite3.Connection, after: str, limit: int) -> list[str]:
+def missing_keys(conn: Connection, after: str, limit: int) -> list[str]:
     """The next `limit` missing keys after `after`, in key order."""
     return [
         key for (key,) in conn.execute("SELECT key FROM temp.object_missing WHERE key > ? ORDER BY key LIMIT ?", (after, limit))

@@ -1,52 +1,65 @@
 """The SQLite side of partner streams (`StreamStore`): streams, partitions, checkpoints, leases.
 
-A mixin of `SQLiteStore`: it uses the store's connections and its one write lock, so each method
+A mixin of `SQLStore`: it uses the store's connections and its one write lock, so each method
 is one short ``BEGIN IMMEDIATE`` transaction like every other write. The checks that make a
 commit or a lease safe (generation, position, lease holder) run inside that transaction.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from ..errors import Conflict, NotFound
+from ..errors import CheckpointMoved, Conflict, NotFound, QuotaExceeded
 from ..timeutil import now_ms
-from .base_streams import StreamPartitionRecord, StreamRecord, StreamStore, check_lease
+from .base_streams import FanOut, StreamPartitionRecord, StreamRecord, StreamStore, StreamTarget, check_lease
+from .dialects import Connection
+
+if TYPE_CHECKING:
+    from .sql import SQLStore
 
 STREAMS_SCHEMA = 6
 """The migration that adds the streams tables (a read-only opener may look at an older file)."""
+FANOUT_SCHEMA = 9
+"""The migration that adds fan-out cursors and the streams version."""
+_LIVE = "JOIN partners p ON p.id = s.partner_id WHERE p.revoked_at IS NULL"
 
 _STREAM_COLUMNS = "id, partner_id, object_type, query, generation, start_position, created_at"
 _PARTITION_COLUMNS = "partition, checkpoint, updated_at, lease_id, lease_expires_at"
 
 
-class SQLiteStreams(StreamStore):
+class SQLStreams(StreamStore):
     """`StreamStore` over the tables of migration 6 (see `leo_runtime.store.migrations`)."""
 
     if TYPE_CHECKING:
-        def _conn(self) -> sqlite3.Connection: ...
-        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _conn(self) -> Connection: ...
+        def _write(self) -> AbstractContextManager[Connection]: ...
         def _at_least(self, version: int) -> bool: ...
-        def _queue_id(self, conn: sqlite3.Connection, name: str, *, create: bool) -> int | None: ...
+        def _queue_id(self, conn: Connection, name: str, *, create: bool) -> int | None: ...
 
     def create_stream(
         self, stream_id: str, partner_id: int, object_type: str, query_json: str | None, partitions: int,
-        start_position: int | None,
+        start_position: int | None, *, max_streams: int | None = None,
     ) -> StreamRecord:
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM streams WHERE id = ?", (stream_id,)).fetchone():
                 raise Conflict(f"stream '{stream_id}' already exists")
+            if max_streams is not None:  # inside the write lock: no other create can pass between count and insert
+                owned = conn.execute("SELECT COUNT(*) FROM streams WHERE partner_id = ?", (partner_id,)).fetchone()[0]
+                if owned >= max_streams:
+                    raise QuotaExceeded("streams", max_streams, f"a partner may have at most {max_streams} streams and "
+                                        f"this one has {owned}; delete one (DELETE /v1/streams/ID) or ask the operator "
+                                        "to raise server.limits.streams")
             now = now_ms()
             if start_position is None:  # inside the write lock: nothing commits between this and the insert
                 start_position = conn.execute("SELECT last FROM positions").fetchone()[0]
             conn.execute(
-                f"INSERT INTO streams({_STREAM_COLUMNS}, partitions) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
-                (stream_id, partner_id, object_type, query_json, start_position, now, partitions),
+                f"INSERT INTO streams({_STREAM_COLUMNS}, partitions, cursor) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                (stream_id, partner_id, object_type, query_json, start_position, now, partitions, start_position),
             )
+            conn.execute("UPDATE streams_version SET version = version + 1")
             conn.executemany(
                 "INSERT INTO stream_partitions(stream_id, partition, checkpoint, updated_at) VALUES (?, ?, ?, ?)",
                 [(stream_id, number, start_position, now) for number in range(partitions)],
@@ -56,19 +69,34 @@ class SQLiteStreams(StreamStore):
     def stream(self, stream_id: str) -> StreamRecord | None:
         if not self._at_least(STREAMS_SCHEMA):
             return None
-        return _one(self._conn(), stream_id)
+        with self.snapshot():  # the stream and its partitions as of one moment
+            return _one(self._conn(), stream_id)
 
-    def streams(self, partner_id: int | None = None) -> list[StreamRecord]:
+    def streams(
+        self, partner_id: int | None = None, *, after: tuple[int, str] | None = None, limit: int | None = None
+    ) -> list[StreamRecord]:
         if not self._at_least(STREAMS_SCHEMA):
             return []
         conn = self._conn()
-        where, params = (" WHERE partner_id = ?", (partner_id,)) if partner_id is not None else ("", ())
-        rows = conn.execute(f"SELECT {_STREAM_COLUMNS} FROM streams{where} ORDER BY created_at, id", params).fetchall()
-        partitions: dict[str, list[StreamPartitionRecord]] = {}
-        sql = (f"SELECT stream_id, {_PARTITION_COLUMNS} FROM stream_partitions "
-               f"WHERE stream_id IN (SELECT id FROM streams{where}) ORDER BY stream_id, partition")
-        for stream_id, *columns in conn.execute(sql, params):
-            partitions.setdefault(stream_id, []).append(StreamPartitionRecord(*columns))
+        clauses, params = [], []
+        if partner_id is not None:
+            clauses.append("partner_id = ?")
+            params.append(partner_id)
+        if after is not None:
+            clauses.append("(created_at > ? OR (created_at = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
+        with self.snapshot():  # streams and their partitions as of one moment (a delete between would split them)
+            rows = conn.execute(f"SELECT {_STREAM_COLUMNS} FROM streams{where} ORDER BY created_at, id{page}",
+                                params).fetchall()
+            partitions: dict[str, list[StreamPartitionRecord]] = {}
+            for start in range(0, len(rows), 500):
+                ids = [row[0] for row in rows[start:start + 500]]
+                sql = (f"SELECT stream_id, {_PARTITION_COLUMNS} FROM stream_partitions "
+                       f"WHERE stream_id IN ({','.join('?' * len(ids))}) ORDER BY stream_id, partition")
+                for stream_id, *columns in conn.execute(sql, ids):
+                    partitions.setdefault(stream_id, []).append(StreamPartitionRecord(*columns))
         return [StreamRecord(*row, partitions=tuple(partitions.get(row[0], ()))) for row in rows]
 
     def live_stream_ids(self) -> tuple[str, ...]:
@@ -82,7 +110,31 @@ class SQLiteStreams(StreamStore):
     def delete_stream(self, stream_id: str) -> bool:
         with self._write() as conn:
             conn.execute("DELETE FROM stream_partitions WHERE stream_id = ?", (stream_id,))
-            return conn.execute("DELETE FROM streams WHERE id = ?", (stream_id,)).rowcount > 0
+            deleted = conn.execute("DELETE FROM streams WHERE id = ?", (stream_id,)).rowcount > 0
+            if deleted:
+                conn.execute("UPDATE streams_version SET version = version + 1")
+            return deleted
+
+    def streams_version(self) -> int:
+        if not self._at_least(FANOUT_SCHEMA):
+            return 0
+        return self._conn().execute("SELECT version FROM streams_version").fetchone()[0]
+
+    def stream_object_types(self) -> tuple[str, ...]:
+        if not self._at_least(FANOUT_SCHEMA):
+            return ()
+        rows = self._conn().execute(f"SELECT DISTINCT s.object_type FROM streams s {_LIVE} ORDER BY s.object_type")
+        return tuple(row[0] for row in rows)
+
+    def stream_targets(self, object_type: str) -> list[StreamTarget]:
+        if not self._at_least(FANOUT_SCHEMA):
+            return []
+        rows = self._conn().execute(
+            f"SELECT s.id, s.partitions, s.query, p.scope, s.cursor FROM streams s {_LIVE} AND s.object_type = ? "
+            "ORDER BY s.id",
+            (object_type,),
+        )
+        return [StreamTarget(*row) for row in rows]
 
     def commit_stream_checkpoint(
         self, stream_id: str, partition: int, position: int, generation: int, lease_id: str | None
@@ -170,14 +222,34 @@ class SQLiteStreams(StreamStore):
             ).rowcount > 0
 
 
-def _one(conn: sqlite3.Connection, stream_id: str) -> StreamRecord | None:
+def apply_fanout(store: SQLStore, conn: Connection, op: FanOut) -> dict[str, int]:
+    """Apply a writer's `FanOut` inside its run's transaction: move the cursors (compare-and-set),
+    append the records of the streams that still exist; return the partition queues' heads."""
+    ids = list(op.records.keys() | {stream_id for stream_id, _, _ in op.cursors})
+    alive: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        alive.update(row[0] for row in conn.execute(f"SELECT id FROM streams WHERE id IN ({','.join('?' * len(chunk))})",
+                                                    chunk))
+    for stream_id, expected, new in op.cursors:
+        if stream_id in alive and not conn.execute(
+            "UPDATE streams SET cursor = ? WHERE id = ? AND cursor IS ?", (new, stream_id, expected)
+        ).rowcount:
+            raise CheckpointMoved(f"stream '{stream_id}': its fan-out cursor moved during the writer's run; "
+                                  "the run was rolled back and starts again")
+    records = [record for stream_id, stream_records in op.records.items() if stream_id in alive
+               for record in stream_records]
+    return store._insert(conn, records)[2] if records else {}
+
+
+def _one(conn: Connection, stream_id: str) -> StreamRecord | None:
     row = conn.execute(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE id = ?", (stream_id,)).fetchone()
     if row is None:
         return None
     return StreamRecord(*row, partitions=tuple(_partitions(conn, stream_id)))
 
 
-def _partitions(conn: sqlite3.Connection, stream_id: str) -> Iterator[StreamPartitionRecord]:
+def _partitions(conn: Connection, stream_id: str) -> Iterator[StreamPartitionRecord]:
     rows = conn.execute(
         f"SELECT {_PARTITION_COLUMNS} FROM stream_partitions WHERE stream_id = ? ORDER BY partition", (stream_id,)
     )
@@ -185,7 +257,7 @@ def _partitions(conn: sqlite3.Connection, stream_id: str) -> Iterator[StreamPart
         yield StreamPartitionRecord(*row)
 
 
-def _partition_for_update(conn: sqlite3.Connection, stream_id: str, partition: int) -> tuple[int, StreamPartitionRecord]:
+def _partition_for_update(conn: Connection, stream_id: str, partition: int) -> tuple[int, StreamPartitionRecord]:
     """(the stream's generation, the partition) inside a write transaction; NotFound if absent."""
     row = conn.execute(
         f"SELECT s.generation, {', '.join('p.' + c for c in _PARTITION_COLUMNS.split(', '))} FROM streams s "

@@ -2,7 +2,7 @@
 change record in the same transaction.
 
 One batch (an ingest, a change detector's read) is applied in two steps. First it is compared
-with the stored objects in a READ transaction (`sqlite_compare`: other writers go on
+with the stored objects in a READ transaction (`sql_compare`: other writers go on
 meanwhile); the rows that may change something are set aside in a temporary table and every
 row is checked, so a bad row anywhere fails here, before anything is written. Then the rows set
 aside are compared again with the current state and written, in write transactions of at most
@@ -19,11 +19,9 @@ wrote, so rows apply in order across batches).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +29,11 @@ import orjson
 
 from ..errors import LeaseLost, StoreError
 from .base import ObjectBatch, ObjectChange, ObjectRow, RunCommit
-from .sqlite_compare import PAGE, Comparison, _in_order, _marks, missing_keys
+from .dialects import Connection
+from .sql_compare import PAGE, Comparison, _in_order, _marks, missing_keys
 
 if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
+    from .sql import SQLStore
 
 WRITE_SECONDS = 2.0
 """How long one write transaction of a long apply may hold SQLite's write lock (far below the
@@ -48,7 +47,6 @@ MEMORY_ROWS = 4096
 """Rows set aside in memory before they go to the temporary table (as one of its rows)."""
 
 _NO_RAW_HASH = bytes(16)
-_PENDING_KEYS = "SELECT j.value AS key FROM temp.object_pending AS p, json_each(p.keys) AS j"
 _loads = orjson.loads
 
 _INSERT_EVENT = (
@@ -77,7 +75,7 @@ class ObjectWriter:
     """Compares rows with the current state and writes the changes, on one connection inside
     one write transaction of `store`."""
 
-    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
+    def __init__(self, store: SQLStore, conn: Connection) -> None:
         self.store = store
         self.conn = conn
         self.first = 0
@@ -217,7 +215,7 @@ class _WriteNow:
         return None
 
 
-def apply_batches(store: SQLiteStore, conn: sqlite3.Connection, batches: Sequence[ObjectBatch]) -> ObjectWriter:
+def apply_batches(store: SQLStore, conn: Connection, batches: Sequence[ObjectBatch]) -> ObjectWriter:
     """Apply `batches` in order on `conn`, inside the caller's write transaction."""
     writer = ObjectWriter(store, conn)
     try:
@@ -255,7 +253,7 @@ class _SetAside:
     one table row per MEMORY_ROWS rows (keys as a JSON array, hashes and texts as blobs: one
     insert per group costs far less than one per row)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.buffer: list[ObjectRow] = []
         self.buffered_keys: set[str] = set()
@@ -275,7 +273,9 @@ class _SetAside:
         if self.spilled:
             if not self._keyed:
                 self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS object_pending_keys (key TEXT PRIMARY KEY) WITHOUT ROWID")
-                self.conn.execute(f"INSERT OR IGNORE INTO temp.object_pending_keys(key) {_PENDING_KEYS}")
+                self.conn.execute(
+                    f"INSERT OR IGNORE INTO temp.object_pending_keys(key) {self.conn.dialect.statement('pending_keys')}"
+                )
                 self._keyed = True
             found.update(
                 key for (key,) in self.conn.execute(
@@ -286,7 +286,7 @@ class _SetAside:
 
     def note_keys_sql(self) -> str | None:
         self._flush()
-        return _PENDING_KEYS if self.spilled else None
+        return self.conn.dialect.statement("pending_keys") if self.spilled else None
 
     def _flush(self) -> None:
         if not self.buffer:
@@ -312,7 +312,7 @@ class _SetAside:
             ),
         )
         if self._keyed:
-            conn.execute("INSERT OR IGNORE INTO temp.object_pending_keys(key) SELECT value FROM json_each(?)", (keys,))
+            conn.execute(conn.dialect.statement("note_pending_keys"), (keys,))
         self.buffer = []
         self.buffered_keys = set()
 
@@ -343,7 +343,7 @@ class _SetAside:
 class _TwoSteps:
     """One batch: compared in a read transaction, then written in steps (see the module docstring)."""
 
-    def __init__(self, store: SQLiteStore, batch: ObjectBatch) -> None:
+    def __init__(self, store: SQLStore, batch: ObjectBatch) -> None:
         self.store = store
         self.batch = batch
         self.conn = store._conn()
@@ -355,7 +355,7 @@ class _TwoSteps:
     def compare(self) -> None:
         """Compare every row (raising on bad input: nothing is written then)."""
         conn = self.conn
-        conn.execute("BEGIN")  # deferred: a read snapshot, no write lock (temp tables are this connection's)
+        conn.execute(conn.dialect.statement("begin_read"))  # a read snapshot, no write lock (temp tables are this connection's)
         try:
             Comparison(conn, self.batch, self.aside).run()
             conn.execute("COMMIT")
@@ -387,7 +387,7 @@ class _TwoSteps:
         self._stage = "done"
         return True
 
-    def run(self, each: Callable[[sqlite3.Connection, ObjectWriter, bool], None] | None = None) -> tuple[int, int]:
+    def run(self, each: Callable[[Connection, ObjectWriter, bool], None] | None = None) -> tuple[int, int]:
         """Compare, then write in steps; `each(conn, writer, done)` runs at the end of every write
         transaction (it may raise to roll that one back). Returns the (first, last) positions."""
         store = self.store
@@ -424,7 +424,7 @@ class _TwoSteps:
         return batch.complete and self.conn.execute("SELECT 1 FROM temp.object_missing LIMIT 1").fetchone() is not None
 
 
-def apply_objects(store: SQLiteStore, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
+def apply_objects(store: SQLStore, batches: Sequence[ObjectBatch]) -> tuple[int, int]:
     """`Store.apply_objects`: one batch in two steps, several in one write transaction."""
     if len(batches) == 1:
         return _TwoSteps(store, batches[0]).run()
@@ -441,12 +441,12 @@ def in_two_steps(run: RunCommit) -> bool:
 
 
 def commit_run(
-    store: SQLiteStore, run: RunCommit, finish: Callable[[sqlite3.Connection, RunCommit, int], None]
+    store: SQLStore, run: RunCommit, finish: Callable[[Connection, RunCommit, int], None]
 ) -> tuple[int, int]:
     """`Store.commit_run` for a run `in_two_steps`: `finish(conn, run, changes)` records the run
     (and checks its lease) in the last write transaction; the ones before check the lease too."""
 
-    def each(conn: sqlite3.Connection, writer: ObjectWriter, done: bool) -> None:
+    def each(conn: Connection, writer: ObjectWriter, done: bool) -> None:
         if done:
             finish(conn, run, writer.changes)
             return
@@ -460,10 +460,11 @@ def commit_run(
     return _TwoSteps(store, run.objects[0]).run(each)
 
 
-def _clear_temp(conn: sqlite3.Connection) -> None:
+def _clear_temp(conn: Connection) -> None:
     """Empty the temporary tables (their pages go back to the temporary file's free list)."""
+    created = {name for (name,) in conn.execute(conn.dialect.statement("temp_tables"))}
     for table in ("object_seen", "object_missing"):
-        with suppress(sqlite3.OperationalError):  # never created on this connection
+        if table in created:  # (never created on this connection otherwise)
             conn.execute(f"DELETE FROM temp.{table}")
     conn.execute("DROP TABLE IF EXISTS temp.object_pending")  # dropped: faster than emptying a large one
     conn.execute("DROP TABLE IF EXISTS temp.object_pending_keys")
