@@ -19,17 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from croniter import croniter
-
-from .bot import Bot, BotContext
+from . import meters
+from .bot import Bot
 from .botcalls import BotThread, call_bot, clip, error_text
 from .config import BotSpec, Config
-from .errors import CheckpointMoved, LeaseLost, LeoError
+from .errors import CheckpointMoved, LeaseLost, LeoError, StoreError
 from .leases import LeaseKeeper
-from .runs import BotWork, EventFailed, Poison, RunResult, StartFailed
+from .runs import BotWork, EventFailed, Paused, PoisonWatch, RunResult, StartFailed, bot_context
 from .states import BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, FAILING_AFTER, BotState, backoff_delay, stuck_after
 from .store import Store
-from .storeview import StoreView
 from .timeutil import now_ms
 from .wakeups import Wakeups
 from .watching import FileWatcher
@@ -73,20 +71,12 @@ class BotRunner:
         self.store = services.store
         self.state = BotState.STARTING
         self.failures = 0
+        self._store_failures = 0  # in a row, while registering or taking the lease (`_store_away`)
         self.last_error: str | None = None
         self.stopping = False
-        self.bot: Bot | None = None
-        self.ctx = BotContext(
-            bot_id=spec.id,
-            pipeline=spec.pipeline,
-            base_dir=services.config.base_dir,
-            in_queue=spec.in_queue,
-            out_queue=spec.out_queue,
-            limits=spec.limits,
-            config=services.config,
-            store=StoreView(services.store),
-            logger=logging.getLogger(f"leo.bot.{spec.id}"),
-        )
+        self.bot: Bot[Any] | None = None
+        self.fingerprint = ""  # what the runtime compares on a reload (the spec and the settings it reads)
+        self.ctx = bot_context(spec, services.store, services.config)
         self.task: asyncio.Task[None] | None = None
         # One thread per bot: its runs always use the same SQLite connection, whose page cache
         # stays warm (SQLite drops a connection's cache when another connection wrote). A daemon
@@ -100,9 +90,9 @@ class BotRunner:
         self._stuck_timer: asyncio.TimerHandle | None = None
         self._stuck = asyncio.Event()
         self._progress = 0  # the run's progress when the stuck timer was last set
-        self.work = BotWork(spec, services.store, services.leases.owner, self.ctx)
-        self._poison: Poison | None = None
-        self._dead_letter_due: Poison | None = None
+        self.work = BotWork(spec, services.store, services.leases.owner, self.ctx, services.config.model.retention)
+        self.work.holds = lambda: services.leases.holds(spec.id)
+        self.poison = PoisonWatch(spec)
 
     @property
     def id(self) -> str:
@@ -119,6 +109,7 @@ class BotRunner:
         return self._stuck.is_set()
 
     def start(self) -> None:
+        self.services.leases.want(self.id, self.lease_lost)
         self.task = asyncio.get_running_loop().create_task(self._main(), name=f"bot:{self.id}")
 
     async def stop(self, timeout: float | None = None, *, abandon_stuck: bool = False) -> bool:
@@ -156,10 +147,21 @@ class BotRunner:
     async def _main(self) -> None:
         ready = False
         leases = self.services.leases
+        registered = False
         try:
-            await self._in_thread(self.store.ensure_bot, self.id, self.spec.pipeline)
             while not self.stopping:
-                if not leases.holds(self.id) and not await self._acquire():
+                try:
+                    if not registered:
+                        await self._in_thread(self.store.ensure_bot, self.id, self.spec.pipeline)
+                        registered = True
+                    if leases.must_yield(self.id):  # a run boundary: the bot moves to a host below its share
+                        await self._give_back(ready)
+                        ready = False
+                        continue
+                    if not leases.holds(self.id) and not await self._acquire():
+                        continue
+                except StoreError as exc:  # the store is away: stand by and ask again, never stop
+                    await self._store_away(exc)
                     continue
                 if not ready:  # set up only where the bot runs: after the lease is ours
                     try:
@@ -197,13 +199,8 @@ class BotRunner:
             self.state = BotState.CRASHED
         finally:
             self._run_over()
-            for handle in self._watch_handles:
-                self.services.watcher.unwatch(handle)
-            if ready and self.bot is not None:
-                try:
-                    await self._in_thread(call_bot, self.bot.close)
-                except Exception as exc:
-                    log.warning("bot '%s': close() failed: %s", self.id, exc)
+            leases.unwant(self.id)
+            await self._close(ready)
             if leases.holds(self.id):
                 await leases.release(self.id)
             if self.state not in (BotState.CRASHED, BotState.ABANDONED):
@@ -212,14 +209,48 @@ class BotRunner:
                     await self._in_thread(self.store.close_thread)
             self.thread.shutdown(wait=False)
 
+    async def _close(self, ready: bool) -> None:
+        """Stop watching the bot's files and close it (when it was set up)."""
+        for handle in self._watch_handles:
+            self.services.watcher.unwatch(handle)
+        self._watch_handles.clear()
+        if ready and self.bot is not None:
+            try:
+                await self._in_thread(call_bot, self.bot.close)
+            except Exception as exc:
+                log.warning("bot '%s': close() failed: %s", self.id, exc)
+
+    async def _store_away(self, exc: StoreError) -> None:
+        """The store failed while the bot registered or took its lease: forget the lease (the
+        store may not have it), stand by a while, then ask again."""
+        self.services.leases.forget(self.id)
+        self._store_failures += 1
+        delay = backoff_delay(self._store_failures, base=BACKOFF_BASE_SECONDS, cap=self.services.leases.ttl_ms / 3000)
+        level = logging.INFO if self._store_failures > 1 else logging.WARNING
+        log.log(level, "bot '%s': the store did not answer (%s); asking again in %.1fs", self.id, error_text(exc), delay)
+        self.state = BotState.STANDBY
+        await self.services.wakeups.wait(None, 0, delay, key=self.id)
+
+    async def _give_back(self, ready: bool) -> None:
+        """Close the bot and give its lease back, so a host below its fair share takes it."""
+        log.info("bot '%s' moves to another host (this one holds more than its fair share)", self.id)
+        await self._close(ready)
+        self.bot = None  # should it come back, a new instance is set up (nothing carried over from a closed one)
+        await self.services.leases.release(self.id)
+
     async def _acquire(self) -> bool:
-        if await self.services.leases.acquire(self.id, self.lease_lost):
+        leases = self.services.leases
+        room = leases.may_take()
+        if room and await leases.acquire(self.id, self.lease_lost):
             info = await self._in_thread(self.store.bot, self.id)
             self._committed_state = json.dumps(info.state if info else {})
+            self._store_failures = 0
             return True
         if self.state != BotState.STANDBY:
-            log.info("bot '%s' runs elsewhere (lease held); standing by", self.id)
+            log.info("bot '%s' runs elsewhere (%s); standing by", self.id,
+                     "lease held" if room else "this host holds its fair share of the bots")
         self.state = BotState.STANDBY
+        # The lease keeper's balance wakes it when its lease is free and this host has room.
         await self.services.wakeups.wait(None, 0, self.services.leases.ttl_ms / 3000, key=self.id)
         return False
 
@@ -228,15 +259,18 @@ class BotRunner:
         try:
             run = self.work.run_source if self.spec.kind == "source" else self.work.run_queue
             result: RunResult = await self._timed(
-                self._in_thread(run, self.bot, self._committed_state, self._dead_letter_due)
+                self._in_thread(run, self.bot, self._committed_state, self.poison.due)
             )
+        except Paused:
+            self.services.wakeups.note_paused(self.id)  # the loop now waits for the resume
+            return
         except LeaseLost as exc:
             log.warning("%s", exc)
             self.services.leases.forget(self.id)
             return
         except CheckpointMoved as exc:
             log.info("%s", exc)
-            self._poison = self._dead_letter_due = None
+            self.poison.reset()
             return
         except Exception as exc:
             await self._failed(exc)
@@ -246,10 +280,8 @@ class BotRunner:
             event = result.dead_lettered
             log.warning("bot '%s': moved event %s@%d to dead-letter queue '%s' after %d failed run(s)", self.id,
                         event.queue, event.seq, self.spec.config.on_error.dead_letter,  # type: ignore[union-attr]
-                        self._dead_letter_due.failures if self._dead_letter_due else 0)
-            self._poison = self._dead_letter_due = None
-        elif self._poison is not None and result.checkpoint >= self._poison.event.seq:
-            self._poison = None
+                        self.poison.due.failures if self.poison.due else 0)
+        self.poison.committed(result)
         if self.failures:
             log.info("bot '%s' recovered after %d failed run(s)", self.id, self.failures)
         self.failures = 0
@@ -273,26 +305,18 @@ class BotRunner:
         except LeoError as store_error:
             log.warning("bot '%s': cannot record its failure: %s", self.id, store_error)
         self.failures = count
+        meters.current().bot_run(self.spec.pipeline, self.id, ok=False)
         self.state = BotState.FAILING if count >= FAILING_AFTER else BotState.BACKOFF
         delay = backoff_delay(count, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_MAX_SECONDS)
-        if isinstance(exc, EventFailed) and self.spec.config.on_error is not None:
-            delay = self._count_poison(exc, message, delay)
-        log.error("bot '%s' failed (%d in a row), retrying in %.1fs: %s", self.id, count, delay, message)
+        if self.poison.failed(exc, message):
+            delay = 0.0  # nothing to wait for: the next run sets the event aside
+        # A failure a retry is expected to cure (a file caught while it is written) is no error
+        # until it persists: the first is INFO, the next ones ERROR.
+        level = logging.INFO if count == 1 and _transient(exc) else logging.ERROR
+        log.log(level, "bot '%s' failed (%d in a row), retrying in %.1fs: %s", self.id, count, delay, message)
         if not isinstance(exc, LeoError) or isinstance(exc, EventFailed):
             log.debug("bot '%s' traceback", self.id, exc_info=exc)
         await self.services.wakeups.wait(None, 0, delay, key=self.id)
-
-    def _count_poison(self, exc: EventFailed, message: str, delay: float) -> float:
-        """Count failed runs on the same event; at `on_error.after`, the next run moves it aside."""
-        on_error = self.spec.config.on_error
-        assert on_error is not None
-        same = self._poison is not None and self._poison.event.seq == exc.event.seq
-        failures = self._poison.failures + 1 if same and self._poison else 1
-        self._poison = Poison(exc.event, failures, message)
-        if failures >= on_error.after:
-            self._dead_letter_due = self._poison
-            return 0.0  # nothing to wait for: the next run sets the event aside
-        return delay
 
     def _in_thread(self, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().run_in_executor(self.thread, func, *args)
@@ -346,6 +370,8 @@ class BotRunner:
         if schedule.kind == "interval":
             return float(schedule.interval or WATCH_RESCAN_SECONDS)
         now = time.time()
+        from croniter import croniter  # here: most pipelines have no cron line
+
         return max(0.0, croniter(schedule.cron, now).get_next(float) - now)
 
     def _watch(self, paths: list[Path]) -> None:
@@ -362,3 +388,13 @@ class BotRunner:
 def _log_store_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("cannot note a stuck run in the store: %s", future.exception())
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from, is one a retry is expected to cure."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if getattr(exc, "transient", False):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False

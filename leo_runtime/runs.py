@@ -13,22 +13,31 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from .bot import Bot, BotContext
+from . import meters
+from .bot import Bot, BotContext, SystemContext, gets_system_view
 from .botcalls import call_bot, describe, error_text
-from .config import NAME_PATTERN, BotSpec
+from .config import NAME_PATTERN, BotSpec, Config
 from .errors import BotError, LeaseLost
-from .events import Event, Output, RawJSON, dumps, encode_payload
+from .events import Event, Output, RawJSON, allow_fast_decoding, dumps, encode_payload
 from .store import ObjectBatch, PendingEvent, RunCommit, Store
 from .store.base import DeadLetter, StoreOp
-from .timeutil import parse_time
+from .storeview import BotStoreView, SystemStoreView
+from .when import BOT_START_FORMS, resolve
 
 log = logging.getLogger("leo.runtime")
 _QUEUE_NAME = re.compile(NAME_PATTERN)
+_QUEUE_OF = attrgetter("queue")
+
+
+class Paused(Exception):
+    """An operator paused the bot before this run started: it does nothing and waits."""
 
 
 @dataclass(frozen=True)
@@ -67,18 +76,81 @@ class Poison:
     error: str
 
 
+class PoisonWatch:
+    """Counts a bot's failed runs in a row on the same event (``on_error``): at ``after`` of
+    them, `due` is the event the next run sets aside. Whoever drives the bot (`leo run`'s
+    runner, `leo test`'s bench) tells it of each failure and each committed run."""
+
+    def __init__(self, spec: BotSpec) -> None:
+        self.on_error = spec.config.on_error
+        self.poison: Poison | None = None
+        self.due: Poison | None = None
+
+    def failed(self, exc: Exception, message: str) -> bool:
+        """Count a failed run; True when the failing event is now due to be set aside (the next
+        run should come at once)."""
+        if self.on_error is None or not isinstance(exc, EventFailed):
+            return False
+        same = self.poison is not None and self.poison.event.seq == exc.event.seq
+        failures = self.poison.failures + 1 if same and self.poison else 1
+        self.poison = Poison(exc.event, failures, message)
+        if failures >= self.on_error.after:
+            self.due = self.poison
+            return True
+        return False
+
+    def committed(self, result: RunResult) -> None:
+        """A run committed: forget the poison it set aside or got past."""
+        if result.dead_lettered is not None:
+            self.poison = self.due = None
+        elif self.poison is not None and result.checkpoint >= self.poison.event.seq:
+            self.poison = None
+
+    def reset(self) -> None:
+        """The checkpoint moved under the bot (an operator's reset): start counting again."""
+        self.poison = self.due = None
+
+
+def bot_context(spec: BotSpec, store: Store, config: Config, logger: logging.Logger | None = None) -> BotContext:
+    """The context a bot of `spec` runs with, the same under `leo run` and `leo test`.
+
+    A custom bot gets the narrow `BotContext`: its own queues (``in``, ``out``, its dead-letter
+    queue), the objects, read-only, and the declared object types. The delivery bots shipped with leo-runtime that ask for it
+    (`Bot.system_view`) get the `SystemContext`: any queue, the partner webhooks' rows and the
+    configuration as it is now (a change of a setting they read restarts them)."""
+    base = {
+        "bot_id": spec.id,
+        "pipeline": spec.pipeline,
+        "base_dir": config.base_dir,
+        "in_queue": spec.in_queue,
+        "out_queue": spec.out_queue,
+        "limits": spec.limits,
+        "logger": logger or logging.getLogger(f"leo.bot.{spec.id}"),
+        "object_types": {name: declared.key for name, declared in config.model.object_types.items()},
+        "field_types": {name: dict(declared.fields) for name, declared in config.model.object_types.items() if declared.fields},
+    }
+    if gets_system_view(spec.cls):
+        return SystemContext(**base, store=SystemStoreView(store, spec.id), config=config)
+    dead_letter = spec.config.on_error.dead_letter if spec.config.on_error is not None else None
+    return BotContext(**base, store=BotStoreView(store, spec.id, (spec.in_queue, spec.out_queue, dead_letter)))
+
+
 class BotWork:
     """One bot's work on its thread. ``current`` is the event the bot was last handed (for the
     runner's stuck message); ``given_up`` is set by the runner when it abandons the run in
     progress, which then never commits."""
 
-    def __init__(self, spec: BotSpec, store: Store, owner: str, ctx: BotContext) -> None:
+    def __init__(self, spec: BotSpec, store: Store, owner: str, ctx: BotContext, retention_seconds: float) -> None:
         self.spec = spec
         self.store = store
         self.owner = owner
         self.ctx = ctx
+        self.retention_seconds = retention_seconds  # where `start: earliest` (or a time past it) begins
         self.current: list[Event | None] = [None]
         self.given_up = threading.Event()
+        # Set by the runner: whether the bot's lease is surely still this host's. A run that waited
+        # for its store past the lease's end must not start the bot's work (`_still_ours`).
+        self.holds: Callable[[], bool] = lambda: True
         self.tick_seconds: float | None = None  # set by `prepare` for bots that tick
         self.objects: list[ObjectBatch] = []  # the object batches the current run is applying
 
@@ -120,27 +192,26 @@ class BotWork:
     def _initial_position(self) -> int:
         if self.spec.initial_position is not None:
             return self.spec.initial_position
-        start = self.spec.config.start
-        if start in (None, "earliest"):
-            return 0
-        if start == "latest":
-            return self.store.last_position()
-        return self.store.position_at(parse_time(start))
+        start = self.spec.config.start or "earliest"  # the beginning of the input, within retention
+        return resolve(self.store, start, self.retention_seconds, field="start", allow=BOT_START_FORMS).position
 
     def run_queue(self, bot: Bot, committed_state: str, dead_letter: Poison | None) -> RunResult:
         """Read a page from the checkpoint, drive the bot over it (setting aside `dead_letter`
         when it is in the page) and commit outputs, state, checkpoint and dead letter together."""
         queue = self.spec.in_queue
         assert queue is not None
+        self._unless_paused()
         checkpoint = self.store.get_checkpoint(self.spec.id, queue)
         if checkpoint is None:
             checkpoint = self.store.init_checkpoint(self.spec.id, queue, self._initial_position())
         limits = self.spec.limits
         events = self.store.read(queue, checkpoint, limits.records, limits.bytes)
+        self._still_ours()
         if not events:
             if self.tick_seconds is None:
                 return RunResult(0, checkpoint, False, committed_state)
             return self._tick_only(bot, queue, checkpoint, committed_state)
+        allow_fast_decoding(events)
         poison = None
         if dead_letter is not None:
             poison = next((index for index, event in enumerate(events) if event.seq == dead_letter.event.seq), None)
@@ -208,12 +279,29 @@ class BotWork:
             )
         return RunResult(0, checkpoint, self.ctx.behind, state_json)
 
+    def _unless_paused(self) -> None:
+        """Raise `Paused` when an operator paused the bot: read from the store before every run, so
+        a `leo bots pause` that has returned holds even before this process's wakeups notice it."""
+        if self.store.is_paused(self.spec.id):
+            raise Paused(self.spec.id)
+
+    def _still_ours(self) -> None:
+        """Raise `LeaseLost` when the lease may have passed to another host while the run waited
+        for its store (a store that stopped answering): the bot's code must then not run here, as
+        another host may be running it already."""
+        if not self.holds():
+            raise LeaseLost(f"bot '{self.spec.id}': its lease ran out while the run waited for the store; "
+                            "the run stopped before the bot's code")
+
     def _commit(self, commit: RunCommit) -> None:
         """Commit the run, unless the runner gave up on it (stuck): then its work is redone by the
-        next run, and nothing of this one may land."""
+        next run, and nothing of this one may land. A committed run is counted (`meters`)."""
         if self.given_up.is_set():
             raise LeaseLost(f"bot '{self.spec.id}': its run was abandoned (stuck); it was not committed")
         self.store.commit_run(commit)
+        counting = meters.current()
+        if counting.counts:
+            counting.bot_run(self.spec.pipeline, self.spec.id, ok=True, read=commit.events_in, written=_written(commit))
 
     def _drive(
         self, bot: Bot, events: list[Event], ops: list[StoreOp]
@@ -300,6 +388,8 @@ class BotWork:
 
     def run_source(self, bot: Bot, committed_state: str, _dead_letter: Poison | None = None) -> RunResult:
         """Call the source's ``produce`` and commit its outputs with its state."""
+        self._unless_paused()
+        self._still_ours()
         self.ctx.state = json.loads(committed_state)
         self.ctx.behind = False
         try:
@@ -342,6 +432,19 @@ def _close_quietly(result: Any, bot_id: str) -> None:
         close()
     except BaseException as exc:
         log.debug("bot '%s': closing its generator raised %s", bot_id, describe(exc))
+
+
+def _written(commit: RunCommit) -> dict[str, int]:
+    """How many events a committed run appended to each queue (outputs, dead letters, changes)."""
+    written: dict[str, int] = Counter(map(_QUEUE_OF, commit.outputs))  # counted in C: a few ns per event
+    for letter in commit.dead_letters:
+        written[letter.queue] = written.get(letter.queue, 0) + 1
+    for batch in commit.objects:
+        counts = batch.counts
+        if counts.created or counts.updated or counts.deleted:
+            queue = f"{batch.object_type}.changes"
+            written[queue] = written.get(queue, 0) + counts.created + counts.updated + counts.deleted
+    return written
 
 
 def _count_through(events: list[Event], seq: int) -> int:

@@ -16,28 +16,37 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import uvicorn
 
 from .botcalls import clip, describe, error_text, run_in_daemon_thread
-from .config import BotSpec, Config, load_config
+from .config import BotSpec, Config, PipelinesFile, load_config
+from .config.models import ServerConfig
+from .config.reloading import NEEDS_RESTART, changed_settings, keep_running, needs_restart, setting
+from .delivery.system import SYSTEM_PREFIX, SystemPipeline, derive, spec_fingerprint
 from .errors import ConfigError, LeoError
 from .leases import LeaseKeeper
+from .operations import HISTORY_SAMPLE_SECONDS, prune_history, sample_history
 from .runner import BotRunner, RunnerServices
 from .states import FAILING_AFTER, BotState
 from .store import Store
-from .system import SystemPipeline, spec_fingerprint, system_pipelines
+from .store.base_hosts import BOT_ROLES, ROLES
 from .timeutil import now_ms
 from .wakeups import Wakeups
-from .watching import FileChangeWatch, FileWatcher
+from .watching import FileChangeWatch, FileWatcher, content_digest
 
 log = logging.getLogger("leo.runtime")
 
 SYSTEM_RECHECK_SECONDS = 1.0
 """How often the store is asked whether partner webhooks or streams changed in another process."""
+
+HISTORY_PRUNE_SECONDS = 300.0
+"""How often old bot history samples are thinned and dropped."""
 
 LOAD_TIMEOUT_SECONDS = 60.0
 """How long a reload may take to load the file (custom bot code is imported then) before it is
@@ -55,14 +64,24 @@ class Runtime:
         serve_http: bool = True,
         drain_timeout: float = 30.0,
         load_timeout: float = LOAD_TIMEOUT_SECONDS,
-        system: list[SystemPipeline] | None = None,
+        system: Sequence[SystemPipeline] = (),
+        server_overrides: Mapping[str, Any] | None = None,
+        role: str = "all",
     ) -> None:
+        # The system pipelines (partner webhooks, streams) are what the composer hands in
+        # (`leo_runtime.cli.compose`): nothing registers itself by being imported.
+        self.system = list(system)
+        self.server_overrides = dict(server_overrides or {})  # --host / --port: they hold across reloads
+        config.model = self._overridden(config.model)
         self.config = config
-        self.system = system_pipelines() if system is None else system
         self.store = store
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="leo-worker")
-        self.leases = LeaseKeeper(store, executor=self.executor)
-        self.wakeups = Wakeups(store)
+        if role not in ROLES:
+            raise ConfigError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        self.role = role  # all, api (HTTP, no bots) or bots (bots; HTTP serves /healthz and /metrics only)
+        self.leases = LeaseKeeper(store, executor=self.executor, ttl_ms=int(config.model.cluster.lease_ttl * 1000),
+                                  role=role)
+        self.wakeups = Wakeups(store, has_peers=lambda: len(self.leases.hosts) > 1)
         self.watcher = FileWatcher()
         self.runners: dict[str, BotRunner] = {}
         self.serve_http = serve_http
@@ -74,6 +93,7 @@ class Runtime:
         self.started_at = now_ms()
         self._abandoned: list[BotRunner] = []  # runners whose run was given up but may still be going
         self._server: Any = None
+        self._edge: Any = None  # server.edge.Edge while HTTP is served
         self._api_context: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop_requested = asyncio.Event()
@@ -84,36 +104,53 @@ class Runtime:
         self._system_lock = asyncio.Lock()
         self._system_marks: dict[str, Any] = {}
         self._system_kick = asyncio.Event()
-        self._configured_server = config.model.server  # as the file (and command line) gave it
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._configured = config.model  # as the file (and command line) gave it, before the bound public_url
+        self._bound_url: str | None = None  # http://host:port of the bound socket (the default public_url)
 
     @property
     def owner(self) -> str:
-        """This runtime's lease owner id (``host:pid:nonce``)."""
+        """This runtime's lease owner id (``host:pid:nonce``): its id among the hosts too."""
         return self.leases.owner
+
+    @property
+    def runs_bots(self) -> bool:
+        return self.role in BOT_ROLES
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start wakeups, every bot, housekeeping, the file watcher and (optionally) HTTP."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         loop.set_default_executor(self.executor)
+        _check_public_url(self.config.model.server)
         if self.serve_http:  # first: a taken port fails before any bot has started
             await self._start_http()
         self.watcher.start()
         await self.wakeups.start()
         await self._store_call(self.store.register_runtime, self.owner, str(self.config.path))
-        for spec in self.config.bots:
-            self._start_runner(spec)
-        await self._reconcile_system()
-        self._tasks.append(loop.create_task(self._watch_system(), name="leo-system-bots"))
+        self.leases.address = self.http_address if self.role != "bots" else None
+        await self.leases.join()
+        if self.runs_bots:
+            for spec in self.config.bots:
+                self._start_runner(spec)
+            await self._reconcile_system()
+            await self.leases.balance()  # the share, now that every runner is counted
+            self._tasks.append(loop.create_task(self._watch_system(), name="leo-system-bots"))
+        self._tasks.append(loop.create_task(self.leases.balance_forever(), name="leo-balance"))
         self._tasks.append(loop.create_task(self.leases.renew_forever(), name="leo-leases"))
         self._tasks.append(loop.create_task(self._heartbeat(), name="leo-heartbeat"))
         self._tasks.append(loop.create_task(self._prune(), name="leo-retention"))
-        # However the file is replaced (in place, rename, symlinks, a ConfigMap's ..data swap).
+        self._tasks.append(loop.create_task(self._sample_history(), name="leo-history"))
+        # However the file is replaced (in place, rename, symlinks, a ConfigMap's ..data swap),
+        # compared with the bytes the running config was read from: an edit saved since the load
+        # (while the bots started) is a change, applied at once.
         self._config_watch = FileChangeWatch(
-            self.watcher, self.config.path, lambda: loop.call_soon_threadsafe(self._schedule_reload)
+            self.watcher, self.config.path, lambda: loop.call_soon_threadsafe(self._schedule_reload),
+            baseline=self._loaded_digest(self.config),
         )
         log.info(
-            "running %d bot(s) in %d pipeline(s) from %s; store %s%s",
+            "running %s%d bot(s) in %d pipeline(s) from %s; store %s%s",
+            f"as role {self.role} ({self.owner}): " if self.role != "all" else "",
             len(self.runners),
             len(self.config.model.pipelines),
             self.config.path,
@@ -148,7 +185,10 @@ class Runtime:
         if self._server is not None:
             self._server.should_exit = True
             await asyncio.gather(self._server_task, return_exceptions=True)
+        if self._edge is not None:  # after the server: deadlines hold while it drains
+            await self._edge.stop()
         await self.wakeups.stop()
+        await self.leases.leave()
         await self._store_call(self.store.unregister_runtime, self.owner)
         self.watcher.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -189,8 +229,11 @@ class Runtime:
 
     # -- bots -------------------------------------------------------------------------------------
     def _start_runner(self, spec: BotSpec) -> None:
+        if not self.runs_bots:  # role api: the hosts that run bots run this one
+            return
         services = RunnerServices(self.store, self.leases, self.wakeups, self.watcher, self.config, self.executor)
         runner = BotRunner(spec, services)  # runs no bot code: construction happens on the bot's thread
+        runner.fingerprint = spec_fingerprint(spec, self.config)  # with the settings it reads, as it starts
         self.runners[spec.id] = runner
         runner.start()
 
@@ -208,8 +251,19 @@ class Runtime:
     # -- system bots (partner webhooks and streams, derived from the store) ------------------------
     def system_changed(self) -> None:
         """Reconcile the system bots now (the HTTP API calls this after creating or deleting a
-        webhook or stream); changes made by other processes are noticed within a second."""
-        self._system_kick.set()
+        webhook or stream, from any thread); changes made by other processes are noticed within
+        a second."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._system_kick.set()
+        else:  # an asyncio.Event is not thread-safe: set it on its loop (a sync route runs in a worker)
+            loop.call_soon_threadsafe(self._system_kick.set)
 
     async def _watch_system(self) -> None:
         while True:
@@ -225,7 +279,7 @@ class Runtime:
         """Start the system bots the store now asks for, stop the ones it no longer does, and
         restart the ones whose settings changed; nothing happens while the store is unchanged.
         A provider that fails is logged and keeps its bots as they are; the others go on."""
-        if not self.system:
+        if not self.system or not self.runs_bots:
             return
         async with self._system_lock:
             loop = asyncio.get_running_loop()
@@ -236,13 +290,15 @@ class Runtime:
                 running = [runner for runner in self.runners.values() if runner.spec.pipeline == name]
                 stale = [
                     runner for runner in running
-                    if runner.id not in specs or spec_fingerprint(specs[runner.id]) != spec_fingerprint(runner.spec)
+                    if runner.id not in specs or spec_fingerprint(specs[runner.id], self.config) != runner.fingerprint
                 ]
                 if stale:
-                    await self._stop_runners(stale, "its webhook or stream changed")
+                    await self._stop_runners(stale, "its webhook or stream (or a setting it reads) changed")
                 for bot_id, spec in specs.items():
                     if bot_id not in self.runners:
                         self._start_runner(spec)
+                    else:  # kept: woken, it reads again what it serves (a stream to catch up, say)
+                        self.wakeups.kick(bot_id)
 
     def _system_changed(self) -> dict[str, tuple[Any, list[BotSpec]]]:
         """The providers whose fingerprint changed: their new fingerprint and the specs they want
@@ -250,16 +306,16 @@ class Runtime:
         changed: dict[str, tuple[Any, list[BotSpec]]] = {}
         for pipeline in self.system:
             try:
-                mark = pipeline.fingerprint(self.store)
-                if mark != self._system_marks.get(pipeline.name):
-                    changed[pipeline.name] = (mark, pipeline.specs(self.store, self.config))
+                mark, specs = derive(pipeline, self.store, self.config, self._system_marks.get(pipeline.name))
+                if specs is not None:
+                    changed[pipeline.name] = (mark, specs)
             except Exception as exc:  # a provider's bug or a store hiccup: retried at the next check
                 log.error("system bots '%s': cannot derive them from the store: %s", pipeline.name, describe(exc))
         return changed
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.leases.ttl_ms / 3000)
+            await asyncio.sleep(self.leases.beat_seconds)
             await self._note_runtime()
 
     async def _note_runtime(self) -> None:
@@ -283,17 +339,32 @@ class Runtime:
                 log.warning("retention: cannot prune old events: %s", exc)
             await asyncio.sleep(60)
 
+    async def _sample_history(self) -> None:
+        """Every few seconds, the bots' counters into the store's history (the console's charts);
+        every few minutes, old samples thinned and dropped."""
+        pruned_at = 0.0
+        while True:
+            await self._store_call(sample_history, self.store)
+            if time.monotonic() - pruned_at > HISTORY_PRUNE_SECONDS:
+                pruned_at = time.monotonic()
+                await self._store_call(prune_history, self.store)
+            await asyncio.sleep(HISTORY_SAMPLE_SECONDS)
+
     def health(self) -> dict[str, Any]:
         """A snapshot for /healthz: states, counts and flags only. It never holds error text
-        (bot errors, reload errors): /healthz needs no token; `leo status` shows the details."""
+        (bot errors, reload errors): /healthz needs no token; `leo status` shows the details.
+        Nor partner ids: a system bot (``streams:st_...``) is named by its pipeline
+        (``system:streams``) in `failing` and `stuck`, and counted only in `states`."""
         self._abandoned = [runner for runner in self._abandoned if runner.thread.busy()]
         runners = sorted(self.runners.items())
-        failing = [bot for bot, r in runners if r.failures >= FAILING_AFTER or r.state == BotState.CRASHED]
-        stuck = [bot for bot, r in runners if r.stuck]
+        failing = _public_names(r for _, r in runners if r.failures >= FAILING_AFTER or r.state == BotState.CRASHED)
+        stuck = _public_names(r for _, r in runners if r.stuck)
         return {
-            "status": "degraded" if failing or stuck or self._abandoned else "ok",
+            # Still a 200: a load balancer keeps the host (the old pipelines run on), the operator is told.
+            "status": "degraded" if failing or stuck or self._abandoned or self.reload_error is not None else "ok",
             "pipelines": sorted(self.config.model.pipelines),
-            "bots": {bot: {"state": str(r.state), "failures": r.failures} for bot, r in runners},
+            "bots": {bot: {"state": str(r.state), "failures": r.failures} for bot, r in runners
+                     if not r.spec.pipeline.startswith(SYSTEM_PREFIX)},
             "states": dict(sorted(Counter(str(r.state) for _, r in runners).items())),
             "failing": failing,
             "stuck": stuck,
@@ -301,6 +372,7 @@ class Runtime:
             "reloads": self.reloads,
             "reload_failed": self.reload_error is not None,
             "waiting_readers": self.wakeups.waiting(),
+            "connections": self._edge.open_connections if self._edge is not None else 0,
         }
 
     async def _wait_for_queue(self, queue: str, after: int, timeout: float) -> bool:
@@ -344,6 +416,8 @@ class Runtime:
                 await self._reload_failed([error_text(exc)], "reload failed")
                 return False
             await self._apply(new)
+            if self._config_watch is not None:  # what runs now was read from these bytes
+                self._config_watch.settle(self._loaded_digest(new))
             await self._note_runtime()
             return True
 
@@ -354,7 +428,22 @@ class Runtime:
         await self._note_runtime()
 
     async def _apply(self, new: Config) -> None:
+        """Apply a valid new file: every setting reaches what reads it (the API at once, the bots
+        that read a changed one restart with it), or the log names it as needing a restart and
+        what runs keeps its value (`leo_runtime.config.reloading`)."""
         old = self.config
+        configured = new.model = self._overridden(new.model)
+        settings = [path for path in changed_settings(self._configured, configured) if path != "pipelines"]
+        restart = [path for path in settings if needs_restart(path)]
+        for path in restart:
+            why = NEEDS_RESTART.get(path, "this leo run does not apply it while running")
+            log.warning("'%s' changed in %s: restart leo run to apply it (%s)", path, new.path, why)
+        self._configured = configured
+        effective = keep_running(configured, old.model, restart)
+        if effective.server.public_url is None and self._bound_url is not None:  # the URLs handed to partners
+            effective = effective.model_copy(update={"server": effective.server.model_copy(
+                update={"public_url": self._bound_url})})
+        new.model = effective
         names = set(old.model.pipelines) | set(new.model.pipelines)
         changed = sorted(
             name
@@ -363,32 +452,45 @@ class Runtime:
             or name not in new.model.pipelines
             or _pipeline_fingerprint(old, name) != _pipeline_fingerprint(new, name)
         )
-        for key in ("store", "server"):
-            before = self._configured_server if key == "server" else old.model.store
-            if before != getattr(new.model, key):
-                log.warning("'%s' changed in %s: restart leo run to apply it", key, new.path)
-        # What is served stays as it started (its address, the URL handed to partners) until a restart.
-        new.model = new.model.model_copy(update={"server": old.model.server})
         self.reload_error = None
         self.reloads += 1
         self.config = new
         if self._api_context is not None:  # the API serves the new object types, retention, webhooks settings
             self._api_context.settings = new.model
-        if not changed:
-            log.info("%s reloaded: no pipeline changed", new.path)
-            return
+        applied = [path for path in settings if path not in restart]
         stopping = [runner for runner in self.runners.values() if runner.spec.pipeline in changed]
         await self._stop_runners(stopping, "its pipeline was reloaded")
         for spec in new.bots:
             if spec.pipeline in changed:
                 self._start_runner(spec)
-        log.info("%s reloaded: restarted %s", new.path, ", ".join(changed))
+        # System bots reading a changed setting restart with it (their fingerprints hold the settings).
+        self._system_marks.clear()
+        await self._reconcile_system()
+        what = [f"applied {', '.join(applied)}"] if applied else []
+        what += [f"restarted {', '.join(changed)}"] if changed else []
+        log.info("%s reloaded: %s", new.path, "; ".join(what) or "no pipeline or setting changed")
+
+    def _overridden(self, model: PipelinesFile) -> PipelinesFile:
+        """`model` with the command line's ``--host`` / ``--port``, which beat the file's."""
+        if not self.server_overrides:
+            return model
+        return model.model_copy(update={"server": model.server.model_copy(update=self.server_overrides)})
+
+    @staticmethod
+    def _loaded_digest(config: Config) -> str | None:
+        """The digest of the bytes `config` was read from (as the file watch takes it)."""
+        return content_digest(config.text.encode("utf-8")) if config.text is not None else None
 
     # -- HTTP -------------------------------------------------------------------------------------
     async def _start_http(self) -> None:
         from .server.app import ApiContext, create_app
+        from .server.edge import Edge, EdgeLimits, fit_open_files, uvicorn_config
 
         server_config = self.config.model.server
+        # Connections must never take the open files the store, the watcher and the bots need.
+        max_connections, warning = fit_open_files(server_config.max_connections, self.config.model.webhooks.max_in_flight)
+        if warning:
+            log.warning("%s", warning)
         # Bind here, not in uvicorn: a taken port becomes one clear error instead of uvicorn's exit.
         try:
             infos = socket.getaddrinfo(server_config.host, server_config.port, type=socket.SOCK_STREAM)
@@ -401,17 +503,20 @@ class Runtime:
                 f"cannot serve HTTP on {server_config.host}:{server_config.port}: {exc.strerror or exc}; "
                 "pick another with --port (0 picks a free one) or run with --no-http"
             ) from None
+        bound_host, bound_port = sock.getsockname()[:2]
+        host = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+        self._bound_url = f"http://{host}:{bound_port}"
         if server_config.public_url is None:  # the URLs handed to partners (batches) name the bound port
-            bound_host, bound_port = sock.getsockname()[:2]
-            host = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
-            server_config = server_config.model_copy(update={"public_url": f"http://{host}:{bound_port}"})
+            server_config = server_config.model_copy(update={"public_url": self._bound_url})
             self.config.model = self.config.model.model_copy(update={"server": server_config})
+        self._edge = Edge(EdgeLimits.of(server_config, max_connections))
         context = self._api_context = ApiContext(
-            settings=self.config.model, health=self.health, wait=self._wait_for_queue, changed=self.system_changed
+            settings=self.config.model, health=self.health, wait=self._wait_for_queue, changed=self.system_changed,
+            meters=self._install_meters(), config=lambda: self.config, system=self.system,
+            edge=self._edge, shared_limits=self._api_shared,
         )
-        app = create_app(self.store, context)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        self._server = _EmbeddedServer(config)
+        app = create_app(self.store, context, partner_api=self.role != "bots")
+        self._server = _EmbeddedServer(uvicorn_config(app, self._edge))
         self._server_task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]), name="leo-http")
         while not self._server.started:
             if self._server_task.done():
@@ -420,14 +525,47 @@ class Runtime:
         host, port = sock.getsockname()[:2]
         self.http_address = f"http://{host}:{port}"
 
+    def _api_shared(self) -> bool:
+        """Whether another live host serves the API (as of the last look at the cluster)."""
+        return any(host.address is not None and host.id != self.owner for host in self.leases.hosts)
+
+    def _install_meters(self) -> Any:
+        """The process's meters for /metrics (what this host's bots, deliveries and requests did)."""
+        from .meters import install
+        from .server.metrics import PrometheusMeters
+
+        meters = PrometheusMeters(self.store, lambda: {spec.id for spec in self.config.bots})
+        install(meters)
+        return meters
+
+
+def _check_public_url(server: ServerConfig) -> None:
+    """Refuse a wildcard `server.host` (0.0.0.0, ::) without `server.public_url`: the URLs handed to
+    partners (batches in notifications, streams) would name an address nobody can reach."""
+    if server.public_url is None and server.listens_everywhere:
+        raise ConfigError(
+            f"server.host {server.host or '(empty)'} listens on every interface, so the URLs handed to partners "
+            "(batches, streams) cannot name this host: set server.public_url (like https://leo.example.com or "
+            f"http://<this host's name>:{server.port})"
+        )
+
+
+def _public_names(runners: Iterable[BotRunner]) -> list[str]:
+    """Bot ids as an open route may show them: a system bot's id holds a partner's webhook or
+    stream id, so it is named by its pipeline instead (once)."""
+    return sorted({r.spec.pipeline if r.spec.pipeline.startswith(SYSTEM_PREFIX) else r.id for r in runners})
+
 
 def _pipeline_fingerprint(config: Config, name: str) -> str:
-    # Bots read the object types they name at setup (the change detector its key field): a
-    # pipeline restarts when the declaration of one of them changes too.
+    # Bots read the object types they name at setup (the change detector its key field), and
+    # the settings their class reads (`Bot.reads`): a pipeline restarts when one of them changes too.
     declared = config.model.object_types
-    named = {getattr(spec.settings, "object_type", None) for spec in config.bots_of(name)}
+    specs = config.bots_of(name)
+    named = {getattr(spec.settings, "object_type", None) for spec in specs}
     types = {kind: declared[kind].model_dump() for kind in sorted(declared) if kind in named}
-    return json.dumps({"pipeline": config.pipeline_data(name), "object_types": types}, sort_keys=True, default=str)
+    reads = {path: setting(config.model, path) for spec in specs for path in spec.cls.reads}
+    return json.dumps({"pipeline": config.pipeline_data(name), "object_types": types, "settings": reads},
+                      sort_keys=True, default=str)
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -1,10 +1,14 @@
 """Waking waiters the moment a queue grows, without busy polling.
 
 Appends made through this process's store are announced at once (an append listener). Commits
-of other processes (the CLI beside ``leo run``) are noticed by a cheap check every
-``poll_interval`` seconds (SQLite's ``data_version``) on a thread of its own, so the event loop
-never waits on the store; it also brings operator controls (pause, checkpoint resets). Thousands
-of idle waiters cost one future and one timer each.
+of other processes (the CLI beside ``leo run``, the bot workers of ``--workers``, the other
+hosts of a cluster) are noticed on a thread of its own, so the event loop never waits on the
+store: by a cheap check (SQLite's ``data_version``: a few microseconds, no read of any table), or
+as soon as PostgreSQL notifies a commit (`Store.wait_changed`); only when something changed are
+the queue heads read. It also brings operator controls (pause, checkpoint resets). The check runs
+every ``poll_interval`` seconds (0.25), and every ``peer_interval`` (0.02) while other `leo run`
+processes share the store (``has_peers``): a long poll in an API process then wakes within about
+20 ms of a commit in a bot worker. Thousands of idle waiters cost one future and one timer each.
 """
 
 from __future__ import annotations
@@ -13,20 +17,29 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .store import Store
 
 log = logging.getLogger("leo.wakeups")
 
+POLL_SECONDS = 0.25
+"""How often the store is asked whether another process committed (alone on the store)."""
+
+PEER_POLL_SECONDS = 0.02
+"""How often while other `leo run` processes share the store (their commits wake long polls here)."""
+
 
 class Wakeups:
     """Per-queue heads and the futures waiting for them to pass a position."""
 
-    def __init__(self, store: Store, poll_interval: float = 0.25) -> None:
+    def __init__(self, store: Store, poll_interval: float = POLL_SECONDS, *, peer_interval: float = PEER_POLL_SECONDS,
+                 has_peers: Callable[[], bool] = lambda: False) -> None:
         self.store = store
         self.poll_interval = poll_interval
+        self.peer_interval = peer_interval
+        self.has_peers = has_peers
         self._heads: dict[str, int] = {}
         self._controls: dict[str, tuple[bool, int, str | None]] = {}
         self._queue_waiters: dict[str, dict[asyncio.Future[bool], int]] = {}
@@ -59,6 +72,12 @@ class Wakeups:
         """Whether an operator paused the bot `key` (as of the last check)."""
         control = self._controls.get(key)
         return control[0] if control else False
+
+    def note_paused(self, key: str) -> None:
+        """Record a pause a run found in the store before the next check brought it; the resume
+        then differs from what is recorded and wakes the bot (loop thread only)."""
+        _, resets, owner = self._controls.get(key, (False, 0, None))
+        self._controls[key] = (True, resets, owner)
 
     def _from_any_thread(self, heads: Mapping[str, int]) -> None:
         loop = self._loop
@@ -121,17 +140,20 @@ class Wakeups:
         return sum(len(waiters) for waiters in self._queue_waiters.values())
 
     def _watch_other_processes(self) -> None:
-        """The polling thread: every `poll_interval`, ask the store whether anyone committed."""
+        """The polling thread: every `poll_interval` (`peer_interval` with peers), ask the store whether
+        anyone committed."""
         token: Any = None
         try:
-            while not self._stopping.wait(self.poll_interval):
+            while not self._stopping.is_set():
                 try:
-                    changed, token = self.store.changed_since(token)
-                    if not changed:
+                    interval = min(self.poll_interval, self.peer_interval) if self.has_peers() else self.poll_interval
+                    changed, token = self.store.wait_changed(token, interval, self._stopping)
+                    if not changed or self._stopping.is_set():
                         continue
                     heads, controls = self._read_marks()
                 except Exception as exc:  # a store hiccup must not end wakeups
                     log.warning("cannot check the store for changes: %s", exc)
+                    self._stopping.wait(max(self.poll_interval, 1.0))  # a store that is down is not asked in a tight loop
                     continue
                 loop = self._loop
                 if loop is None or loop.is_closed():

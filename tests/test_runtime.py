@@ -13,8 +13,9 @@ from leo_runtime.config import load_config
 from leo_runtime.events import RawJSON
 from leo_runtime.runtime import Runtime
 from leo_runtime.store import open_store
+from leo_runtime.timeutil import format_time, now_ms
 
-from .conftest import CUSTOM_BOTS, FILTER_PIPELINE, Project, async_wait_until, payloads_of, run_with
+from .conftest import CUSTOM_BOTS, FILTER_PIPELINE, Project, async_wait_until, payloads_of, run_with, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +71,10 @@ def test_forwarded_payload_text_is_untouched_and_envelope_is_carried(project: Pr
 
 def test_new_bot_starts_at_the_beginning_latest_or_a_time(project: Project) -> None:
     store = project.store()
-    store.append("q", [{"n": 1}, {"n": 2}])
+    store.append("q", [{"n": 1}])
+    first = store.read("q", 0)[0].timestamp
+    wait_until(lambda: now_ms() > first, what="the clock to move past the first event")
+    store.append("q", [{"n": 2}])
     project.write(
         """
         version: 1
@@ -79,21 +83,22 @@ def test_new_bot_starts_at_the_beginning_latest_or_a_time(project: Project) -> N
             bots:
               - {id: from-start, use: filter, in: q, out: a, with: {query: {}}}
               - {id: from-latest, use: filter, in: q, out: b, with: {query: {}}, start: latest}
-              - {id: from-future, use: filter, in: q, out: c, with: {query: {}}, start: "2999-01-01T00:00:00Z"}
-        """
+              - {id: from-second, use: filter, in: q, out: c, with: {query: {}}, start: "SECOND"}
+              - {id: from-ago, use: filter, in: q, out: d, with: {query: {}}, start: -PT1H}
+        """.replace("SECOND", format_time(store.read("q", 1)[0].timestamp))
     )
 
     async def body(runtime: Runtime) -> None:
         await async_wait_until(lambda: all(runtime.store.get_checkpoint(b, "q") is not None
-                                           for b in ("from-start", "from-latest", "from-future")))
+                                           for b in ("from-start", "from-latest", "from-second", "from-ago")))
         await async_wait_until(lambda: len(payloads_of(store, "a")) == 2)
         store.append("q", [{"n": 3}])
         await async_wait_until(lambda: len(payloads_of(store, "a")) == 3 and payloads_of(store, "b"))
-        await async_wait_until(lambda: checkpoint(runtime, "from-future", "q") == store.queue_head("q"))
+        await async_wait_until(lambda: len(payloads_of(store, "c")) == 2 and len(payloads_of(store, "d")) == 3)
 
     run_with(project, body)
     assert [p["n"] for p in payloads_of(store, "b")] == [3]
-    assert [p["n"] for p in payloads_of(store, "c")] == [3]
+    assert [p["n"] for p in payloads_of(store, "c")] == [2, 3]  # from the first event at or after its time
 
 
 
@@ -236,6 +241,28 @@ def test_pause_and_resume(project: Project) -> None:
         assert store.get_checkpoint("low-stock", "inventory.in") in (None, 0)
         operator.set_paused("low-stock", False)
         await async_wait_until(lambda: payloads_of(store, "inventory.low"))
+
+    run_with(project, body)
+
+
+def test_a_pause_that_has_returned_holds_for_the_next_event(project: Project) -> None:
+    """The runtime notices other processes' controls only every poll interval, but an event that
+    arrives right after `leo bots pause` returned must not run: each run reads the pause first."""
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+    operator = project.store()
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: runtime.runners["low-stock"].state == "idle")
+        await runtime.wakeups.stop()  # the other-process check never comes in time
+        operator.set_paused("low-stock", True)
+        runtime.store.append("inventory.in", [{"quantity": 1}])  # wakes the bot at once (the admin API's way)
+        await async_wait_until(lambda: runtime.runners["low-stock"].state == "paused", what="the pause, found by the run")
+        assert payloads_of(store, "inventory.low") == []
+        operator.set_paused("low-stock", False)
+        # What the other-process check does when it comes round: it brings the resume.
+        runtime.wakeups._apply_marks(operator.queue_heads(), operator.bot_controls())
+        await async_wait_until(lambda: payloads_of(store, "inventory.low"), what="the event, after the resume")
 
     run_with(project, body)
 
@@ -687,6 +714,7 @@ def test_a_reload_whose_bot_file_exits_at_import_is_refused_and_recorded(project
         store.append("inventory.in", [{"quantity": 1}])
         await async_wait_until(lambda: payloads_of(store, "inventory.low"), what="the running pipeline")
         assert runtime.health()["reload_failed"] is True
+        assert runtime.health()["status"] == "degraded"  # still 200 at /healthz, told to the operator
 
     run_with(project, body)
     assert store.runtimes() == []  # a stopped runtime unregisters
@@ -839,3 +867,116 @@ def test_stopping_during_a_reload_that_hangs_in_bot_imports_stops_at_once(projec
             store.close()
 
     asyncio.run(main())
+
+
+def test_an_edit_saved_while_leo_run_starts_is_applied(project: Project) -> None:
+    """Seen: an edit landing between the load and the watch's first reading became the watch's
+    baseline, and the runtime ran the old file for good. The watch compares with the bytes the
+    running config was read from."""
+    from leo_runtime.watching import content_digest
+
+    project.write(FILTER_PIPELINE)
+    config = load_config(project.file)
+    assert config.text is not None and content_digest(config.text.encode()) == content_digest(project.file.read_bytes())
+    project.file.write_text(FILTER_PIPELINE.replace("lt: 5", "lt: 50"))  # saved after the load, before the watch
+    store = open_store(config.store_url, config.base_dir)
+
+    async def main() -> None:
+        runtime = Runtime(config, store, serve_http=False)
+        await runtime.start()
+        try:
+            await async_wait_until(lambda: runtime.reloads == 1, what="the edit applied")
+            assert runtime.config.bots[0].config.with_ == {"query": {"quantity": {"lt": 50}}}
+        finally:
+            await runtime.stop()
+            store.close()
+
+    asyncio.run(main())
+
+
+# -- a store that stops answering never stops a bot, nor runs it twice -------------------------------
+
+
+def test_a_store_that_fails_while_a_bot_takes_its_lease_only_delays_the_bot(
+    project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Registering the bot, taking its lease and reading its state happen outside a run: a store
+    error there (a server that went away) used to end the bot's loop for good ("stopped
+    unexpectedly"), so a host that got its store back never ran that bot again."""
+    import logging
+
+    from leo_runtime.errors import StoreError
+    from leo_runtime.store.sql import SQLStore
+
+    failing = {"ensure_bot": 2, "acquire_lease": 2, "bot": 2}
+    for name in failing:
+        original = getattr(SQLStore, name)
+
+        def flaky(self: Any, *args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            if failing[_name] and args and args[0] == "low-stock":
+                failing[_name] -= 1
+                raise StoreError(f"store {self.url}: the server went away ({_name})")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(SQLStore, name, flaky)
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+    store.append("inventory.in", [{"sku": f"S{i}", "quantity": i} for i in range(10)])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: checkpoint(runtime, "low-stock", "inventory.in") == 10,
+                               what="the bot running once the store answers")
+
+    with caplog.at_level(logging.INFO):
+        run_with(project, body)
+    assert failing == {"ensure_bot": 0, "acquire_lease": 0, "bot": 0}
+    assert [p["sku"] for p in payloads_of(store, "inventory.low")] == [f"S{i}" for i in range(5)]
+    assert not [r for r in caplog.records if "stopped unexpectedly" in r.getMessage()]
+    assert [r for r in caplog.records if "the store did not answer" in r.getMessage()]
+
+
+def test_a_run_whose_lease_ran_out_while_it_waited_for_the_store_never_calls_the_bot(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that waited for its store (a server away for longer than the lease) reads its page
+    when the store is back, by which time another host may hold the lease and run the bot: the
+    bot's code must not run here. The commit's fence alone would keep the data right, but a bot
+    that calls out (a webhook) would call twice."""
+    from leo_runtime.leases import LeaseKeeper
+    from leo_runtime.runs import BotWork
+    from leo_runtime.store.sql import SQLStore
+
+    lapsed = {"now": False, "reads": 0}
+    driven_without_lease: list[bool] = []
+    read, holds, acquire, drive = SQLStore.read, LeaseKeeper.holds, LeaseKeeper.acquire, BotWork._drive
+
+    def slow_read(self: Any, queue: str, *args: Any, **kwargs: Any) -> Any:
+        events = read(self, queue, *args, **kwargs)
+        if queue == "inventory.in" and events and not lapsed["reads"]:
+            lapsed["reads"] += 1
+            lapsed["now"] = True  # the lease ran out while this read waited
+        return events
+
+    async def acquire_again(self: Any, bot_id: str, on_lost: Any) -> bool:
+        lapsed["now"] = False
+        return await acquire(self, bot_id, on_lost)
+
+    def driving(self: Any, *args: Any, **kwargs: Any) -> Any:
+        driven_without_lease.append(not self.holds())
+        return drive(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLStore, "read", slow_read)
+    monkeypatch.setattr(LeaseKeeper, "holds", lambda self, bot_id: holds(self, bot_id) and not lapsed["now"])
+    monkeypatch.setattr(LeaseKeeper, "acquire", acquire_again)
+    monkeypatch.setattr(BotWork, "_drive", driving)
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+    store.append("inventory.in", [{"sku": f"S{i}", "quantity": i} for i in range(10)])
+
+    async def body(runtime: Runtime) -> None:
+        await async_wait_until(lambda: checkpoint(runtime, "low-stock", "inventory.in") == 10,
+                               what="the bot running once it holds its lease again")
+
+    run_with(project, body)
+    assert lapsed["reads"] == 1 and driven_without_lease and not any(driven_without_lease)
+    assert [p["sku"] for p in payloads_of(store, "inventory.low")] == [f"S{i}" for i in range(5)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from leo_runtime.wakeups import Wakeups
 
 from .conftest import Project
@@ -50,19 +52,29 @@ def test_wait_returns_at_once_when_already_past_and_false_on_timeout(project: Pr
     asyncio.run(main())
 
 
-def test_another_process_append_is_noticed_by_polling(project: Project) -> None:
+@pytest.mark.parametrize(
+    ("project", "poll_interval"),
+    # PostgreSQL polls a minute apart: only the commit's NOTIFY can wake the waiter within the test.
+    [("sqlite", 0.02), ("postgresql", 0.02), ("postgresql", 60)],
+    indirect=["project"],
+)
+def test_another_process_append_is_noticed(project: Project, poll_interval: float) -> None:
     store = project.store()
-    other = project.store()  # separate connections: what another process looks like
+    other = project.store()  # separate connections: what another process (or host) looks like
     other.add_append_listener(lambda heads: None)
 
     async def main() -> None:
-        wakeups = Wakeups(store, poll_interval=0.02)
+        wakeups = Wakeups(store, poll_interval=poll_interval)
         await wakeups.start()
-        waiter = asyncio.ensure_future(wakeups.wait("q", 0, timeout=30))
+        waiter = asyncio.ensure_future(wakeups.wait("q", 0, timeout=60))
         await asyncio.sleep(0)
         await asyncio.to_thread(other.append, "q", [{"n": 1}])
-        assert await waiter is True
+        assert await asyncio.wait_for(waiter, 20) is True
         assert wakeups.head("q") == 1
         await wakeups.stop()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+        other.close()
