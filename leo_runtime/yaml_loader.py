@@ -48,7 +48,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from leo_runtime.errors import ConfigError, Problem
+from leo_runtime.jsonio import MAX_INT, MIN_INT
 from leo_runtime.safetext import bounded, redact_urls, shown
+from leo_runtime.yaml_words import plain_words
 
 __all__ = [
     "MAX_DEPTH",
@@ -94,6 +96,12 @@ _RESOLVER = Resolver()
 _MISSING: Any = object()
 
 
+class Unset(str):
+    """A scalar whose ``${VAR}`` names a variable that is not set, kept as written: what
+    `load_yaml` gives with ``unset="warn"`` (the commands that run no bots read a file whose
+    secrets they do not need; see `leo_runtime.config.loader`)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -121,6 +129,7 @@ class YamlDocument:
             {(name, value) for name, value in secrets if len(value) >= _MIN_SCRUBBED},
             key=lambda pair: -len(pair[1]),
         )
+        self.warnings: list[Problem] = []  # unset variables, with load_yaml(unset="warn")
 
     def __repr__(self) -> str:
         return f"YamlDocument(filename={self.filename!r}, data={shown(self.data)})"
@@ -150,6 +159,17 @@ class YamlDocument:
             return (1, 1)
         found = self._walk(path)
         return found[-1][1].start if found else self._root.start
+
+    def value_span(self, path: Sequence[PathElement]) -> tuple[Position, Position] | None:
+        """Where the value at `path` starts and ends (just past its last character), or None
+        when the path does not exist. An alias spans only the ``*name`` written there."""
+        found = self._walk(path)
+        if len(found) != len(path):
+            return None
+        node = found[-1][1] if found else self._root
+        if node is None:
+            return None
+        return node.start, node.end or node.start
 
     def template(self, path: Sequence[PathElement]) -> str | None:
         """The scalar at `path` as written, when it holds a ``${...}`` interpolation; else None.
@@ -224,11 +244,16 @@ class YamlDocument:
         return found
 
 
-def load_yaml(text: str, filename: str, env: Mapping[str, str] | None = None) -> YamlDocument:
+def load_yaml(
+    text: str, filename: str, env: Mapping[str, str] | None = None, *, interpolate: bool = True, unset: str = "error"
+) -> YamlDocument:
     """Parse `text` (the contents of `filename`) into a `YamlDocument`.
 
     `env` is the environment used for ``${VAR}`` interpolation; ``None`` means `os.environ`.
+    ``interpolate=False`` takes every scalar as written (test files: their payloads are data).
     An empty document (or one holding only comments) gives ``data`` ``None``.
+    ``unset="warn"``: a scalar naming an environment variable that is not set is a warning (in
+    ``document.warnings``) and stays as written, an `Unset` string; other problems are errors.
 
     Raises `ConfigError` with one located `Problem` for a YAML syntax error (or several
     documents in the file) or a document past its bounds (size, nesting, aliases expanded), and
@@ -254,19 +279,18 @@ def load_yaml(text: str, filename: str, env: Mapping[str, str] | None = None) ->
         line, column = _position(exc.mark)
         raise ConfigError(problems=[Problem(filename, line, column, exc.message)]) from None
     except yaml.MarkedYAMLError as exc:
-        raise ConfigError(problems=[_syntax_problem(exc, filename)]) from None
+        raise ConfigError(problems=[_syntax_problem(exc, filename, text)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(problems=[_reader_problem(exc, text, filename)]) from None
     if root is None:
         return YamlDocument(filename, None, None)
-    builder = _Builder(text, filename, environ, loader.explicit_tags)
+    builder = _Builder(text, filename, environ, loader.explicit_tags, interpolate=interpolate, unset_ok=unset == "warn")
     data, positions = builder.build(root)
     document = YamlDocument(filename, data, positions, builder.secrets)
-    if builder.problems:
-        problems = [
-            Problem(p.file, p.line, p.column, document.scrub(p.message), p.severity) for p in builder.problems
-        ]
+    problems = [Problem(p.file, p.line, p.column, document.scrub(p.message), p.severity) for p in builder.problems]
+    if any(p.severity == "error" for p in problems):
         raise ConfigError(problems=capped(problems))
+    document.warnings = problems
     return document
 
 
@@ -416,6 +440,9 @@ class _Parser:
         self.pos = len(self.text)
 
 
+_UNSET_PREFIX = "environment variable "
+
+
 def _evaluate(
     parts: list[str | _Var],
     env: Mapping[str, str],
@@ -438,7 +465,7 @@ def _evaluate(
                 errors.append(
                     (
                         part.offset,
-                        f"environment variable '{part.name}' is not set "
+                        f"{_UNSET_PREFIX}'{part.name}' is not set "
                         f"(write ${{{part.name}:-default}} for a default)",
                     )
                 )
@@ -452,11 +479,11 @@ def _evaluate(
             if missing:
                 message = _evaluate(part.word, env, errors, used)
                 if message:
-                    text = f"environment variable '{part.name}' is required: {message}"
+                    text = f"{_UNSET_PREFIX}'{part.name}' is required: {message}"
                 elif value is None:
-                    text = f"environment variable '{part.name}' is required but is not set"
+                    text = f"{_UNSET_PREFIX}'{part.name}' is required but is not set"
                 else:
-                    text = f"environment variable '{part.name}' is required but is empty"
+                    text = f"{_UNSET_PREFIX}'{part.name}' is required but is empty"
                 errors.append((part.offset, text))
             else:
                 out.append(value or "")
@@ -476,6 +503,7 @@ class _Pos:
     keys: dict[Any, tuple[Position, _Pos]] | None = None
     items: list[_Pos] | None = None
     template: str | None = None  # a scalar as written, when it held ${...}
+    end: Position | None = None  # just past the value's last character (comments after it excluded)
 
 
 @dataclass(eq=False)
@@ -582,7 +610,12 @@ def _short(tag: str) -> str:
 class _Builder:
     """Turns a composed node tree into plain data plus `_Pos` trees, collecting problems."""
 
-    def __init__(self, text: str, filename: str, env: Mapping[str, str], explicit_tags: set[int]) -> None:
+    def __init__(
+        self, text: str, filename: str, env: Mapping[str, str], explicit_tags: set[int], *, interpolate: bool = True,
+        unset_ok: bool = False,
+    ) -> None:
+        self.interpolate = interpolate
+        self.unset_ok = unset_ok
         self.text = text
         self.filename = filename
         self.env = env
@@ -593,8 +626,8 @@ class _Builder:
         self._done: dict[int, tuple[Any, _Pos]] = {}
         self._active: set[int] = set()
 
-    def add(self, position: Position, message: str) -> None:
-        self.problems.append(Problem(self.filename, position[0], position[1], message))
+    def add(self, position: Position, message: str, severity: str = "error") -> None:
+        self.problems.append(Problem(self.filename, position[0], position[1], message, severity))
 
     def build(self, node: Any) -> tuple[Any, _Pos]:
         """Data and positions for any value node (aliases share the anchored node's data)."""
@@ -604,7 +637,8 @@ class _Builder:
                 self.add(where, f"recursive alias '*{node.anchor}' (an anchor cannot contain itself)")
                 return None, _Pos(where)
             data, positions = self.build(node.target)
-            return data, _Pos(where, positions.keys, positions.items, positions.template)
+            end = (where[0], where[1] + 1 + len(node.anchor))  # just the `*name` written here
+            return data, _Pos(where, positions.keys, positions.items, positions.template, end)
         key = id(node)
         done = self._done.get(key)
         if done is not None:
@@ -631,7 +665,7 @@ class _Builder:
             value, positions = self.build(child)
             data.append(value)
             items.append(positions)
-        return data, _Pos(_position(node.start_mark), items=items)
+        return data, _Pos(_position(node.start_mark), items=items, end=_collection_end(node, items))
 
     def _build_mapping(self, node: MappingNode) -> tuple[Any, _Pos]:
         if node.tag != _MAP_TAG:
@@ -668,7 +702,7 @@ class _Builder:
         for key, key_at, value, positions in merged + explicit:
             data[key] = value
             keys[key] = (key_at, positions)
-        return data, _Pos(_position(node.start_mark), keys=keys)
+        return data, _Pos(_position(node.start_mark), keys=keys, end=_collection_end(node, [pos for _, pos in keys.values()]))
 
     def _merge_entries(self, value_node: Any) -> list[tuple[Any, Position, Any, _Pos]]:
         """The entries a ``<<`` key brings in, in PyYAML's order (the last one wins)."""
@@ -712,13 +746,14 @@ class _Builder:
     def _build_scalar(self, node: ScalarNode) -> tuple[Any, _Pos]:
         tag = node.tag
         value = node.value
-        positions = _Pos(_position(node.start_mark))
-        if "$" in value:
+        positions = _Pos(_position(node.start_mark), end=_position(node.end_mark))
+        if "$" in value and self.interpolate:
             value, errors, used = _interpolate(node.value, self.env)
             if errors:
+                unset = self.unset_ok and all(message.startswith(_UNSET_PREFIX) for _, message in errors)
                 for offset, message in errors:
-                    self.add(self._offset_position(node, offset), message)
-                return None, positions
+                    self.add(self._offset_position(node, offset), message, "warning" if unset else "error")
+                return (Unset(node.value) if unset else None), positions
             if used or "${" in node.value:
                 positions.template = node.value
                 self.secrets.extend(used)
@@ -738,7 +773,11 @@ class _Builder:
             return _MISSING
         scalar = ScalarNode(tag, value, node.start_mark, node.end_mark, node.style)
         try:
-            return self.constructor.yaml_constructors[tag](self.constructor, scalar)
+            result = self.constructor.yaml_constructors[tag](self.constructor, scalar)
+            if type(result) is int and not MIN_INT <= result <= MAX_INT:  # one rule with JSON input (jsonio)
+                raise ValueError(f"outside 64 bits: leo keeps integers exact from {MIN_INT} to {MAX_INT}; "
+                                 "quote larger ones to keep them as strings")
+            return result
         except Exception as exc:
             reason = getattr(exc, "problem", None) or str(exc)
             if template is None:
@@ -768,8 +807,21 @@ class _Builder:
         return (start.line + newlines + 1, absolute - self.text.rfind("\n", 0, absolute))
 
 
-def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str) -> Problem:
-    """A located problem for a PyYAML scanner / parser / composer error."""
+def _collection_end(node: Node, children: Sequence[_Pos]) -> Position:
+    """Where a list or mapping ends: after its closing bracket when written in flow style, else
+    after its last child (a block's own end mark lies past the comments and blank lines after it)."""
+    if node.flow_style or not children:
+        return _position(node.end_mark)
+    return max(child.end or child.start for child in children)
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str, text: str = "") -> Problem:
+    """A located problem for a PyYAML scanner / parser / composer error (in plain words where
+    `yaml_words` knows the class of error)."""
+    plain = plain_words(exc, text) if text else None
+    if plain is not None:
+        (line, column), message = plain
+        return Problem(filename, line, column, bounded(message, 500))
     mark = exc.problem_mark or exc.context_mark
     line, column = _position(mark) if mark is not None else (1, 1)
     if (

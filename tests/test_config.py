@@ -312,7 +312,7 @@ def test_unknown_top_level_field_suggests_the_known_one(tmp_path: Path) -> None:
     problem = case.error()
     assert where(problem) == case.at("pipeline:")
     assert problem.message.startswith("unknown field 'pipeline' (did you mean 'pipelines'?)")
-    assert "known fields: version, store, server, retention, webhooks, object_types, pipelines" in problem.message
+    assert "known fields: version, store, server, retention, webhooks, cluster, object_types, pipelines" in problem.message
     assert str(problem) == f"{case.path}:2:1: {problem.message}"
 
 
@@ -356,7 +356,7 @@ def test_unknown_field_suggests_the_known_one(tmp_path: Path, text: str, marker:
 def test_port_that_is_not_a_number(tmp_path: Path) -> None:
     case = Pipelines(tmp_path, "version: 1\nserver:\n  port: abc\n")
     message = case.error_at("abc")
-    assert message.startswith("server.port: input should be a valid integer")
+    assert message.startswith("server.port: must be a whole number")
     assert message.endswith("(got 'abc')")
 
 
@@ -366,7 +366,7 @@ FIELD_ERRORS = [
     pytest.param(
         "version: 1\nserver: {port: 70000}\n",
         "70000",
-        "server.port: input should be less than or equal to 65535 (got 70000)",
+        "server.port: must be 65535 or less (got 70000)",
         id="port-out-of-range",
     ),
     pytest.param(
@@ -379,7 +379,7 @@ FIELD_ERRORS = [
                 records: -1
             """),
         "-1",
-        "bot 'low': batch.records: input should be greater than or equal to 1 (got -1)",
+        "bot 'low': batch.records: must be 1 or more (got -1)",
         id="negative-batch-records",
     ),
     pytest.param(
@@ -423,7 +423,7 @@ FIELD_ERRORS = [
             - just a string
             """),
         "just",
-        "pipeline 'feed', bot #1: input should be a mapping (got 'just a string')",
+        "pipeline 'feed', bot #1: must be a mapping (key: value entries) (got 'just a string')",
         id="a-bot-that-is-not-a-mapping",
     ),
 ]
@@ -445,6 +445,47 @@ def test_bad_durations_are_located_at_the_value(tmp_path: Path) -> None:
     assert problems[0].message.startswith("retention: invalid duration 'forever': expected seconds")
     assert problems[1].message.startswith("webhooks.timeout: must be more than zero")
     assert problems[2].message.startswith("webhooks.retry_schedule[1]: invalid duration 'soon'")
+
+
+def test_the_edge_settings_have_defaults_ranges_and_located_errors(tmp_path: Path) -> None:
+    server = Pipelines(tmp_path, "version: 1\n").load().model.server
+    assert (server.max_connections, server.header_timeout, server.body_timeout, server.keep_alive_timeout,
+            server.max_header_bytes) == (2000, 10, 30, 5, 32768)
+    assert Pipelines(tmp_path, "version: 1\nserver: {header_timeout: PT2S, body_timeout: 1m}\n").load().model.server \
+        .model_dump(include={"header_timeout", "body_timeout"}) == {"header_timeout": 2, "body_timeout": 60}
+    case = Pipelines(
+        tmp_path,
+        """
+        version: 1
+        server:
+          max_connections: 0
+          header_timeout: 0
+          body_timeout: 2h
+          keep_alive_timeout: soon
+          max_header_bytes: 100
+        """,
+    )
+    problems = case.problems()
+    assert [where(p) for p in problems] == [case.at("0"), case.at("0", 2), case.at("2h"), case.at("soon"),
+                                            case.at("100")]
+    assert [p.message.split(":")[0] for p in problems] == [
+        "server.max_connections", "server.header_timeout", "server.body_timeout", "server.keep_alive_timeout",
+        "server.max_header_bytes"]
+    assert "must be 3600 or less" in problems[2].message
+    properties = json_schema()["$defs"]["ServerConfig"]["properties"]
+    # Any scalar may also be written as ${VAR} (or as text): the typed form is the first of anyOf.
+    assert properties["max_connections"]["anyOf"][0]["minimum"] == 1 and properties["header_timeout"]["default"] == 10
+    assert properties["body_timeout"]["anyOf"][0]["anyOf"][0]["maximum"] == 3600
+
+
+def test_a_wildcard_host_without_public_url_is_a_warning(tmp_path: Path) -> None:
+    warned = Pipelines(tmp_path, "version: 1\nserver: {host: 0.0.0.0}\n").load().warnings
+    assert [str(w).split(": ", 1)[1] for w in warned] == [
+        "warning: server.host '0.0.0.0' listens on every interface: set server.public_url, the base of the URLs "
+        "handed to partners (leo run refuses to start without it)"]
+    assert Pipelines(tmp_path, "version: 1\nserver: {host: '::', public_url: 'https://leo.example.com'}\n") \
+        .load().warnings == []
+    assert Pipelines(tmp_path, "version: 1\nserver: {host: leo.internal}\n").load().warnings == []
 
 
 @pytest.mark.parametrize("value", ["2", "0", "'1'", "true"])
@@ -485,7 +526,7 @@ def test_invalid_names_point_at_the_key(tmp_path: Path) -> None:
     assert problems[1].message.startswith("object_types: a name holds only letters, digits")
     assert problems[1].message.endswith("(got 'bad type')")
     assert problems[2].message.startswith("pipelines: a name holds only letters")
-    assert problems[3].message.startswith("pipelines.bad name.bots: list should have at least 1 item")
+    assert problems[3].message.startswith("pipelines.bad name.bots: must hold at least 1 item")
     assert problems[4].message.startswith("bot '-bad id': id: a name holds only letters")
 
 
@@ -604,7 +645,7 @@ def test_bad_query(tmp_path: Path, text: str, marker: str, shift: int, fragments
             "bot 'f': unknown field 'qurey' in 'with' (did you mean 'query'?); known fields: query",
             id="unknown-setting",
         ),
-        pytest.param("nope", "nope", "bot 'f': with: input should be a mapping (got 'nope')", id="not-a-mapping"),
+        pytest.param("nope", "nope", "bot 'f': with: must be a mapping (key: value entries) (got 'nope')", id="not-a-mapping"),
     ],
 )
 def test_bad_with(tmp_path: Path, with_: str, marker: str, message: str) -> None:
@@ -697,6 +738,7 @@ def test_duplicate_bot_id_is_reported_even_when_the_bot_has_other_errors(tmp_pat
           use: filter
           in: order.changes
           with: {query: {a: 1}}
+          out: picked
         - id: picker
           use: filtr
           in: order.changes
@@ -991,7 +1033,7 @@ def test_schedule_parse_names_the_accepted_forms() -> None:
         ("2026-11-26T00:00:00Z", "2026-11-26T00:00:00Z"),  # YAML reads an unquoted timestamp as a datetime
         ("'2026-11-26T00:00:00Z'", "2026-11-26T00:00:00Z"),
         ("2026-11-26T19:10:33.123+02:00", "2026-11-26T19:10:33.123000+02:00"),
-        ("2026-11-26", "2026-11-26"),
+        ("-PT1H", "-PT1H"),
     ],
 )
 def test_good_start_values(tmp_path: Path, written: str, stored: str) -> None:
@@ -1007,10 +1049,24 @@ def test_unquoted_start_time_keeps_its_instant(tmp_path: Path) -> None:
     assert parse_time(spec.config.start) == int(expected.timestamp() * 1000)
 
 
-@pytest.mark.parametrize("value", ["yesterday", "'2026-13-01T00:00:00Z'", "now"])
-def test_bad_start(tmp_path: Path, value: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("yesterday", ""),
+        ("now", ""),
+        ("'2026-13-01T00:00:00Z'", " (invalid time '2026-13-01T00:00:00Z': month must be in 1..12"),
+        ("2026-11-26", " (invalid time '2026-11-26': it has no UTC offset"),  # YAML's date, without its time
+        ("2026-11-26T19:00:00", " (invalid time '2026-11-26T19:00:00': it has no UTC offset"),  # YAML's naive datetime
+        ("'2999-01-01T00:00:00Z'", " ('2999-01-01T00:00:00Z' is in the future; use latest"),
+        ("PT1H", " ('PT1H': a duration means that long ago, so it starts with '-'"),
+        ("'42'", ""),  # a position: not for a start
+    ],
+)
+def test_bad_start(tmp_path: Path, value: str, why: str) -> None:
     message = Pipelines(tmp_path, low_with(f"start: {value}")).error_at(value)
-    assert message.startswith("bot 'low': start must be 'earliest', 'latest' or an RFC 3339 time, not ")
+    expected = ("bot 'low': start must be earliest, latest, an RFC 3339 time or a negative duration like -PT1H, "
+                f"not {value if value.startswith(chr(39)) else repr(value)}")
+    assert message.startswith(expected + why), message
 
 
 def test_source_with_a_default_out_and_no_schedule(tmp_path: Path) -> None:
@@ -1047,9 +1103,12 @@ def test_broken_yaml_is_located_by_the_parser(tmp_path: Path) -> None:
            in: raw
         """)
     case = Pipelines(tmp_path, text)
-    # PyYAML stops at the ':' after the over-indented 'in': a plain scalar cannot hold "key: value".
-    message = case.error_at(" in: raw", shift=3)
-    assert message.startswith("invalid YAML: mapping values are not allowed here")
+    # PyYAML stops at the ':' after the over-indented 'in'; the message points at the line's key.
+    message = case.error_at(" in: raw", shift=1)
+    assert message == (
+        "invalid YAML: 'in' is indented more than 'use' above it, whose value is already given: line it up with "
+        "'use' (8 spaces), or remove the value of 'use' to nest keys under it"
+    )
 
 
 def test_unclosed_flow_mapping(tmp_path: Path) -> None:
@@ -1206,7 +1265,7 @@ def test_interpolated_value_is_validated_at_its_place(tmp_path: Path) -> None:
     assert where(problem) == case.at("${LEO_TEST_PORT")
     # The value came from the environment: the message names the variable, never the value.
     assert problem.message == (
-        "server.port (from ${LEO_TEST_PORT:-8765}): input should be a valid integer, unable to parse string as an integer"
+        "server.port (from ${LEO_TEST_PORT:-8765}): must be a whole number"
     )
 
 
@@ -1279,6 +1338,7 @@ def test_every_problem_is_reported_sorted_by_line(tmp_path: Path) -> None:
                 use: filter
                 in: low
                 with: {query: {}}
+                out: tagged
                 schedule: 5s
         """,
     )
@@ -1370,7 +1430,7 @@ def test_custom_bot_settings_errors_are_located_under_with(tmp_path: Path) -> No
     case = Pipelines(tmp_path, text)
     problems = case.problems()
     assert [(where(p), p.message) for p in problems] == [
-        (case.at("0"), "bot 'upper': times: input should be greater than or equal to 1 (got 0)"),
+        (case.at("0"), "bot 'upper': times: must be 1 or more (got 0)"),
         (
             case.at("feild"),
             "bot 'upper': unknown field 'feild' in 'with' (did you mean 'field'?); known fields: field, times",
@@ -1378,7 +1438,7 @@ def test_custom_bot_settings_errors_are_located_under_with(tmp_path: Path) -> No
         (case.at("with: {times"), "bot 'upper2': missing required field 'field'"),
         (
             case.at("two"),
-            "bot 'upper2': times: input should be a valid integer, unable to parse string as an integer (got 'two')",
+            "bot 'upper2': times: must be a whole number (got 'two')",
         ),
     ]
 
@@ -1546,7 +1606,7 @@ def test_json_schema_shape() -> None:
     properties = schema["properties"]
     for name in ("version", "store", "server", "retention", "webhooks", "object_types", "pipelines"):
         assert name in properties
-    assert properties["version"]["const"] == 1
+    assert properties["version"]["anyOf"][0]["const"] == 1  # or a ${VAR} giving 1
     for ref in _refs(schema):
         assert ref.startswith("#/$defs/"), ref
         assert ref[len("#/$defs/") :] in schema["$defs"], ref
@@ -1613,12 +1673,12 @@ def test_leo_validate_prints_the_located_problems(tmp_path: Path) -> None:
     assert problem["message"].endswith("unknown operator 'less' (did you mean 'lt'?)")
 
 
-def test_leo_schema_prints_the_json_schema() -> None:
+def test_leo_schema_prints_the_json_schema(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from leo_runtime.cli import app
 
-    result = CliRunner().invoke(app, ["schema"])
+    result = CliRunner().invoke(app, ["schema", "-f", str(tmp_path / "none.yaml")])  # no file: no custom bots
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == json_schema()
 
@@ -1712,16 +1772,18 @@ def test_values_from_the_environment_are_named_never_shown(tmp_path: Path) -> No
         "'5s', '10m', '2h', '7d', or an ISO 8601 duration like 'PT1M' or 'P7D'"
     )
     assert by_line[case.at("port:")[0]] == (
-        "server.port (from ${API_TOKEN}): input should be a valid integer, unable to parse string as an integer"
+        "server.port (from ${API_TOKEN}): must be a whole number"
     )
     assert by_line[case.at("timeout:")[0]].startswith("webhooks.timeout (from x-${API_TOKEN}): invalid duration")
     assert by_line[case.at("retry_schedule")[0]].startswith("webhooks.retry_schedule[1] (from ${API_TOKEN}): ")
     assert by_line[case.at("schedule: ${")[0]].startswith("bot 'r': schedule (from ${API_TOKEN}): invalid schedule")
     assert by_line[case.at("start:")[0]] == (
-        "bot 'f': start must be 'earliest', 'latest' or an RFC 3339 time, not '${API_TOKEN}'"
+        "bot 'f': start must be earliest, latest, an RFC 3339 time or a negative duration like -PT1H, not '${API_TOKEN}'"
     )
-    assert by_line[case.at("with: ${API_TOKEN}")[0]] == "bot 'g': with (from ${API_TOKEN}): input should be a mapping"
-    assert by_line[case.at("records:")[0]].startswith("bot 'h': batch.records (from ${API_TOKEN}): input should be")
+    assert by_line[case.at("with: ${API_TOKEN}")[0]] == (
+        "bot 'g': with (from ${API_TOKEN}): must be a mapping (key: value entries)"
+    )
+    assert by_line[case.at("records:")[0]].startswith("bot 'h': batch.records (from ${API_TOKEN}): must be")
 
 
 def test_a_short_environment_value_is_still_never_quoted(tmp_path: Path) -> None:
@@ -1747,16 +1809,16 @@ def test_numbers_are_finite_and_bounded(tmp_path: Path) -> None:
         pipelines:
           p:
             bots:
-              - {id: f, use: filter, in: a, out: b, with: {query: {}}, batch: {bytes: 99999999999999999999}}
+              - {id: f, use: filter, in: a, out: b, with: {query: {}}, batch: {bytes: 9999999999999999999}}
         """,
     )
     messages = [p.message for p in case.problems()]
     assert messages == [
         "retention: invalid duration inf: not a finite number of seconds",
-        "server.get_object_rate: input should be a finite number (got nan)",
+        "server.get_object_rate: must be a finite number (got nan)",
         "webhooks.timeout: invalid duration 'P99999999999D': longer than 100 years",
         "webhooks.retry_schedule[0]: must be zero or more, got -5",
-        "bot 'f': batch.bytes: input should be less than or equal to 1000000000 (got 99999999999999999999)",
+        "bot 'f': batch.bytes: must be 1000000000 or less (got 9999999999999999999)",
     ]
 
 
@@ -1784,3 +1846,13 @@ def test_a_symlinked_file_keeps_its_project_folder(tmp_path: Path) -> None:
     dangling.symlink_to("nowhere.yaml")
     with pytest.raises(ConfigFileMissing, match=r"the symlink points to nowhere\.yaml, which does not exist"):
         load_config(dangling)
+
+
+def test_cluster_settings_have_defaults_and_ranges(tmp_path: Path) -> None:
+    config = Pipelines(tmp_path, "version: 1\n").load()
+    assert (config.model.cluster.lease_ttl, config.model.cluster.workers) == (15.0, 0)
+    assert Pipelines(tmp_path, "version: 1\ncluster: {lease_ttl: PT1M, workers: 2}\n").load().model.cluster.lease_ttl == 60
+    short = Pipelines(tmp_path, "version: 1\ncluster:\n  lease_ttl: 1\n")
+    assert short.error_at("lease_ttl: 1", shift=len("lease_ttl: ")) == "cluster.lease_ttl: must be 3.0 or more (got 1.0)"
+    many = Pipelines(tmp_path, "version: 1\ncluster:\n  workers: -1\n")
+    assert many.error_at("-1") == "cluster.workers: must be 0 or more (got -1)"

@@ -291,7 +291,9 @@ def test_recursive_alias_is_an_error():
 
 
 def test_undefined_alias_is_a_syntax_error():
-    assert located("a: *nope\n") == [(1, 4, "invalid YAML: found undefined alias 'nope'")]
+    assert located("a: *nope\n") == [
+        (1, 4, "invalid YAML: no anchor '&nope' above: define it (key: &nope VALUE) before using '*nope'")
+    ]
 
 
 def test_interpolation_inside_an_anchor_is_done_once():
@@ -354,25 +356,28 @@ def test_collection_as_key_is_an_error():
 def test_syntax_error_missing_colon():
     text = "pipelines:\n  feed:\n    bots: []\n    oops\n    other: 1\n"
     (problem,) = problems(text)
-    # PyYAML notices at the next line that the plain scalar "oops" was a key without ':'
-    assert (problem.file, problem.line, problem.column) == (FILE, 5, 5)
-    assert problem.message.startswith("invalid YAML: could not find expected ':'")
-    assert "while scanning a simple key at line 4, column 5" in problem.message
+    # PyYAML notices at the next line that the plain scalar "oops" was a key without ':'; the
+    # problem points at "oops", where the fix goes.
+    assert (problem.file, problem.line, problem.column) == (FILE, 4, 5)
+    assert problem.message.startswith("invalid YAML: 'oops' has no ':' after it; a key and its value are written")
 
 
 def test_syntax_error_bad_indentation():
     (problem,) = problems("a:\n  b: 1\n c: 2\n")
     assert (problem.line, problem.column) == (3, 2)
     assert problem.message == (
-        "invalid YAML: expected <block end>, but found '<block mapping start>' "
-        "(while parsing a block mapping at line 1, column 1)"
+        "invalid YAML: 'c' is indented 1 space, which lines it up with none of the keys above it (the keys above it: "
+        "'b' at 2 spaces, 'a' at 0 spaces); YAML nests by indentation: indent it exactly like the keys it belongs with"
     )
 
 
 def test_syntax_error_unclosed_flow_sequence():
     (problem,) = problems("a: [1, 2\nb: 3\n")
     assert (problem.line, problem.column) == (2, 2)
-    assert problem.message.startswith("invalid YAML: expected ',' or ']', but got ':'")
+    assert problem.message == (
+        "invalid YAML: the '[' at line 1, column 4 is not closed before this: add the missing ']', or a ',' between "
+        "its entries"
+    )
 
 
 def test_syntax_error_tab_indentation():

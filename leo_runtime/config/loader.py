@@ -8,12 +8,13 @@ cycles are errors, a queue that is read but never written is a warning) and rais
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,11 +22,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..bot import Bot, BotSettings, RunLimits, registered_bots
 from ..botcalls import reraise_operator_interrupt
-from ..errors import BotError, ConfigError, ConfigFileMissing, Problem
+from ..errors import BotError, ConfigError, ConfigFileMissing, InputError, Problem
+from ..fieldtypes import query_type_problems
+from ..query import Query
 from ..registry import BotRegistry
 from ..safetext import shown
-from ..timeutil import parse_time
-from ..yaml_loader import MAX_FILE_SIZE, YamlDocument, capped, load_yaml
+from ..when import BOT_START_FORMS, forms_text, parse_when
+from ..yaml_loader import MAX_FILE_SIZE, Unset, YamlDocument, capped, load_yaml
 from .models import NAME_PATTERN, NAME_RULE, BotConfig, PipelinesFile
 from .specs import BotSpec, Config, Schedule
 
@@ -40,9 +43,13 @@ def load_config(
 ) -> Config:
     """Load and validate a pipelines file; raise ConfigError with every located problem.
 
-    ``import_bots=False`` (for commands that only read the store) imports no bot code beyond the
-    built-ins: a custom or plugin bot becomes a stand-in whose ``with:`` is not checked and
-    whose kind is read from the YAML (``in`` and ``out``: processor, ``in``: sink, else source).
+    ``import_bots=False`` (for the commands that run no bots: they need the store URL and the
+    names) imports no bot code beyond the built-ins: a custom or plugin bot becomes a stand-in
+    whose ``with:`` is not checked and whose kind is read from the YAML (``in`` and ``out``:
+    processor, ``in``: sink, else source). An environment variable that is not set is then a
+    warning, not an error, unless it is in the store URL or a name (a pipeline's, a bot's id,
+    ``use``, ``in``, ``out``, an object type): a bot with one in its ``with:`` becomes a
+    stand-in too, and any other setting holding one keeps its default.
 
     The file is read through symlinks but its own place (made absolute, symlinks kept) is the
     project folder: with ``pipelines.yaml -> ..data/pipelines.yaml`` (a Kubernetes ConfigMap) or
@@ -101,20 +108,35 @@ def parse_config(
     import_bots: bool = True,
 ) -> Config:
     """Validate pipelines.yaml text; `path` locates relative paths (store, custom bots, sources)."""
-    document = load_yaml(text, display_name or str(path), env=env)
+    document = load_yaml(text, display_name or str(path), env=env, unset="error" if import_bots else "warn")
     checker = _Checker(document, path, registry or BotRegistry(), import_bots=import_bots)
     config = checker.run()
     config.env = env
+    config.text = text
     return config
 
 
+def validation_problems(
+    document: YamlDocument, exc: ValidationError, model: type[BaseModel], prefix: tuple = (), label: str | None = None
+) -> list[Problem]:
+    """The located problems of `exc` (`model` validated over the data at `prefix` of
+    `document`), worded as pipelines.yaml's own are (unknown fields with a did-you-mean, missing
+    fields, wrong types) and led by `label`: for the project's other YAML files (test files)."""
+    checker = _Checker(document, Path(document.filename), None, import_bots=False)
+    checker._report(exc, model, prefix, label=label, relative_to=prefix, inside=())
+    return checker.problems
+
+
 class _Checker:
-    def __init__(self, document: YamlDocument, path: Path, registry: BotRegistry, *, import_bots: bool = True) -> None:
+    def __init__(
+        self, document: YamlDocument, path: Path, registry: BotRegistry | None, *, import_bots: bool = True
+    ) -> None:
         self.doc = document
         self.path = path
         self.registry = registry
         self.import_bots = import_bots
-        self.problems: list[Problem] = []
+        self.problems: list[Problem] = list(document.warnings)
+        self.unchecked: set[tuple] = set()  # bots whose `with:` names an unset variable (import_bots=False)
 
     def error(self, path: Sequence[str | int], message: str, *, at: str = "key") -> None:
         self.problems.append(self.doc.problem(tuple(path), message, at=at))
@@ -149,11 +171,15 @@ class _Checker:
             raise ConfigError(problems=[self.doc.problem((), "the file is empty: start with 'version: 1'")])
         if not isinstance(data, dict):
             raise ConfigError(problems=[self.doc.problem((), "the file must be a mapping (start with 'version: 1')")])
+        self._unset_variables(data)
         model: PipelinesFile | None = None
         try:
             model = PipelinesFile.model_validate(data)
         except ValidationError as exc:
             self._report(exc, PipelinesFile, ())
+        if model is not None and model.server.public_url is None and model.server.listens_everywhere:
+            self.warn(("server", "host"), f"server.host {model.server.host!r} listens on every interface: set "
+                      "server.public_url, the base of the URLs handed to partners (leo run refuses to start without it)")
         specs = self._bots(data)
         self._duplicate_ids(data)
         self._cycles(specs)
@@ -161,11 +187,29 @@ class _Checker:
         if not self._errors():
             # Only now: a bot dropped for an error would make the queue it writes look unwritten.
             self._unwritten_queues(data, specs)
+            if model is not None:
+                self._typed_queries(model, specs)
         errors = self._errors()
         self.problems.sort(key=lambda p: (p.line, p.column))
         if errors or model is None:
             raise ConfigError(problems=capped(self.problems))
         return Config(self.path, model, specs, self.doc, [p for p in self.problems if p.severity == "warning"])
+
+    def _unset_variables(self, data: dict[str, Any]) -> None:
+        """Without bots to run (``import_bots=False``), what an unset ``${VAR}`` touches: in
+        the store URL or a name it stays an error; a bot's ``with:`` is not checked; any other
+        setting keeps its default (its warning is already among the problems)."""
+        for path in [path for path, _ in _unset_scalars(data, ())]:
+            if path[0] in ("version", "store", "object_types") or (path[0] == "pipelines" and len(path) <= 3) or (
+                len(path) == 5 and path[0] == "pipelines" and path[2] == "bots" and path[4] in _NAME_KEYS
+            ):
+                line = self.doc.value_position(path)[0]
+                self.problems = [dataclasses.replace(p, severity="error") if p.line == line and p in self.doc.warnings
+                                 else p for p in self.problems]
+            elif len(path) > 5 and path[0] == "pipelines" and path[2] == "bots" and path[4] == "with":
+                self.unchecked.add(path[:4])
+            else:
+                _drop(data, path)
 
     def _errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
@@ -190,6 +234,8 @@ class _Checker:
                 self._settings(path, use, settings_data, _label_for(self.doc.data, path) or "bot")
             return None
         label = f"bot '{config.id}'"
+        if tuple(path) in self.unchecked:
+            return _stand_in(pipeline, path, config, registered_bots().get(config.use.strip()))
         if not self.import_bots and config.use.strip() not in registered_bots():
             return _stand_in(pipeline, path, config)
         resolved = self._settings(path, config.use, config.with_, label)
@@ -201,7 +247,7 @@ class _Checker:
     def _settings(self, path: tuple, use: str, data: dict[str, Any], label: str) -> tuple[type[Bot], BotSettings] | None:
         """The class `use` names and its validated ``with:`` settings; None when either is wrong."""
         try:
-            cls = self.registry.resolve(use, self.path.parent)
+            cls = (self.registry or BotRegistry()).resolve(use, self.path.parent)
         except BotError as exc:
             message = str(exc)
             # The registry names the `use` string; the problem already points at it.
@@ -260,6 +306,11 @@ class _Checker:
             if kind == "sink" and config.out is not None:
                 self.error((*path, "out"), f"{label}: a sink bot writes no queue; remove 'out'")
                 ok = False
+            if kind == "processor" and out is None:
+                what = "the queue matching events go to" if cls.name == "filter" else "the queue it writes"
+                self.error((*path, "id"), f"{label}: a {cls.name or 'processor'} bot needs 'out' ({what}); add "
+                           "out: QUEUE (a bot that only acts outside is a SinkBot)")
+                ok = False
         if config.in_ is not None and config.in_ == out:
             self.error((*path, "out"), f"{label}: reads and writes the same queue '{out}' (a cycle)")
             ok = False
@@ -277,15 +328,17 @@ class _Checker:
             if kind == "source":
                 self.error((*path, "start"), f"{label}: 'start' is for bots that read a queue")
                 ok = False
-            elif config.start not in ("earliest", "latest"):
+            else:
                 try:
-                    parse_time(config.start)
-                except ValueError:
+                    parse_when(config.start, field="start", allow=BOT_START_FORMS)
+                except InputError as exc:
                     where = (*path, "start")
+                    detail = self.hide(where, str(exc).removeprefix("start: "), config.start)
+                    why = "" if "is not a WHEN" in detail or "is not taken here" in detail else f" ({detail})"
                     self.error(
                         where,
-                        f"{label}: start must be 'earliest', 'latest' or an RFC 3339 time, not "
-                        f"{self.quoted(where, config.start)}",
+                        f"{label}: start must be {forms_text(BOT_START_FORMS, short=True)}, not "
+                        f"{self.quoted(where, config.start)}{why}",
                         at="value",
                     )
                     ok = False
@@ -374,6 +427,50 @@ class _Checker:
                 f"bot '{spec.id}': no bot writes queue '{queue}'{hint}; it gets events only from `leo queues put` or the API",
             )
 
+    def _typed_queries(self, model: PipelinesFile, specs: list[BotSpec]) -> None:
+        """Warn where a query compares a field declared under ``object_types.T.fields`` with a
+        value of another type (``quantity: {lt: '5'}`` for an integer): it never matches."""
+        typed = {name: config.fields for name, config in model.object_types.items() if config.fields}
+        if not typed:
+            return
+        queue_types = {f"{name}.changes": name for name in typed}
+        grew = True
+        while grew:  # a filter forwards its events untouched: its out holds the same type
+            grew = False
+            for spec in specs:
+                if spec.cls.name == "filter" and spec.out_queue and spec.in_queue in queue_types \
+                        and spec.out_queue not in queue_types:
+                    queue_types[spec.out_queue] = queue_types[spec.in_queue]
+                    grew = True
+        for spec in specs:
+            object_type = queue_types.get(spec.in_queue or "")
+            if object_type is None:
+                continue
+            for name, info in type(spec.settings).model_fields.items():
+                query = getattr(spec.settings, name, None)
+                if isinstance(query, Query) and isinstance(query.spec, dict):
+                    where = (*spec.path, "with", info.alias or name)
+                    for problem in query_type_problems(query.spec, typed[object_type], object_type):
+                        path, message = problem
+                        self.warn((*where, *path), f"bot '{spec.id}': {message}")
+
+    def _misplaced_setting(self, path: tuple) -> str | None:
+        """For an unknown field of a bot that is one of its settings: where it goes."""
+        if len(path) != 5 or path[0] != "pipelines" or path[2] != "bots":
+            return None
+        raw = _raw_bot(self.doc.data, path[:4])
+        use = raw.get("use") if raw is not None else None
+        if not isinstance(use, str) or not use.strip() or (not self.import_bots and use.strip() not in registered_bots()):
+            return None
+        try:
+            cls = (self.registry or BotRegistry()).resolve(use, self.path.parent)
+        except BotError:
+            return None
+        names = {info.alias or name for name, info in cls.Settings.model_fields.items()}
+        if path[4] not in names:
+            return None
+        return f" ('{path[4]}' is a setting of {shown(use.strip())}: indent it under 'with:')"
+
     # -- pydantic errors to located problems ----------------------------------------------------
     def _report(
         self,
@@ -383,6 +480,7 @@ class _Checker:
         *,
         label: str | None = None,
         relative_to: tuple = (),
+        inside: tuple = ("with",),
     ) -> None:
         for err in exc.errors():
             loc = tuple(err["loc"])
@@ -404,24 +502,39 @@ class _Checker:
                 hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
                 if relative_to:
-                    parent = _dotted(("with", *loc[:-1]))
+                    parent = _dotted((*inside, *loc[:-1]))
                 else:  # a bot's label already says which bot: name only the part inside it
                     parent = _dotted(_strip_bot(loc[:-1]) if shown_label else loc[:-1])
                 inside = f" in '{parent}'" if parent else ""
                 message = f"unknown field '{_part(loc[-1])}'{inside}{suggestion}"
-                if allowed:
+                misplaced = self._misplaced_setting(path) if not suggestion else None
+                if misplaced:
+                    message += misplaced
+                elif allowed:
                     message += f"; known fields: {', '.join(allowed)}"
                 at = "key"
             elif kind == "missing":
                 message = f"missing required field '{where}'"
                 path = path[:-1]
                 at = "key"
+            elif kind in ("union_tag_invalid", "union_tag_not_found"):
+                field = str(ctx.get("discriminator", "kind")).strip("'\"")
+                kinds = _discriminator_values(root, loc, field)
+                listed = f"; {field}s: {', '.join(kinds)}" if kinds else ""
+                if kind == "union_tag_invalid":
+                    tag = str(ctx.get("tag", ""))
+                    hint = difflib.get_close_matches(tag, kinds, n=1)
+                    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                    path = (*path, field)
+                    message = f"{where}.{field}: unknown {field} {shown(tag)}{suggestion}{listed}"
+                else:
+                    message = f"{where}: missing '{field}' (which kind of {_part(loc[-1]) if loc else 'value'} this is){listed}"
             elif kind == "query":
                 message = ctx.get("message") or err["msg"]
                 # Inside the query: the key naming the field or operator; else the whole value.
                 at = "key" if ctx.get("path") else "value"
             else:
-                reason = err["msg"]
+                reason = _plain_reason(kind, ctx) or err["msg"]
                 if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
                     reason = NAME_RULE
                 # A value taken from the environment is named by its template, never shown.
@@ -435,18 +548,93 @@ class _Checker:
                     and self.doc.template(path) is None
                 ):
                     message += f" (got {shown(err['input'])})"
+                    if kind == "literal_error" and isinstance(err["input"], str):
+                        close = difflib.get_close_matches(err["input"], re.findall(r"'([^']*)'", str(ctx.get("expected"))))
+                        message += f" (did you mean '{close[0]}'?)" if close else ""
             if shown_label:
                 message = f"{shown_label}: {message}"
             self.error(path, message, at=at)
+
+
+def _plain_reason(kind: str, ctx: dict[str, Any]) -> str | None:
+    """What a pydantic error type means, in the words of someone editing YAML (None: keep its own)."""
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("float_type", "float_parsing"):
+        return "must be a number"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false"
+    if kind == "string_type":
+        return "must be text"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "must be a mapping (key: value entries)"
+    if kind == "list_type":
+        return "must be a list ([a, b], or one '- ' line per item)"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}"
+    bounds = {"greater_than_equal": ("ge", "{} or more"), "greater_than": ("gt", "more than {}"),
+              "less_than_equal": ("le", "{} or less"), "less_than": ("lt", "less than {}")}
+    if kind in bounds:
+        key, text = bounds[kind]
+        return "must be " + text.format(ctx.get(key))
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else f"must be at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "too_short":
+        count = ctx.get("min_length")
+        return f"must hold at least {count} item{'' if count == 1 else 's'}"
+    if kind == "too_long":
+        return f"must hold at most {ctx.get('max_length')} items"
+    return None
+
+
+def _discriminator_values(root: type[BaseModel], loc: Sequence[Any], field: str) -> list[str]:
+    """The values the discriminator `field` of the union at `loc` may take (its members' literals)."""
+    values: list[str] = []
+    for member in typing.get_args(_unwrap(_annotation_at(root, loc))):
+        member = _unwrap(member)
+        if isinstance(member, type) and issubclass(member, BaseModel) and field in member.model_fields:
+            values.extend(str(arg) for arg in typing.get_args(member.model_fields[field].annotation))
+    return values
 
 
 class _UncheckedSettings(BotSettings):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-def _stand_in(pipeline: str, path: tuple, config: BotConfig) -> BotSpec:
-    """A bot whose code was not imported (``import_bots=False``): enough for status and listings."""
-    kind = "processor" if config.in_ and config.out else "sink" if config.in_ else "source"
+_NAME_KEYS = ("id", "use", "in", "out")
+
+
+def _unset_scalars(value: Any, path: tuple) -> Iterator[tuple[tuple, Unset]]:
+    """Every `Unset` scalar in loaded data, with its path."""
+    if isinstance(value, Unset):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unset_scalars(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unset_scalars(item, (*path, index))
+
+
+def _drop(data: dict[str, Any], path: tuple) -> None:
+    """Remove the setting holding `path` (for an item of a list, the whole list): its default applies."""
+    while len(path) > 1 and isinstance(path[-1], int):
+        path = path[:-1]
+    parent: Any = data
+    for key in path[:-1]:
+        parent = parent[key]
+    if isinstance(parent, dict):
+        parent.pop(path[-1], None)
+
+
+def _stand_in(pipeline: str, path: tuple, config: BotConfig, cls: type[Bot] | None = None) -> BotSpec:
+    """A bot whose code was not imported (``import_bots=False``), or whose settings name an unset
+    variable (a built-in's `cls`): enough for status and listings."""
+    kind = cls.kind if cls is not None else "processor" if config.in_ and config.out else "sink" if config.in_ else "source"
     cls = type("NotImportedBot", (Bot,), {"kind": kind, "name": config.use.strip(), "Settings": _UncheckedSettings})
     try:
         schedule = Schedule.parse(config.schedule) if config.schedule else None
@@ -455,6 +643,14 @@ def _stand_in(pipeline: str, path: tuple, config: BotConfig) -> BotSpec:
     limits = RunLimits(records=config.batch.records, bytes=config.batch.bytes, seconds=config.batch.seconds)
     settings = _UncheckedSettings.model_validate(config.with_)
     return BotSpec(pipeline, config, cls, settings, config.in_, config.out, schedule, limits, path)
+
+
+def _raw_bot(data: Any, path: tuple) -> dict[str, Any] | None:
+    try:
+        raw = data[path[0]][path[1]][path[2]][path[3]]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return raw if isinstance(raw, dict) else None
 
 
 def _declared_types(data: Any) -> dict[str, Any]:
@@ -548,7 +744,8 @@ def _clean(message: str) -> str:
     return message[:1].lower() + message[1:]
 
 
-def _allowed_keys(root: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+def _annotation_at(root: type[BaseModel], loc: Sequence[Any]) -> Any:
+    """The annotation of the value at `loc` inside `root` (None when the walk leaves the models)."""
     target: Any = root
     for part in loc:
         target = _unwrap(target)
@@ -560,8 +757,12 @@ def _allowed_keys(root: type[BaseModel], loc: Sequence[Any]) -> list[str]:
         elif typing.get_origin(target) in (list, Sequence, tuple):
             target = typing.get_args(target)[0]
         else:
-            return []
-    target = _unwrap(target)
+            return None
+    return target
+
+
+def _allowed_keys(root: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    target = _unwrap(_annotation_at(root, loc))
     if isinstance(target, type) and issubclass(target, BaseModel):
         return [info.alias or name for name, info in target.model_fields.items()]
     return []

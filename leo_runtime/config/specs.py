@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from croniter import croniter
-
 from ..bot import Bot, BotSettings, RunLimits
 from ..errors import Problem
 from ..timeutil import parse_duration
@@ -35,6 +33,8 @@ class Schedule:
         try:
             seconds = parse_duration(value, what="schedule")
         except ValueError:
+            from croniter import croniter  # here: most files have no cron line
+
             if len(value.split()) in (5, 6) and croniter.is_valid(value):
                 return Schedule("cron", cron=value, text=value)
             raise ValueError(
@@ -80,6 +80,7 @@ class Config:
     document: YamlDocument
     warnings: list[Problem] = field(default_factory=list)
     env: Mapping[str, str] | None = None  # the environment the file was read with (None: os.environ)
+    text: str | None = None  # the text it was read from (a reload's watch compares the file with it)
 
     @property
     def base_dir(self) -> Path:

@@ -8,7 +8,7 @@ The app sees the store and an `ApiContext`: the settings it needs and what the r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +16,12 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..config import PipelinesFile
+from ..config import Config, PipelinesFile
+from ..delivery.system import SystemPipeline
 from ..store import Store
-from . import admin, auth, batches, objects, streams, webhooks
+from . import admin, auth, batches, console, metrics, objects, reference, streams, webhooks
+from .edge import Edge
+from .inputs import OneReading
 from .problems import install_handlers
 
 HealthSnapshot = Callable[[], dict[str, Any]]
@@ -36,7 +39,8 @@ class Health(BaseModel):
     """What /healthz answers. It needs no token, so it holds states, counts and flags only,
     never error text (bot errors and reload errors are in `leo status`)."""
 
-    status: str = Field("ok", description="ok, or degraded when a bot is failing or stuck")
+    status: str = Field("ok", description="ok, or degraded (still HTTP 200) when a bot is failing or stuck or "
+                                          "the last reload failed")
     version: str = __version__
     pipelines: list[str] = Field(default_factory=list)
     bots: dict[str, BotHealth] = Field(default_factory=dict)
@@ -47,6 +51,7 @@ class Health(BaseModel):
     reloads: int = 0
     reload_failed: bool = Field(False, description="the last change of pipelines.yaml could not be applied")
     waiting_readers: int = 0
+    connections: int = Field(0, description="HTTP connections open now (server.max_connections caps them)")
 
 QueueWaiter = Callable[[str, int, float], Awaitable[bool]]
 """``await wait(queue, after, timeout)``: True as soon as `queue` grows past `after`, False on timeout."""
@@ -61,24 +66,46 @@ class ApiContext:
     wait: QueueWaiter | None = None
     changed: Callable[[], None] | None = None
     """Tell the runtime that partner webhooks or streams changed (it reconciles their bots at once)."""
+    meters: Any = None
+    """The process's `PrometheusMeters` (``/metrics``); None: the app measures its own requests only."""
+    config: Callable[[], Config | None] | None = None
+    """The pipelines file in force (the console draws its pipelines); None: the app has none."""
+    edge: Edge | None = None
+    """The server's connections (long polls answer early when they near the cap)."""
+    system: Sequence[SystemPipeline] = ()
+    """The system pipelines the runtime runs (the console shows their bots with the file's)."""
+    shared_limits: Callable[[], bool] | None = None
+    """Whether other hosts serve the API too (Get Object's rate is then kept in the store)."""
 
 
-def create_app(store: Store, context: ApiContext | None = None) -> FastAPI:
-    """The API over `store`."""
+def create_app(store: Store, context: ApiContext | None = None, *, partner_api: bool = True) -> FastAPI:
+    """The API over `store`; without `partner_api` (a host of role ``bots``) only ``/healthz``
+    and ``/metrics``."""
     context = context or ApiContext()
-    app = FastAPI(title="leo-runtime", version=__version__, description="Change-data delivery for trading partners.")
+    app = FastAPI(title="leo-runtime", version=__version__, description="Change-data delivery for trading partners.",
+                  docs_url=None, redoc_url=None)  # served by `reference`, from the package instead of a CDN
+    # No redirect from a path with(out) a trailing slash: Starlette would build its Location from
+    # the request's Host header. Such a path is a 404 problem like any unknown route.
+    app.router.redirect_slashes = False
     app.state.store = store
     app.state.context = context
     install_handlers(app)
+    app.add_middleware(OneReading)  # a repeated query parameter or single header: refused on every route
     auth.install(app)
-    objects.install(app)
-    webhooks.install(app)
-    batches.install(app)
-    admin.install(app)
-    streams.install(app)
+    if partner_api:
+        objects.install(app)
+        webhooks.install(app)
+        batches.install(app)
+        admin.install(app)
+        streams.install(app)
+    metrics.install(app, context.meters)
+    if partner_api:
+        console.install(app)
+        reference.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and bot states (no token needed)")
     async def healthz() -> Health:
+        """Whether `leo run` is up and how its bots fare (states, counts, flags; never error text)."""
         snapshot = context.health() if context.health is not None else {}
         # Only the fields of `Health`: whatever else a snapshot holds never reaches this open route.
         return Health.model_validate({key: snapshot[key] for key in Health.model_fields if key in snapshot})

@@ -23,6 +23,8 @@ from fastapi.security import HTTPBearer
 from ..partners import Partner, authenticate, hash_token
 
 ADMIN_TOKEN_ENV = "LEO_ADMIN_TOKEN"
+PARTNER_SCOPE_KEY = "leo.partner"
+"""Where a request's scope keeps the partner its token belongs to, once authenticated."""
 REALM = "leo"
 # One token of visible ASCII (a superset of RFC 6750's b64token, so any LEO_ADMIN_TOKEN an
 # operator picks works); 512 characters is far above any token this runtime issues.
@@ -100,9 +102,12 @@ def bearer_token(request: Request) -> str:
         raise unauthorized("send exactly one Authorization header", "invalid_request")
     match = _BEARER.match(values[0])
     if match is None:
-        scheme = values[0].split(" ", 1)[0][:20]
-        if scheme.lower() != "bearer":
-            reason = f"the Authorization scheme must be Bearer, not {scheme!r}" if scheme else "the Authorization header is empty"
+        # Never quote the header: a token sent without its scheme would be echoed to anyone.
+        scheme = values[0].strip().split(" ", 1)[0]
+        if not scheme:
+            reason = "the Authorization header is empty"
+        elif scheme.lower() != "bearer":
+            reason = "the Authorization scheme must be Bearer: send 'Authorization: Bearer <token>'"
         else:
             reason = "the Authorization header must be 'Bearer <token>': one token of visible ASCII, no spaces"
         raise unauthorized(reason, "invalid_request")
@@ -120,6 +125,7 @@ async def current_partner(request: Request) -> Partner:
     token = bearer_token(request)
     partner = authenticate(request.app.state.store, token)
     if partner is not None:
+        request.scope[PARTNER_SCOPE_KEY] = partner  # who called, for /metrics (leo_get_object_requests_total)
         return partner
     if is_admin(request, token):
         raise HTTPException(403, "the admin token cannot call partner routes: use a partner token (leo partners create)")

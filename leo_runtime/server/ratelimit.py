@@ -16,6 +16,10 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..store.base_hosts import HostStore
 
 NS = 1_000_000_000
 
@@ -55,6 +59,7 @@ class TokenBuckets:
     def __init__(self, rate: float, burst: float | None = None, *, clock: Callable[[], int] = time.monotonic_ns) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be more than zero, got {rate!r}")
+        self.configured = rate  # as the setting gave it (a change of the setting is seen by comparing)
         exact_rate = Fraction(rate).limit_denominator(1_000_000)
         # A bucket smaller than one token would refuse every call.
         exact_burst = max(Fraction(1), Fraction(rate if burst is None else burst).limit_denominator(1_000_000))
@@ -75,13 +80,19 @@ class TokenBuckets:
         with self._lock:
             now = self.clock()
             level, then = self._levels.get(key, (self._capacity, now))
-            level = min(self._capacity, level + max(0, now - then) * self._gain)
-            allowed = level >= self._unit
-            if allowed:
-                level -= self._unit
+            level, decision = self._step(level, then, now)
             self._levels[key] = (level, now)
+        return decision
+
+    def _step(self, level: int, then: int, now: int) -> tuple[int, Decision]:
+        """A bucket at `level` when last taken from at `then`, asked at `now`: its new level and
+        the answer."""
+        level = min(self._capacity, level + max(0, now - then) * self._gain)
+        allowed = level >= self._unit
+        if allowed:
+            level -= self._unit
         short = 0 if allowed else self._unit - level
-        return Decision(
+        return level, Decision(
             allowed=allowed,
             limit=self._limit,
             remaining=level // self._unit,
@@ -97,3 +108,28 @@ def _ceil_div(a: int, b: int) -> int:
 
 def _ceil_seconds(ns: int) -> int:
     return _ceil_div(ns, NS)
+
+
+class SharedTokenBuckets(TokenBuckets):
+    """The same buckets kept in the store (`HostStore.step_bucket`), so that every host of a
+    cluster takes from one bucket per key: summed over the hosts, a caller gets at most ``burst +
+    rate * T`` calls in T seconds. The clock is the wall clock (hosts share it, give or take their
+    skew: a clock behind the last taker's adds no tokens, it never takes any back). A take is one
+    short write transaction: call it off the event loop."""
+
+    def __init__(self, store: HostStore, rate: float, burst: float | None = None, *, prefix: str,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        super().__init__(rate, burst, clock=clock)
+        self.store = store
+        self.prefix = prefix
+
+    def take(self, key: Hashable) -> Decision:
+        def step(level: int | None, then: int | None) -> tuple[int, int, Decision]:
+            now = self.clock()
+            if level is None or then is None:
+                level, then = self._capacity, now
+            now = max(now, then)
+            level, decision = self._step(level, then, now)
+            return level, now, decision
+
+        return self.store.step_bucket(f"{self.prefix}{key}", step)

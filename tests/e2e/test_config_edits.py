@@ -97,6 +97,7 @@ def _reloads(run: LeoRun) -> int:
     return run.log().count("reloaded: restarted feed")
 
 
+@pytest.mark.sqlite_file
 @pytest.mark.parametrize("way", list(WAYS))
 def test_every_way_of_replacing_the_file_is_picked_up(project: Project, leo_run, way: str) -> None:
     setup, change = WAYS[way]

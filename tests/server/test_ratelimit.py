@@ -153,3 +153,84 @@ def test_over_the_http_api_hammering_from_several_connections_gets_exactly_burst
     assert statuses[429] >= 100
     assert set(statuses) == {200, 429}
     assert steady_statuses == [200] * (10 + steps)
+
+
+@pytest.mark.parametrize("rate", [10, 2.5])
+def test_shared_buckets_hold_the_rate_summed_over_hosts(tmp_path, rate: float) -> None:
+    """Three hosts (three stores on one file) take from one partner's bucket in turn: summed over
+    them, no window gets more than burst + rate * its length, and a caller at the rate passes."""
+    from leo_runtime.server.ratelimit import SharedTokenBuckets
+    from leo_runtime.store import SQLiteStore
+
+    clock = FakeClock()
+    stores = [SQLiteStore(tmp_path / "leo.db") for _ in range(3)]
+    hosts = [SharedTokenBuckets(store, rate, prefix="get_object:", clock=clock) for store in stores]
+    generator = random.Random(3)
+    accepted = []
+    for call in range(600):
+        clock.now += generator.choice([0, 0, 1000, round(NS / rate / 3), round(NS / rate), 2 * NS])
+        if hosts[call % 3].take("p").allowed:
+            accepted.append(clock.now)
+    assert len(accepted) > 50
+    assert _most_in_any_window(accepted, hosts[0].rate, hosts[0].burst) <= 0
+    clock.now += 10 * NS  # full again: one burst, summed over the hosts
+
+    assert sum(host.take("p").allowed for host in hosts * 10) == int(hosts[0].burst)
+    for store in stores:
+        store.close()
+
+
+def test_shared_buckets_on_postgresql_are_exact_under_concurrent_hosts_and_never_wait_for_a_writer() -> None:
+    """On PostgreSQL a bucket's step takes turns only with steps of the same bucket: three hosts
+    hammering one bucket from threads get exactly a burst, and a step goes through while another
+    host holds the writers' lock (a bot's long commit, say)."""
+    import threading
+
+    from leo_runtime.server.ratelimit import SharedTokenBuckets
+    from leo_runtime.store import open_store
+
+    from ..pg import fresh_store_url
+
+    url = fresh_store_url()
+    stores = [open_store(url) for _ in range(3)]
+    try:
+        clock = FakeClock()
+        hosts = [SharedTokenBuckets(store, 10, prefix="get_object:", clock=clock) for store in stores]
+        allowed: list[bool] = []
+        lock = threading.Lock()
+
+        def hammer(host: SharedTokenBuckets) -> None:
+            for _ in range(20):
+                answer = host.take("p").allowed
+                with lock:
+                    allowed.append(answer)
+
+        threads = [threading.Thread(target=hammer, args=(host,)) for host in hosts for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(allowed) == 120 and sum(allowed) == int(hosts[0].burst)  # no step lost another's take
+
+        holding, release = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with stores[0]._write():
+                holding.set()
+                release.wait(30)
+
+        held = threading.Thread(target=writer)
+        held.start()
+        try:
+            assert holding.wait(10)
+            clock.now += 10 * NS
+            took = threading.Thread(target=lambda: hosts[1].take("q"))
+            took.start()
+            took.join(10)
+            assert not took.is_alive(), "a bucket's step waited for another host's write"
+        finally:
+            release.set()
+            held.join(30)
+    finally:
+        for store in stores:
+            store.close()
