@@ -16,10 +16,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ..config import NAME_PATTERN, NAME_RULE
 from ..errors import QueryError, UsageError
+from ..fieldtypes import caster_for
 from ..objects import delete, ingest, parse_objects
 from ..partners import NAME_MAX, check_name, check_scope, create_partner, revoke_partner, scope_of
 from ..store import PartnerRecord
 from ..timeutil import format_time
+from . import pages
 from .auth import require_admin
 from .bodies import LeoRoute
 from .problems import problem_responses, shown
@@ -106,17 +108,23 @@ def partner_out(record: PartnerRecord) -> PartnerOut:
 
 
 @router.post("/partners", status_code=201, summary="Create a partner account",
-             responses=problem_responses(409, 413, 415, 422))
+             responses=problem_responses(413, 415, causes={
+                 409: "a partner of that name exists (revoked ones too): choose another name",
+                 422: ["`name` breaks the naming rule", "`scope` has an unknown operator or a wrong operand"]}))
 def create_partner_account(body: PartnerIn, request: Request) -> PartnerCreated:
     """A new partner with its token (shown only here) and optional scope; 409 if the name is taken."""
     record, token = create_partner(request.app.state.store, body.name, body.scope)
     return PartnerCreated(name=record.name, token=token, scope=scope_of(record))
 
 
-@router.get("/partners", summary="List partner accounts")
-def list_partners(request: Request) -> list[PartnerOut]:
-    """Every partner, live and revoked, by name."""
-    return [partner_out(record) for record in request.app.state.store.partners()]
+@router.get("/partners", summary="List partner accounts", responses=problem_responses(causes={422: pages.CAUSES}))
+def list_partners(request: Request, response: Response, limit: pages.Limit = pages.DEFAULT_LIMIT,
+                  cursor: pages.Cursor = None) -> list[PartnerOut]:
+    """Every partner, live and revoked, by name, a page at a time: when more follow, the ``Link``
+    header (``rel="next"``) names the next page."""
+    after = pages.decode_cursor(cursor, (str,))
+    records = request.app.state.store.partners(after=after[0] if after else None, limit=limit + 1)
+    return [partner_out(record) for record in pages.page(request, response, records, limit, lambda r: (r.name,))]
 
 
 @router.delete("/partners/{name}", status_code=204, summary="Revoke a partner", responses=problem_responses(404))
@@ -145,7 +153,10 @@ _INGEST_BODY = {
 
 
 @objects_router.post("/{object_type}", summary="Ingest objects through change detection",
-                     openapi_extra={"requestBody": _INGEST_BODY}, responses=problem_responses(413, 415, 422))
+                     openapi_extra={"requestBody": _INGEST_BODY}, responses=problem_responses(413, 415, causes={
+                         422: ["the object type is not one of this runtime's", "the body is empty",
+                               "a line or item is not a JSON object, or lacks the type's key field (the detail names "
+                               "`body:LINE` or `body: item N`); nothing is written"]}))
 async def ingest_objects(object_type: str, request: Request) -> IngestReport:
     """Objects new or changed since their last push get a change record in ``{type}.changes``;
     identical ones are unchanged. All or nothing: a bad line or object (its line or item named in
@@ -156,8 +167,9 @@ async def ingest_objects(object_type: str, request: Request) -> IngestReport:
     body = b"".join([chunk async for chunk in request.stream()])
     if not body or body.isspace():
         raise HTTPException(422, "the body is empty: send a JSON array of objects or NDJSON, one object per line")
+    cast = caster_for(request.app.state.context.settings, object_type)
     result = await run_in_threadpool(
-        ingest, request.app.state.store, object_type, key_field, parse_objects(body, "body"), source="body"
+        ingest, request.app.state.store, object_type, key_field, parse_objects(body, "body"), source="body", cast=cast
     )
     return IngestReport(created=result.created, updated=result.updated, unchanged=result.unchanged)
 
@@ -182,9 +194,7 @@ def _key_field(request: Request, object_type: str, status: int) -> str:
 
 
 def _check_ingest_headers(request: Request) -> None:
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":
-        raise HTTPException(415, f"Content-Encoding '{encoding}' is not supported: send the body uncompressed")
+    # Content-Encoding is the route's (gzip inflated within the same limit, others a 415: bodies.py).
     content_type = request.headers.get("content-type")
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if content_type is not None and media not in ("application/json", *NDJSON_TYPES):

@@ -111,7 +111,7 @@ def test_the_key_field_is_the_types_own(api: Api) -> None:
         ({"Content-Type": "text/csv"}, "Content-Type 'text/csv' is not accepted"),
         ({"Content-Type": "application/x-www-form-urlencoded"}, "is not accepted: send application/json"),
         ({"Content-Type": "multipart/form-data; boundary=x"}, "is not accepted"),
-        ({"Content-Type": "application/json", "Content-Encoding": "gzip"}, "Content-Encoding 'gzip' is not supported"),
+        ({"Content-Type": "application/json", "Content-Encoding": "br"}, "Content-Encoding 'br' is not supported"),
     ],
 )
 def test_other_content_types_and_encodings_are_415(api: Api, headers: dict[str, str], says: str) -> None:
