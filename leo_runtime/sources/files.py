@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ObjectInputError
+from ..fieldtypes import FieldCaster
 from ..jsonio import JSONInputError, check_encoding
 from ..objects import SourceObject, array_objects, file_lines, ndjson_pages, object_rows, row_pages
 from ..store import ObjectPage
@@ -27,27 +28,29 @@ def is_object_file(path: Path) -> bool:
     return path.suffix.lower() in SUFFIXES and not path.name.startswith(".")
 
 
-def read_pages(path: Path, shown: str, key_field: str) -> Iterator[ObjectPage]:
+def read_pages(path: Path, shown: str, key_field: str, cast: FieldCaster | None = None) -> Iterator[ObjectPage]:
     """The objects of one file as pages, by its ending (see the module docstring): NDJSON lines
     as `NdjsonPage`s (parsed only where the store does not hold them as they are), the
-    others parsed into rows."""
+    others parsed into rows. `cast`: the object type's declared fields (CSV text becomes typed)."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".ndjson", ".jsonl"):
             with path.open("rb") as handle:
                 check_encoding(handle.read(4), shown)
                 handle.seek(0)
-                yield from ndjson_pages(file_lines(handle), shown, key_field)
+                yield from ndjson_pages(file_lines(handle), shown, key_field, cast=cast)
         elif suffix == ".json":
             data = path.read_bytes()
             check_encoding(data, shown)
-            yield from row_pages(object_rows(array_objects(data, shown), key_field, shown))
+            yield from row_pages(object_rows(array_objects(data, shown), key_field, shown, cast))
         elif suffix == ".csv":
-            yield from row_pages(object_rows(csv_objects(path.read_bytes(), shown), key_field, shown))
+            yield from row_pages(object_rows(csv_objects(path.read_bytes(), shown), key_field, shown, cast))
         else:
             raise ObjectInputError(f"unknown file type '{suffix}' (known: {', '.join(SUFFIXES)})", shown)
     except FileNotFoundError:
-        raise ObjectInputError("the file disappeared while it was read; it is read again on the next run", shown) from None
+        gone = ObjectInputError("the file disappeared while it was read; it is read again on the next run", shown)
+        gone.transient = True
+        raise gone from None
     except IsADirectoryError:
         raise ObjectInputError("is a folder, not a file", shown) from None
 

@@ -12,18 +12,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import Field, field_validator
 
 from ..bot import BotContext, BotSettings
 from ..config.models import Duration
 from ..errors import BotError
+from ..fieldtypes import FieldCaster
 from ..jsonio import check_encoding
 from ..objects import array_objects, ndjson_pages, object_rows
 from . import SourceRead
+
+if TYPE_CHECKING:  # imported when a source first polls: the CLI and other sources never need httpx
+    import httpx
 
 
 class HttpPollSettings(BotSettings):
@@ -47,9 +50,11 @@ class HttpPollSettings(BotSettings):
 class HttpPollSource:
     """Polls a URL (see the module docstring)."""
 
-    def __init__(self, settings: HttpPollSettings, ctx: BotContext, key_field: str, *, full: bool) -> None:
+    def __init__(self, settings: HttpPollSettings, ctx: BotContext, key_field: str, *, full: bool,
+                 cast: FieldCaster | None = None) -> None:
         self.settings = settings
         self.key_field = key_field
+        self.cast = cast
         parts = urlsplit(settings.url)
         self.shown = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
         self.client: httpx.Client | None = None
@@ -74,11 +79,13 @@ class HttpPollSource:
         name = f"GET {self.shown}"
         check_encoding(body, name)
         if body.lstrip(b" \t\r\n").startswith(b"["):
-            yield SourceRead(object_rows(array_objects(body, name), self.key_field, name), True, name)
+            yield SourceRead(object_rows(array_objects(body, name), self.key_field, name, self.cast), True, name)
         else:  # NDJSON: lines the store holds as they are need no parsing
-            yield SourceRead((), True, name, ndjson_pages(body.split(b"\n"), name, self.key_field))
+            yield SourceRead((), True, name, ndjson_pages(body.split(b"\n"), name, self.key_field, cast=self.cast))
 
     def _get(self, etag: str | None) -> tuple[bytes | None, str | None]:
+        import httpx
+
         if self.client is None:
             self.client = httpx.Client(timeout=self.settings.timeout, follow_redirects=True)
         headers = dict(self.settings.headers)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -25,7 +26,8 @@ from typing import Literal
 from pydantic import Field
 
 from ..bot import BotContext, BotSettings
-from ..errors import BotError, ObjectInputError
+from ..errors import BotError, LeoError, ObjectInputError
+from ..fieldtypes import FieldCaster
 from ..store import ObjectPage
 from . import SourceRead, shown_path
 from .files import is_object_file, read_pages
@@ -45,11 +47,13 @@ Fingerprint = list[int]
 class JsonDirSource:
     """Reads a folder of object files (see the module docstring)."""
 
-    def __init__(self, settings: JsonDirSettings, ctx: BotContext, key_field: str, *, full: bool) -> None:
+    def __init__(self, settings: JsonDirSettings, ctx: BotContext, key_field: str, *, full: bool,
+                 cast: FieldCaster | None = None) -> None:
         self.settings = settings
         self.folder = ctx.resolve_path(settings.path)
         self.base = ctx.base_dir
         self.key_field = key_field
+        self.cast = cast
         self.full = full
 
     def watch_paths(self) -> list[Path]:
@@ -106,14 +110,33 @@ class JsonDirSource:
             path = self.folder / name
             shown = shown_path(path, self.base)
             if listing[name][0] == 0:  # created or truncated, not written yet: never an empty snapshot
-                raise ObjectInputError("is empty (still being written?); read again when it has content", shown)
-            yield from read_pages(path, shown, self.key_field)
+                raise _transient(ObjectInputError("is empty (still being written?); read again when it has content", shown))
             try:
-                unchanged = _fingerprint(path.stat()) == listing[name]
-            except FileNotFoundError:
-                unchanged = False
-            if not unchanged:
-                raise ObjectInputError("changed while it was read (still being written?); read again on the next run", shown)
+                yield from read_pages(path, shown, self.key_field, self.cast)
+            except LeoError as exc:  # cut JSON in a file a writer is at is no bad file (yet): it is read again
+                exc.transient = _being_written(path, listing[name])
+                raise
+            if _being_written(path, listing[name], fresh=0):
+                raise _transient(ObjectInputError("changed while it was read (still being written?); read again on the "
+                                                  "next run", shown))
+
+
+FRESH_SECONDS = 10.0
+"""A file modified this recently may still be being written: a problem in it is retried quietly."""
+
+
+def _being_written(path: Path, listed: Fingerprint, fresh: float = FRESH_SECONDS) -> bool:
+    """Whether `path` changed since it was listed, is gone, or was modified in the last `fresh` seconds."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return True
+    return _fingerprint(stat) != listed or time.time() - stat.st_mtime < fresh
+
+
+def _transient(exc: LeoError) -> LeoError:
+    exc.transient = True
+    return exc
 
 
 def _fingerprint(stat: os.stat_result) -> Fingerprint:

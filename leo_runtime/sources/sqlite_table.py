@@ -14,16 +14,19 @@ import math
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import sqlite_utils
 from pydantic import Field
 
 from ..bot import BotContext, BotSettings
 from ..errors import BotError, ObjectInputError
+from ..fieldtypes import FieldCaster
 from ..objects import SourceObject, object_rows
 from ..store import ObjectRow
 from . import SourceRead, shown_path
+
+if TYPE_CHECKING:  # imported when the table is first read
+    import sqlite_utils
 
 
 class SqliteTableSettings(BotSettings):
@@ -40,11 +43,13 @@ class SqliteTableSettings(BotSettings):
 class SqliteTableSource:
     """Reads a SQLite table (see the module docstring)."""
 
-    def __init__(self, settings: SqliteTableSettings, ctx: BotContext, key_field: str, *, full: bool) -> None:
+    def __init__(self, settings: SqliteTableSettings, ctx: BotContext, key_field: str, *, full: bool,
+                 cast: FieldCaster | None = None) -> None:
         self.settings = settings
         self.path = ctx.resolve_path(settings.path)
         self.shown = shown_path(self.path, ctx.base_dir)
         self.key_field = key_field
+        self.cast = cast
         self.full = full
 
     def watch_paths(self) -> list[Path]:
@@ -65,10 +70,12 @@ class SqliteTableSource:
         # Incremental: the page is read now (bounded), so the cursor it reaches commits with it.
         page = self._changed_rows(ctx, name)
         if page:
-            yield SourceRead(object_rows(page, self.key_field, name), False, name)
+            yield SourceRead(object_rows(page, self.key_field, name, self.cast), False, name)
 
     # -- reading --------------------------------------------------------------------------------
     def _open(self) -> tuple[sqlite3.Connection, sqlite_utils.Database]:
+        import sqlite_utils
+
         if not self.path.is_file():
             raise BotError(f"{self.shown}: no such SQLite file; create it or fix 'path'")
         try:
@@ -100,7 +107,7 @@ class SqliteTableSource:
                 index.columns[:1] == [self.key_field] for index in getattr(table, "indexes", [])
             )
             rows = table.rows_where(order_by=_quote(self.key_field) if indexed else None)
-            yield from object_rows(_objects(rows, name), self.key_field, name)
+            yield from object_rows(_objects(rows, name), self.key_field, name, self.cast)
         except sqlite3.Error as exc:
             raise BotError(f"{self.shown}: cannot read table '{self.settings.table}': {exc}") from None
         finally:
