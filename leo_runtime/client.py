@@ -58,7 +58,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -156,6 +156,10 @@ class _Call:
     timeout: float | None = None
 
 
+LIST_PAGE = 1000
+"""Items asked per page of a list (the API's largest page)."""
+
+
 def _path(*parts: object) -> str:
     return "/".join(quote(str(part), safe="") for part in parts)
 
@@ -175,6 +179,17 @@ def _retry_after(response: httpx.Response) -> float:
         except (TypeError, ValueError):
             seconds = 1.0
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _next_page(call: _Call, response: httpx.Response) -> _Call | None:
+    """The call for the page after `response` (its ``Link: <...>; rel="next"``), or None. Only
+    the cursor is taken from the link: the call goes where this one went, with the same token."""
+    link = response.links.get("next", {}).get("url")
+    cursor = parse_qs(urlsplit(link).query).get("cursor", [None])[0] if link else None
+    if cursor is None:
+        return None
+    return _Call(call.method, call.path, params={**(call.params or {}), "cursor": cursor}, headers=call.headers,
+                 ok=call.ok, timeout=call.timeout)
 
 
 def _result(call: _Call, response: httpx.Response) -> Any:
@@ -211,6 +226,20 @@ class _API:
         return _Call("POST", f"/v1/webhooks/{_path(webhook_id)}/true-up", ok=(202,))
 
     @staticmethod
+    def list_batches(webhook_id: str, status: str, limit: int) -> _Call:
+        return _Call("GET", f"/v1/webhooks/{_path(webhook_id)}/batches", params={"status": status, "limit": limit})
+
+    @staticmethod
+    def replay(webhook_id: str, batch_ids: Sequence[str] | None) -> _Call:
+        body = {"batch_ids": list(batch_ids)} if batch_ids is not None else None
+        return _Call("POST", f"/v1/webhooks/{_path(webhook_id)}/replay", body=body, ok=(202,))
+
+    @staticmethod
+    def rotate_secret(webhook_id: str, expire_old_after: int) -> _Call:
+        return _Call("POST", f"/v1/webhooks/{_path(webhook_id)}/rotate-secret",
+                     body={"expire_old_after": expire_old_after})
+
+    @staticmethod
     def create_stream(object_type: str, query: Mapping[str, Any] | None, partitions: int, start_at: str) -> _Call:
         body: dict[str, Any] = {"object_type": object_type, "partitions": partitions, "start_at": start_at}
         if query is not None:
@@ -223,7 +252,7 @@ class _API:
 
     @staticmethod
     def list_streams() -> _Call:
-        return _Call("GET", "/v1/streams")
+        return _Call("GET", "/v1/streams", params={"limit": LIST_PAGE})
 
     @staticmethod
     def delete_stream(stream_id: str) -> _Call:
@@ -310,15 +339,28 @@ class LeoClient:
         """Close the connections."""
         self._http.close()
 
-    def _send(self, call: _Call) -> Any:
+    def _request(self, call: _Call) -> httpx.Response:
         for attempt in range(self.max_retries + 1):
             response = self._http.request(call.method, call.path, params=call.params, json=call.body,
                                           headers=call.headers, timeout=call.timeout or self._timeout)
             if response.status_code == 429 and attempt < self.max_retries:
                 time.sleep(_retry_after(response))
                 continue
-            return _result(call, response)
+            return response
         raise AssertionError("unreachable")
+
+    def _send(self, call: _Call) -> Any:
+        return _result(call, self._request(call))
+
+    def _send_all(self, call: _Call) -> list[Any]:
+        """Every item of a paged list, page after page."""
+        items: list[Any] = []
+        following: _Call | None = call
+        while following is not None:
+            response = self._request(following)
+            items.extend(_result(following, response))
+            following = _next_page(following, response)
+        return items
 
     # objects and webhooks
     def get_object(self, object_type: str, key: str) -> Record | None:
@@ -338,6 +380,22 @@ class LeoClient:
     def true_up(self, webhook_id: str) -> None:
         """Ask for a true-up: the webhook's next batch holds every matching object (``op: snapshot``)."""
         self._send(_API.true_up(webhook_id))
+
+    def list_batches(self, webhook_id: str, *, status: str = "all", limit: int = 100) -> list[Record]:
+        """The webhook's retained batches, newest first (``status="unfetched"``: never downloaded),
+        each with its URL and its notification's delivery."""
+        return self._send(_API.list_batches(webhook_id, status, limit))
+
+    def replay(self, webhook_id: str, batch_ids: Sequence[str] | None = None) -> int:
+        """Notify again every batch not downloaded yet, or exactly `batch_ids` (all or nothing:
+        `LeoAPIError` 404 or 410 when one is not a retained batch of the webhook, and then nothing
+        is sent). Returns how many batches are notified again."""
+        return self._send(_API.replay(webhook_id, batch_ids))["replayed"]
+
+    def rotate_secret(self, webhook_id: str, expire_old_after: int = 86400) -> Record:
+        """A new signing secret (``secret``, shown only now); the old one signs notifications too
+        for `expire_old_after` seconds, so receivers can switch without missing one."""
+        return self._send(_API.rotate_secret(webhook_id, expire_old_after))
 
     def fetch_batch(self, url: str) -> Iterator[Record]:
         """The records of a batch (the ``url`` of a notification), one at a time as they download:
@@ -374,8 +432,8 @@ class LeoClient:
         return self._send(_API.get_stream(stream_id))
 
     def list_streams(self) -> list[Record]:
-        """Your streams."""
-        return self._send(_API.list_streams())
+        """Your streams, oldest first (every page of them)."""
+        return self._send_all(_API.list_streams())
 
     def delete_stream(self, stream_id: str) -> None:
         """Delete a stream (it stops gathering changes at once)."""
@@ -498,15 +556,28 @@ class AsyncLeoClient:
         """Close the connections."""
         await self._http.aclose()
 
-    async def _send(self, call: _Call) -> Any:
+    async def _request(self, call: _Call) -> httpx.Response:
         for attempt in range(self.max_retries + 1):
             response = await self._http.request(call.method, call.path, params=call.params, json=call.body,
                                                 headers=call.headers, timeout=call.timeout or self._timeout)
             if response.status_code == 429 and attempt < self.max_retries:
                 await asyncio.sleep(_retry_after(response))
                 continue
-            return _result(call, response)
+            return response
         raise AssertionError("unreachable")
+
+    async def _send(self, call: _Call) -> Any:
+        return _result(call, await self._request(call))
+
+    async def _send_all(self, call: _Call) -> list[Any]:
+        """See `LeoClient._send_all`."""
+        items: list[Any] = []
+        following: _Call | None = call
+        while following is not None:
+            response = await self._request(following)
+            items.extend(_result(following, response))
+            following = _next_page(following, response)
+        return items
 
     async def get_object(self, object_type: str, key: str) -> Record | None:
         """See `LeoClient.get_object`."""
@@ -520,6 +591,18 @@ class AsyncLeoClient:
     async def true_up(self, webhook_id: str) -> None:
         """See `LeoClient.true_up`."""
         await self._send(_API.true_up(webhook_id))
+
+    async def list_batches(self, webhook_id: str, *, status: str = "all", limit: int = 100) -> list[Record]:
+        """See `LeoClient.list_batches`."""
+        return await self._send(_API.list_batches(webhook_id, status, limit))
+
+    async def replay(self, webhook_id: str, batch_ids: Sequence[str] | None = None) -> int:
+        """See `LeoClient.replay`."""
+        return (await self._send(_API.replay(webhook_id, batch_ids)))["replayed"]
+
+    async def rotate_secret(self, webhook_id: str, expire_old_after: int = 86400) -> Record:
+        """See `LeoClient.rotate_secret`."""
+        return await self._send(_API.rotate_secret(webhook_id, expire_old_after))
 
     async def fetch_batch(self, url: str) -> AsyncIterator[Record]:
         """See `LeoClient.fetch_batch` (``async for record in client.fetch_batch(url)``)."""
@@ -552,7 +635,7 @@ class AsyncLeoClient:
 
     async def list_streams(self) -> list[Record]:
         """See `LeoClient.list_streams`."""
-        return await self._send(_API.list_streams())
+        return await self._send_all(_API.list_streams())
 
     async def delete_stream(self, stream_id: str) -> None:
         """See `LeoClient.delete_stream`."""

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import NAME_PATTERN, NAME_RULE
-from .errors import InputError, NotFound, QueryError
+from .errors import InputError, NotFound, QueryError, did_you_mean
 from .jsonio import JSONInputError, canonical, parse
 from .query import Query
+from .safetext import shown
 from .store import PartnerRecord, Store
 
 TOKEN_PREFIX = "leo_"
@@ -92,7 +93,8 @@ def scope_from_text(text: str, where: str = "--scope") -> dict[str, Any] | None:
     try:
         value = parse(text)
     except JSONInputError as exc:
-        raise InputError(f"{where}: {exc.reason}; write the query as JSON, like '{{\"warehouse\": \"NYC\"}}'") from None
+        hint = "" if exc.in_content else "; write the query as JSON, like '{\"warehouse\": \"NYC\"}'"
+        raise InputError(f"{where}: {exc.reason}{hint}") from None
     return check_scope(value, where)
 
 
@@ -109,7 +111,8 @@ def revoke_partner(store: Store, name: str) -> PartnerRecord:
     """Revoke a partner at once (every process refuses its token from the next request on)."""
     record = store.revoke_partner(name)
     if record is None:
-        raise NotFound(f"no partner '{name}'; `leo partners list` shows them")
+        hint = did_you_mean(name, (partner.name for partner in store.partners()))
+        raise NotFound(f"no partner {shown(name)}{hint}; `leo partners list` shows them")
     return record
 
 

@@ -81,3 +81,29 @@ def test_the_async_client_does_the_same(rt: RunningRuntime, hook_receiver: Recei
             return [record async for record in client.fetch_batch(url)]
 
     assert [(r["key"], r["data"]["quantity"]) for r in asyncio.run(main())] == [("Z", 3)]
+
+
+def test_the_clients_list_replay_and_rotate(rt: RunningRuntime, hook_receiver: Receiver) -> None:
+    token = rt.partner("acme")
+    with LeoClient(rt.url, token) as client:
+        hook = client.create_webhook("inventory", f"{hook_receiver.url}/leo", 1)
+        rt.ingest("inventory", [{"sku": "A", "quantity": 1}])
+        first = wait_until(lambda: hook_receiver.delivered("/leo"), what="a notification")[0]
+        batch_id = first.headers["webhook-id"]
+        wait_until(lambda: client.list_batches(hook["id"])[0]["delivered_at"], what="the delivery recorded")
+        assert [b["id"] for b in client.list_batches(hook["id"], status="unfetched")] == [batch_id]
+        rotated = client.rotate_secret(hook["id"], expire_old_after=600)
+        assert rotated["secret"].startswith("whsec_") and rotated["old_secret_expires_at"]
+        assert client.replay(hook["id"], [batch_id]) == 1
+        again = wait_until(lambda: hook_receiver.delivered("/leo")[1:], what="the chosen replay")[0]
+        for secret in (hook["secret"], rotated["secret"]):  # both sign while the old one lives
+            assert verify_webhook(secret, again.headers, again.body)["data"]["batch_id"] == batch_id
+        with pytest.raises(LeoAPIError) as refused:
+            client.replay(hook["id"], ["bat_nope"])
+        assert refused.value.status == 404 and "nothing was replayed" in str(refused.value)
+    async def the_async_client() -> None:
+        async with AsyncLeoClient(rt.url, token) as client:
+            assert len(await client.list_batches(hook["id"])) == 1
+            assert await client.replay(hook["id"]) == 1  # every unfetched batch
+            assert (await client.rotate_secret(hook["id"], expire_old_after=0))["old_secret_expires_at"] is None
+    asyncio.run(the_async_client())

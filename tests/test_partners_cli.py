@@ -83,7 +83,7 @@ def test_a_taken_name_is_exit_1(project_with_store: Project) -> None:
     assert result.output.strip() == "error: partner 'acme' already exists; choose another name"
 
 
-def test_revoke_then_list_shows_it_and_unknown_names_are_exit_1(project_with_store: Project) -> None:
+def test_revoke_then_list_shows_it_and_unknown_names_are_exit_2(project_with_store: Project) -> None:
     invoke(project_with_store, "create", "acme", "--scope", '{"tag": "[bold]x"}')
     result = invoke(project_with_store, "revoke", "acme")
     assert result.exit_code == 0
@@ -92,8 +92,10 @@ def test_revoke_then_list_shows_it_and_unknown_names_are_exit_1(project_with_sto
     table = invoke(project_with_store, "list")
     assert "acme" in table.stdout and "[bold]" in table.stdout  # shown as written, not taken as markup
     missing = invoke(project_with_store, "revoke", "nobody")
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2  # a name that names nothing: bad usage, as an unknown bot or webhook
     assert missing.output.strip() == "error: no partner 'nobody'; `leo partners list` shows them"
+    close = invoke(project_with_store, "revoke", "acne")
+    assert close.exit_code == 2 and "(did you mean 'acme'?)" in close.output
 
 
 def test_no_arguments_is_bad_usage(project_with_store: Project) -> None:

@@ -3,6 +3,7 @@
 //
 //   LEO_URL=https://leo.example.com LEO_TOKEN=leo_... node consumer.mjs consume STREAM_ID [--max N]
 //   node consumer.mjs verify notification.json ...  # {"secret", "headers", "body"}: prints valid/invalid
+//   import { verifyWebhook } from "./consumer.mjs";  # in your own receiver (docs/partners.md shows one)
 //
 // consume: one loop per partition. Each leases its partition (so a second copy of this program
 // reads the other partitions, or waits to take over), long-polls for records, hands them to
@@ -13,6 +14,7 @@
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 
 const BASE = (process.env.LEO_URL ?? "http://127.0.0.1:8765").replace(/\/$/, "");
 const TOKEN = process.env.LEO_TOKEN ?? "";
@@ -144,19 +146,22 @@ export function verifyWebhook(secret, headers, body, toleranceSeconds = 300) {
   return { valid: false, reason: "no matching signature" };
 }
 
-const [command, argument, ...rest] = process.argv.slice(2);
-if (command === "consume" && argument) {
-  const maxAt = rest.indexOf("--max");
-  await consume(argument, maxAt >= 0 ? Number(rest[maxAt + 1]) : 0);
-  process.exit(); // do not linger on idle keep-alive connections
-} else if (command === "verify" && argument) {
-  for (const file of [argument, ...rest]) {
-    const { secret, headers, body } = JSON.parse(readFileSync(file, "utf8"));
-    const result = verifyWebhook(secret, headers, Buffer.from(body, "utf8"));
-    console.log(result.valid ? `valid: ${result.notification.type}` : `invalid: ${result.reason}`);
-    if (!result.valid) process.exitCode = 1;
+// The command line, when this file is run (not when another module imports verifyWebhook from it).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const [command, argument, ...rest] = process.argv.slice(2);
+  if (command === "consume" && argument) {
+    const maxAt = rest.indexOf("--max");
+    await consume(argument, maxAt >= 0 ? Number(rest[maxAt + 1]) : 0);
+    process.exit(); // do not linger on idle keep-alive connections
+  } else if (command === "verify" && argument) {
+    for (const file of [argument, ...rest]) {
+      const { secret, headers, body } = JSON.parse(readFileSync(file, "utf8"));
+      const result = verifyWebhook(secret, headers, Buffer.from(body, "utf8"));
+      console.log(result.valid ? `valid: ${result.notification.type}` : `invalid: ${result.reason}`);
+      if (!result.valid) process.exitCode = 1;
+    }
+  } else {
+    console.error("usage: node consumer.mjs consume STREAM_ID [--max N] | verify NOTIFICATION.json...");
+    process.exitCode = 2;
   }
-} else {
-  console.error("usage: node consumer.mjs consume STREAM_ID [--max N] | verify NOTIFICATION.json...");
-  process.exitCode = 2;
 }

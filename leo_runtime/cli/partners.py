@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from ..config import DEFAULT_FILE
-from ..jsonio import dumps
-from ..partners import create_partner, revoke_partner, scope_from_text, scope_of
-from ..store import PartnerRecord
 from ..timeutil import format_time
 from .app import partners_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store
+from .common import FileOption, JsonOption, StoreOption, Table, emit_json, handles_errors, out, project_store
+
+if TYPE_CHECKING:
+    from ..store import PartnerRecord
 
 SCOPE_HELP = 'a query as JSON: the partner sees only the objects it matches, like \'{"warehouse": "NYC"}\''
 
@@ -24,12 +22,14 @@ SCOPE_HELP = 'a query as JSON: the partner sees only the objects it matches, lik
 @handles_errors
 def partners_create(
     name: Annotated[str, typer.Argument(help="the partner's name (letters, digits, '_', '.', '-')")],
-    scope: Annotated[str | None, typer.Option("--scope", help=SCOPE_HELP)] = None,
+    scope: Annotated[str | None, typer.Option("--scope", metavar="QUERY", help=SCOPE_HELP)] = None,
     file: FileOption = Path(DEFAULT_FILE),
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a partner account and print its token (shown only this once)."""
+    from ..partners import create_partner, scope_from_text, scope_of
+
     query = scope_from_text(scope) if scope is not None else None
     with project_store(file, store) as (the_store, _):
         record, token = create_partner(the_store, name, query)
@@ -45,6 +45,8 @@ def partners_create(
 @handles_errors
 def partners_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every partner, live and revoked, with its scope (never its token)."""
+    from ..jsonio import dumps
+
     with project_store(file, store) as (the_store, _):
         rows = [_row(record) for record in the_store.partners()]
     if as_json:
@@ -57,8 +59,8 @@ def partners_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = No
         table.add_column(column, no_wrap=True)  # "revoked" is "-" while the partner is live
     for row in rows:
         table.add_row(
-            Text(row["name"]),
-            Text(dumps(row["scope"]) if row["scope"] else "-"),
+            row["name"],
+            dumps(row["scope"]) if row["scope"] else "-",
             row["created_at"],
             row["revoked_at"] or "-",
         )
@@ -74,6 +76,8 @@ def partners_revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a partner: its token is refused from the next request on, also by a running `leo run`."""
+    from ..partners import revoke_partner
+
     with project_store(file, store) as (the_store, _):
         record = revoke_partner(the_store, name)
     if as_json:
@@ -83,6 +87,8 @@ def partners_revoke(
 
 
 def _row(record: PartnerRecord) -> dict:
+    from ..partners import scope_of
+
     return {
         "name": record.name,
         "scope": scope_of(record),
