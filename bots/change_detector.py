@@ -21,6 +21,7 @@ from leo_runtime import objects
 from leo_runtime.bot import BotContext, BotSettings, Claim, SourceBot, register_bot
 from leo_runtime.config.models import Name
 from leo_runtime.errors import BotError
+from leo_runtime.fieldtypes import FieldCaster
 from leo_runtime.sources import Source
 from leo_runtime.sources.http_poll import HttpPollSettings, HttpPollSource
 from leo_runtime.sources.json_dir import JsonDirSettings, JsonDirSource
@@ -31,54 +32,55 @@ SourceSettings = Annotated[JsonDirSettings | SqliteTableSettings | HttpPollSetti
 _SOURCES: dict[str, Any] = {"json_dir": JsonDirSource, "sqlite_table": SqliteTableSource, "http_poll": HttpPollSource}
 
 
+class ChangeDetectorSettings(BotSettings):
+    object_type: Name = Field(description="an object type declared under object_types")
+    source: SourceSettings = Field(description="where objects come from: {kind: json_dir|sqlite_table|http_poll, ...}")
+    snapshot: Literal["full", "partial"] = Field(
+        "partial", description="full: a complete read holds every object, missing keys are deleted; partial: never deletes"
+    )
+
+    @field_validator("object_type")
+    @classmethod
+    def _declared(cls, value: str, info: ValidationInfo) -> str:
+        # The loader hands the file's object_types as context; elsewhere (bots list) it is unknown.
+        declared = (info.context or {}).get("object_types")
+        if declared is not None and value not in declared:
+            close = difflib.get_close_matches(value, sorted(declared), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(
+                f"unknown object type '{value}'{hint}; declare it under object_types (like '{value}: {{key: id}}')"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _incremental_is_partial(self) -> ChangeDetectorSettings:
+        if getattr(self.source, "updated_column", None) and self.snapshot == "full":
+            raise ValueError(
+                "source.updated_column reads only changed rows, so it cannot tell a deleted row from an unchanged "
+                "one: use snapshot: partial (or drop updated_column to read the whole table)"
+            )
+        return self
+
+
 @register_bot("change_detector")
-class ChangeDetector(SourceBot):
+class ChangeDetector(SourceBot[ChangeDetectorSettings]):
     """Detects created, updated and deleted objects in a source; writes them to the object store
     and their change records to ``{object_type}.changes``."""
 
     description = "detect object changes in a folder, a SQLite table or a URL (writes T.changes)"
 
-    class Settings(BotSettings):
-        object_type: Name = Field(description="an object type declared under object_types")
-        source: SourceSettings = Field(description="where objects come from: {kind: json_dir|sqlite_table|http_poll, ...}")
-        snapshot: Literal["full", "partial"] = Field(
-            "partial", description="full: a complete read holds every object, missing keys are deleted; partial: never deletes"
-        )
-
-        @field_validator("object_type")
-        @classmethod
-        def _declared(cls, value: str, info: ValidationInfo) -> str:
-            # The loader hands the file's object_types as context; elsewhere (bots list) it is unknown.
-            declared = (info.context or {}).get("object_types")
-            if declared is not None and value not in declared:
-                close = difflib.get_close_matches(value, sorted(declared), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(
-                    f"unknown object type '{value}'{hint}; declare it under object_types (like '{value}: {{key: id}}')"
-                )
-            return value
-
-        @model_validator(mode="after")
-        def _incremental_is_partial(self) -> ChangeDetector.Settings:
-            if getattr(self.source, "updated_column", None) and self.snapshot == "full":
-                raise ValueError(
-                    "source.updated_column reads only changed rows, so it cannot tell a deleted row from an unchanged "
-                    "one: use snapshot: partial (or drop updated_column to read the whole table)"
-                )
-            return self
+    @classmethod
+    def default_out(cls, settings: ChangeDetectorSettings) -> str | None:
+        return f"{settings.object_type}.changes"
 
     @classmethod
-    def default_out(cls, settings: BotSettings) -> str | None:
-        return f"{settings.object_type}.changes"  # type: ignore[attr-defined]
+    def default_schedule(cls, settings: ChangeDetectorSettings) -> str | None:
+        return "watch" if settings.source.kind == "json_dir" else "1m"
 
     @classmethod
-    def default_schedule(cls, settings: BotSettings) -> str | None:
-        return "watch" if settings.source.kind == "json_dir" else "1m"  # type: ignore[attr-defined]
-
-    @classmethod
-    def exclusive_claims(cls, settings: BotSettings) -> list[Claim]:
-        object_type = settings.object_type  # type: ignore[attr-defined]
-        if settings.snapshot != "full":  # type: ignore[attr-defined]
+    def exclusive_claims(cls, settings: ChangeDetectorSettings) -> list[Claim]:
+        object_type = settings.object_type
+        if settings.snapshot != "full":
             return []
         # Each full read deletes every key its own source lacks: two of them on one type would
         # delete each other's keys on every read, and recreate them on the next.
@@ -91,20 +93,22 @@ class ChangeDetector(SourceBot):
             "its own object type",
         )]
 
-    def __init__(self, settings: BotSettings, ctx: BotContext) -> None:
+    def __init__(self, settings: ChangeDetectorSettings, ctx: BotContext) -> None:
         super().__init__(settings, ctx)
         self.source: Source | None = None
         self.key_field = ""
 
     def setup(self, ctx: BotContext) -> None:
-        settings: Any = self.settings
+        settings = self.settings
         changes = f"{settings.object_type}.changes"
         if ctx.out_queue not in (None, changes):
             raise BotError(
                 f"bot '{ctx.bot_id}': change records always go to '{changes}'; remove 'out: {ctx.out_queue}'"
             )
         self.key_field = _key_field(ctx, settings.object_type)
-        self.source = _SOURCES[settings.source.kind](settings.source, ctx, self.key_field, full=settings.snapshot == "full")
+        fields = ctx.field_types.get(settings.object_type)
+        self.source = _SOURCES[settings.source.kind](settings.source, ctx, self.key_field, full=settings.snapshot == "full",
+                                                     cast=FieldCaster(settings.object_type, fields) if fields else None)
 
     def close(self) -> None:
         if self.source is not None:
@@ -112,12 +116,12 @@ class ChangeDetector(SourceBot):
 
     def watch_paths(self, ctx: BotContext) -> list[Path]:
         if self.source is None:
-            settings: Any = self.settings
-            return [ctx.resolve_path(settings.source.path)] if settings.source.kind != "http_poll" else []
+            source = self.settings.source
+            return [ctx.resolve_path(source.path)] if not isinstance(source, HttpPollSettings) else []
         return self.source.watch_paths()
 
     def produce(self, ctx: BotContext) -> Iterator[ObjectBatch]:
-        settings: Any = self.settings
+        settings = self.settings
         if self.source is None:
             self.setup(ctx)
         source: Any = self.source
@@ -130,8 +134,7 @@ class ChangeDetector(SourceBot):
 
 
 def _key_field(ctx: BotContext, object_type: str) -> str:
-    model = getattr(ctx.config, "model", None)
-    declared = getattr(model, "object_types", None) or {}
-    if object_type not in declared:
+    key = ctx.object_types.get(object_type)
+    if key is None:
         raise BotError(f"bot '{ctx.bot_id}': object type '{object_type}' is not declared under object_types")
-    return declared[object_type].key
+    return key

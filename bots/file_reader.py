@@ -32,18 +32,19 @@ RECENT_REJECTIONS = 5  # how many refused lines the state keeps to show
 WARNINGS_PER_FILE = 10  # per file and run; past it one summary line (the count stays exact)
 
 
+class FileReaderSettings(BotSettings):
+    path: str = Field(description="a folder (or one file), relative to pipelines.yaml")
+    pattern: str = Field("*.ndjson", description="file name pattern inside the folder")
+
+
 @register_bot("file_reader")
-class FileReader(SourceBot):
+class FileReader(SourceBot[FileReaderSettings]):
     """Emits every line of the NDJSON files in `path` matching `pattern`, once."""
 
     description = "read NDJSON files from a folder (new lines are read as they are appended)"
 
-    class Settings(BotSettings):
-        path: str = Field(description="a folder (or one file), relative to pipelines.yaml")
-        pattern: str = Field("*.ndjson", description="file name pattern inside the folder")
-
     @classmethod
-    def default_schedule(cls, settings: BotSettings) -> str | None:
+    def default_schedule(cls, settings: FileReaderSettings) -> str | None:
         return "watch"
 
     def watch_paths(self, ctx: BotContext) -> list[Path]:

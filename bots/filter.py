@@ -15,14 +15,15 @@ from leo_runtime.bot import Bot, BotContext, BotSettings, QuerySetting, register
 from leo_runtime.events import Event
 
 
+class FilterSettings(BotSettings):
+    query: QuerySetting = Field(description="the condition events must meet (see Queries in the README)")
+
+
 @register_bot("filter")
-class Filter(Bot):
+class Filter(Bot[FilterSettings]):
     """Forwards events whose payload (or a change record's data) matches `query`."""
 
     description = "forward the events that match a query"
-
-    class Settings(BotSettings):
-        query: QuerySetting = Field(description="the condition events must meet (see Queries in the README)")
 
     def process(self, events: Iterator[Event], ctx: BotContext) -> Iterator[Event]:
         matches = self.settings.query.predicate

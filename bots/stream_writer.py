@@ -28,29 +28,30 @@ from leo_runtime.events import Event, Output, RawJSON
 from leo_runtime.query import Query
 
 
+class StreamWriterSettings(BotSettings):
+    partitions: int = Field(1, ge=1, le=MAX_PARTITIONS, description="how many partition queues: <out>.0, <out>.1, ...")
+    query: QuerySetting = Field(default_factory=Query, description="the change records' data must match it")
+    scope: QuerySetting = Field(default_factory=Query,
+                                description="a second query that must hold too (a partner stream's scope)")
+    key: str | None = Field(None, description="for payloads that are not change records: the field to partition by")
+
+
 @register_bot("stream_writer")
-class StreamWriter(Bot):
+class StreamWriter(Bot[StreamWriterSettings]):
     """Appends each matching change record to partition ``<out>.<crc32(key) % partitions>``."""
 
     description = "spread matching change records over partition queues by key"
-
-    class Settings(BotSettings):
-        partitions: int = Field(1, ge=1, le=MAX_PARTITIONS, description="how many partition queues: <out>.0, <out>.1, ...")
-        query: QuerySetting = Field(default_factory=Query, description="the change records' data must match it")
-        scope: QuerySetting = Field(default_factory=Query,
-                                    description="a second query that must hold too (a partner stream's scope)")
-        key: str | None = Field(None, description="for payloads that are not change records: the field to partition by")
 
     def setup(self, ctx: BotContext) -> None:
         if not ctx.out_queue:
             raise BotError(f"bot '{ctx.bot_id}': stream_writer needs out: QUEUE (its partitions are QUEUE.0, QUEUE.1, ...)")
         settings = self.settings
-        self.queues = [partition_queue(ctx.out_queue, p) for p in range(settings.partitions)]  # type: ignore[attr-defined]
-        self.matches = compile_subscription(ctx.bot_id, "", settings.query, settings.scope).test  # type: ignore[attr-defined]
+        self.queues = [partition_queue(ctx.out_queue, p) for p in range(settings.partitions)]
+        self.matches = compile_subscription(ctx.bot_id, "", settings.query, settings.scope).test
 
     def process(self, events: Iterator[Event], ctx: BotContext) -> Iterator[Output]:
         queues, matches, count = self.queues, self.matches, len(self.queues)
-        key_field = self.settings.key  # type: ignore[attr-defined]
+        key_field = self.settings.key
         for event in events:
             payload = event.payload
             if type(payload) is dict and "op" in payload and "key" in payload and "data" in payload:

@@ -1,108 +1,61 @@
-"""The `webhook_sender` bot and the bot that notifies partner webhooks.
+"""The `webhook_sender` bot: notifies a URL of each batch a `batcher` sealed.
 
 ``webhook_sender`` (pipelines.yaml) reads the ``batch.ready`` events of a `batcher` and POSTs
 each one, signed (Standard Webhooks), to its ``url``: at least once, retried on
 ``webhooks.retry_schedule`` (kept in the store: a restart resumes it), ``Retry-After``
-honoured, a callback that is down never holding up anything else. `PartnerWebhookSender` does
-the same for every partner webhook, to each webhook's own callback and secret, with the callback
-guard on (``server.allow_private_callbacks``).
+honoured, a callback that is down never holding up anything else. Partner webhooks' own sender
+does the same for every partner webhook (`delivery.webhook_bots.PartnerWebhookSender`).
 
-Both hand the POSTs to a `DeliveryService` (its own event loop): their runs take due
-notifications from the store, give them to it, and commit what came back.
+It hands the POSTs to a `DeliveryService` (its own event loop): its runs take due notifications
+from the store, give them to it, and commit what came back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 from pydantic import Field, field_validator
 
-from leo_runtime.bot import BotContext, BotSettings, SinkBot, SourceBot, register_bot
+from leo_runtime.bot import BotContext, BotSettings, SinkBot, register_bot, system_context
 from leo_runtime.config.models import OptionalDuration
 from leo_runtime.delivery.callbacks import check_callback_url
-from leo_runtime.delivery.webhooks import (
-    PARTNER_SENDER,
-    DeliveryService,
-    Outgoing,
-    batch_url,
-    notification_body,
-    secret_key,
-)
-from leo_runtime.errors import BotError
+from leo_runtime.delivery.webhook_bots import deliver, start_service
+from leo_runtime.delivery.webhooks import secret_key
 from leo_runtime.events import Event
-from leo_runtime.store.base_webhooks import ClaimDeliveries, DueDelivery, RecordDeliveries, StoreOp
+from leo_runtime.store.base_webhooks import ClaimDeliveries, DueDelivery, StoreOp
 from leo_runtime.timeutil import now_ms
 
 TICK_SECONDS = 0.25
 """How often a sender looks for due notifications and commits outcomes."""
-DUE_PAGE = 2000
 
 
-def _service(ctx: BotContext, *, allow_private: bool, timeout: float | None = None) -> DeliveryService:
-    webhooks = ctx.config.model.webhooks
-    service = DeliveryService(timeout=timeout or webhooks.timeout, max_in_flight=webhooks.max_in_flight,
-                              allow_private=allow_private, schedule=webhooks.retry_schedule)
-    service.start()
-    return service
+class WebhookSenderSettings(BotSettings):
+    url: str = Field(description="where to POST (http or https); often ${ERP_WEBHOOK_URL}")
+    secret: str = Field(min_length=1, description="signing secret: whsec_ and base64 (as partners get) or any text")
+    timeout: OptionalDuration | None = Field(None, description="seconds per attempt (default: webhooks.timeout)")
+    allow_private: bool = Field(True, description="may call loopback and private addresses (your own network)")
 
-
-def deliver(
-    service: DeliveryService,
-    ctx: BotContext,
-    sender: str,
-    destination: Callable[[DueDelivery], tuple[str, bytes] | None],
-) -> Iterator[StoreOp]:
-    """One sender tick: commit the outcomes that came back, hand over what is due now."""
-    assert ctx.store is not None
-    if service.failure is not None:  # a bug in the delivery loop: the bot's error, shown by leo status
-        failure, service.failure = service.failure, None
-        raise BotError(f"webhook delivery failed: {failure!r}")
-    service.heartbeat()
-    outcomes = service.take_outcomes()
-    if outcomes:
-        yield RecordDeliveries(outcomes)
-    # Outcomes just taken commit after this run: until then the store still shows them due.
-    busy = service.busy() | {(outcome.batch, outcome.sender) for outcome in outcomes}
-    base = ctx.config.model.server.base_url
-    outgoing = []
-    for delivery in ctx.store.due_deliveries(sender, now_ms(), DUE_PAGE):
-        if (delivery.batch, delivery.sender) in busy:
-            continue
-        target = destination(delivery)
-        if target is None:
-            continue
-        url, key = target
-        body = notification_body(delivery.webhook_id, delivery.batch_id, batch_url(base, delivery.batch_id),
-                                 delivery.records, delivery.true_up, delivery.created_at)
-        outgoing.append(Outgoing(delivery, url, key, body))
-    if outgoing:
-        service.submit(outgoing)
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        try:
+            return check_callback_url(url, allow_private=True, where="url")
+        except Exception as exc:
+            raise ValueError(str(exc).removeprefix("url: ")) from None
 
 
 @register_bot("webhook_sender")
-class WebhookSender(SinkBot):
+class WebhookSender(SinkBot[WebhookSenderSettings]):
     """POSTs a signed notification to ``url`` for every batch.ready event of its ``in`` queue."""
 
     description = "notify a URL of each sealed batch (signed; retried on webhooks.retry_schedule)"
-
-    class Settings(BotSettings):
-        url: str = Field(description="where to POST (http or https); often ${ERP_WEBHOOK_URL}")
-        secret: str = Field(min_length=1, description="signing secret: whsec_ and base64 (as partners get) or any text")
-        timeout: OptionalDuration | None = Field(None, description="seconds per attempt (default: webhooks.timeout)")
-        allow_private: bool = Field(True, description="may call loopback and private addresses (your own network)")
-
-        @field_validator("url")
-        @classmethod
-        def _url(cls, url: str) -> str:
-            try:
-                return check_callback_url(url, allow_private=True, where="url")
-            except Exception as exc:
-                raise ValueError(str(exc).removeprefix("url: ")) from None
+    system_view = True  # its own due notifications and the webhooks settings
+    reads = ("webhooks", "server.public_url")
 
     def setup(self, ctx: BotContext) -> None:
         self.key = secret_key(self.settings.secret)
-        self.service = _service(ctx, allow_private=self.settings.allow_private, timeout=self.settings.timeout or None)
+        self.service = start_service(system_context(ctx), allow_private=self.settings.allow_private,
+                                     timeout=self.settings.timeout or None)
 
     def tick_seconds(self) -> float | None:
         return TICK_SECONDS
@@ -119,37 +72,10 @@ class WebhookSender(SinkBot):
     def tick(self, ctx: BotContext) -> Iterator[StoreOp]:
         yield from deliver(self.service, ctx, ctx.bot_id, self._destination)
 
-    def _destination(self, delivery: DueDelivery) -> tuple[str, bytes]:
-        return self.settings.url, self.key
+    def _destination(self, delivery: DueDelivery) -> tuple[str, bytes, bytes | None]:
+        return self.settings.url, self.key, None
 
     def close(self) -> None:
         service = getattr(self, "service", None)
-        if service is not None:
-            service.close()
-
-
-class PartnerWebhookSender(SourceBot):
-    """Notifies every partner webhook of its sealed batches, at its callback, signed with its secret."""
-
-    name = "partner_webhook_sender"
-    description = "notify partner webhooks of their sealed batches"
-
-    def setup(self, ctx: BotContext) -> None:
-        self.service = _service(ctx, allow_private=ctx.config.model.server.allow_private_callbacks)
-        self.keys: dict[str, bytes] = {}
-
-    def produce(self, ctx: BotContext) -> Iterator[StoreOp]:
-        yield from deliver(self.service, ctx, PARTNER_SENDER, self._destination)
-
-    def _destination(self, delivery: DueDelivery) -> tuple[str, bytes] | None:
-        if not delivery.callback_url or not delivery.secret:
-            return None
-        key = self.keys.get(delivery.secret)
-        if key is None:
-            key = self.keys[delivery.secret] = secret_key(delivery.secret)
-        return delivery.callback_url, key
-
-    def close(self) -> None:
-        service: Any = getattr(self, "service", None)
         if service is not None:
             service.close()

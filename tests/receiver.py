@@ -27,7 +27,8 @@ class Received:
         return json.loads(self.body)
 
 
-Answer = tuple[int, dict[str, str]]
+Answer = tuple[int, dict[str, str]] | tuple[int, dict[str, str], bytes]
+"""(status, headers) or (status, headers, body)."""
 
 
 @dataclass
@@ -67,13 +68,16 @@ def receiver() -> Iterator[Receiver]:
                 target.requests.append(received)
             if target.hold is not None:
                 target.hold.wait(60)
-            status, headers = target.answer(received)
+            answer = target.answer(received)
+            status, headers = answer[0], answer[1]
+            body = answer[2] if len(answer) > 2 else b""  # type: ignore[misc]
             received.answered = status
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("content-length", "0")
+            self.send_header("content-length", str(len(body)))
             self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -4,14 +4,18 @@ API on a loopback port, run by a real `Runtime` on its own event loop in a threa
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
+from leo_runtime.cli.compose import system_pipelines
 from leo_runtime.config import load_config
+from leo_runtime.delivery.subscriptions import compile_subscription
 from leo_runtime.objects import ingest
 from leo_runtime.partners import create_partner
 from leo_runtime.runtime import Runtime
@@ -58,9 +62,12 @@ class RunningRuntime:
         ingest(self.store, object_type, key, objects)
 
     def writer_caught_up(self, stream_id: str, object_type: str = "inventory") -> bool:
-        """Whether the stream's writer has read every change so far."""
-        checkpoint = self.store.get_checkpoint(f"streams:{stream_id}", f"{object_type}.changes")
-        return checkpoint is not None and checkpoint >= self.store.queue_head(f"{object_type}.changes")
+        """Whether every change so far was fanned out to the stream: the writer of its type has
+        read them all and the stream follows it (it caught up)."""
+        head = self.store.queue_head(f"{object_type}.changes")
+        checkpoint = self.store.get_checkpoint(f"streams:{object_type}", f"{object_type}.changes")
+        cursor = {t.id: t.cursor for t in self.store.stream_targets(object_type)}.get(stream_id, -1)
+        return checkpoint is not None and checkpoint >= head and (cursor is None or (cursor >= head))
 
     def waiting(self) -> int:
         """Reads waiting on stream partitions (bots wait on other queues, and come and go)."""
@@ -75,7 +82,7 @@ def running_runtime(project: Project, monkeypatch: Any, text: str = STREAMS_PROJ
     project.write(text)
     config = load_config(project.file)
     store = open_store(config.store_url, config.base_dir)
-    runtime = Runtime(config, store, serve_http=True, drain_timeout=10)
+    runtime = Runtime(config, store, serve_http=True, drain_timeout=10, system=system_pipelines())
     started = threading.Event()
     failure: list[BaseException] = []
     loop = asyncio.new_event_loop()
@@ -107,3 +114,26 @@ def running_runtime(project: Project, monkeypatch: Any, text: str = STREAMS_PROJ
 
 def wait_for_writer(rt: RunningRuntime, stream_id: str, object_type: str = "inventory") -> None:
     wait_until(lambda: rt.writer_caught_up(stream_id, object_type), what=f"the writer of {stream_id}")
+
+
+def caught_up(store: Store, object_type: str = "inventory") -> bool:
+    head = store.queue_head(f"{object_type}.changes")
+    checkpoint = store.get_checkpoint(f"streams:{object_type}", f"{object_type}.changes")
+    return (checkpoint or 0) >= head and all(t.cursor is None or t.cursor >= head for t in store.stream_targets(object_type))
+
+
+def check_stream(store: Store, stream_id: str, object_type: str = "inventory") -> int:
+    """Each partition holds exactly the matching changes after the stream's start, in order, once."""
+    record = store.stream(stream_id)
+    assert record is not None
+    scope = next(p.scope_json for p in store.partners() if p.id == record.partner_id)
+    subscription = compile_subscription(stream_id, object_type, json.loads(record.query_json or "null"), scope)
+    count = len(record.partitions)
+    expected: dict[int, list[str]] = {p: [] for p in range(count)}
+    for event in store.read(f"{object_type}.changes", record.start_position, 10_000_000):
+        if subscription.matches(event.payload["data"]):
+            expected[zlib.crc32(event.payload["key"].encode()) % count].append(event.payload_json)
+    for partition in range(count):
+        got = [event.payload_json for event in store.read(f"streams.{stream_id}.{partition}", 0, 10_000_000)]
+        assert got == expected[partition], f"{stream_id} partition {partition}: {len(got)} != {len(expected[partition])}"
+    return sum(len(texts) for texts in expected.values())

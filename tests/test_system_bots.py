@@ -13,10 +13,10 @@ from typing import Any
 
 from leo_runtime.bots.filter import Filter
 from leo_runtime.config import BotSpec, Config, load_config
+from leo_runtime.delivery.system import SystemPipeline, is_system_bot, system_spec
 from leo_runtime.operations import status_report
 from leo_runtime.runtime import Runtime
 from leo_runtime.store import Store, open_store
-from leo_runtime.system import SystemPipeline, is_system_bot, system_spec
 
 from .conftest import FILTER_PIPELINE, Project, async_wait_until, payloads_of
 
@@ -69,7 +69,7 @@ def test_store_derived_bots_start_change_and_stop_with_the_store(project: Projec
             assert [p["sku"] for p in payloads_of(store, "sub.a")] == ["S0", "S1", "S2", "S10"]
             other.append("test.subs", [{"id": "b", "stop": True}])
             await async_wait_until(lambda: "sub:b" not in runtime.runners, what="sub b stopped")
-            report = status_report(store, config)
+            report = status_report(store, config, system=[subs])
             shown = {bot["id"]: bot for bot in report["bots"]}
             assert shown["low-stock"]["system"] is False
         finally:
@@ -127,3 +127,47 @@ def test_a_provider_that_breaks_stops_nothing_else(project: Project) -> None:
             store.close()
 
     asyncio.run(main())
+
+
+def test_the_reconcile_reads_the_streams_in_one_read_transaction(project: Project) -> None:
+    """Seen: a stream deleted between two SELECTs of the reconcile gave a writer of a stream with
+    0 partitions (a pydantic error), which skipped the whole reconcile. The writers are now one per
+    object type, sized by its streams: both are read as of one moment."""
+    import sqlite3
+
+    from leo_runtime.delivery.stream_fanout import writer_limits
+    from leo_runtime.delivery.stream_writers import StreamWriters
+    from leo_runtime.delivery.streams import create_stream, writer_id
+    from leo_runtime.delivery.system import derive
+    from leo_runtime.partners import create_partner
+
+    project.write("version: 1\nobject_types:\n  inventory: {key: sku}\n")
+    config = load_config(project.file)
+    store = open_store(config.store_url, config.base_dir)
+    partner = create_partner(store, "acme")[0]
+    first, second, third = (create_stream(store, partner.id, ["inventory"], 86400, object_type="inventory", query=None,
+                                          partitions=2, start_at="now") for _ in range(3))
+    other = sqlite3.connect(project.db, isolation_level=None)  # another process, deleting streams meanwhile
+    deleted: list[str] = []
+
+    def delete_between_the_selects(sql: str) -> None:
+        if "AND s.object_type =" in sql and not deleted:  # after the types were read, before their streams
+            for gone in (first, second):
+                other.execute("DELETE FROM stream_partitions WHERE stream_id = ?", (gone.id,))
+                other.execute("DELETE FROM streams WHERE id = ?", (gone.id,))
+            deleted.append(sql)
+
+    store._conn().set_trace_callback(delete_between_the_selects)  # the race, made to happen every time
+    try:
+        _, specs = derive(StreamWriters(), store, config)
+        assert deleted, "the delete did not happen between the reads"
+        # As of the transaction's first read: three streams of inventory, one writer sized for them.
+        [spec] = specs or []
+        assert spec.id == writer_id("inventory") and spec.limits == writer_limits(3)
+        _, specs = derive(StreamWriters(), store, config)  # the next reconcile: one stream left
+        assert [(s.id, s.limits) for s in specs or []] == [(writer_id("inventory"), writer_limits(1))]
+        assert [record.id for record in store.streams()] == [third.id]
+    finally:
+        store._conn().set_trace_callback(None)
+        other.close()
+        store.close()

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import standardwebhooks
 
+from leo_runtime.cli.compose import system_pipelines
 from leo_runtime.config import load_config
 from leo_runtime.objects import delete, ingest
 from leo_runtime.operations import status_report
@@ -26,7 +27,7 @@ from .receiver import receiver
 NYC = {"warehouse": "NYC"}
 SETTINGS = """
 version: 1
-server: {port: 0, allow_private_callbacks: true}
+server: {port: 0, allow_private_callbacks: true, limits: {all_mode_min_interval: 1}}
 webhooks: {timeout: 2, retry_schedule: [0.2, 0.2, 0.3]}
 object_types:
   inventory: {key: sku}
@@ -43,7 +44,7 @@ async def running(project: Project, text: str = SETTINGS) -> AsyncIterator[tuple
     os.environ.pop("LEO_ADMIN_TOKEN", None)
     config = load_config(project.file)
     store = open_store(config.store_url, config.base_dir)
-    runtime = Runtime(config, store)
+    runtime = Runtime(config, store, system=system_pipelines())
     await runtime.start()
     try:
         yield runtime, store, runtime.http_address or ""
@@ -177,7 +178,7 @@ def test_after_the_last_retry_the_webhook_is_failing_its_batches_stay_unfetched_
                         break
                     await asyncio.sleep(0.02)
                 assert await state() == "failing"
-                report = status_report(store, runtime.config)["webhooks"]
+                report = status_report(store, runtime.config, system=runtime.system)["webhooks"]
                 assert [(w["id"], w["partner"], w["delivery"], w["unfetched"], w["failed"]) for w in report] == [
                     (webhook["id"], "acme", "failing", 1, 1)]
                 [batch] = (await client.get(f"/v1/webhooks/{webhook['id']}/batches", params={"status": "unfetched"})).json()
@@ -305,5 +306,26 @@ def test_a_restart_resumes_the_retry_schedule_where_it_was(project: Project) -> 
                 [_new, after] = store.batches(rid)
                 assert (after.id, after.attempts, after.next_attempt_at) == (before.id, 2, before.next_attempt_at)
                 assert len([r for r in down.received("/down") if r.headers["webhook-id"] == before.id]) == 2
+
+    run(main())
+
+
+def test_all_data_webhooks_at_one_second_do_not_grow_the_store_with_each_batch(project: Project) -> None:
+    # What once grew leo.db by 23.5 MB in 30 s: five mode-all webhooks at 1 s over 24 unchanged
+    # objects copied all of them into every batch. Unchanged snapshots now share their lines.
+    async def main() -> None:
+        with receiver() as hook:
+            async with running(project) as (_runtime, store, base), partner_client(store, base) as client:
+                await put(store, *({"sku": f"S{i:02d}", "quantity": i, "pad": "x" * 500} for i in range(24)))
+                made = [await create(client, f"{hook.url}/all{n}", mode="all") for n in range(5)]
+                rids = [store.webhook(webhook["id"]).rid for webhook in made]
+                await async_wait_until(lambda: all(len(store.batches(rid)) >= 3 for rid in rids), timeout=60,
+                                       what="three all-data batches of each webhook")
+                lines = store._conn().execute("SELECT COUNT(*) FROM batch_lines").fetchone()[0]
+                assert lines == 5 * 24  # one copy per webhook, however many batches
+                latest = store.batches(rids[0])[0]
+                assert latest.records == 24
+                notification = {"data": {"url": f"{base}/v1/batches/{latest.id}", "records": 24}}
+                assert len(await records_of(client, notification)) == 24
 
     run(main())

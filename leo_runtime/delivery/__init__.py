@@ -1,9 +1,5 @@
 """Delivery to partners: webhook batches and streams, built on the store and the built-in bots.
 
-Importing this package registers their system pipelines (see `leo_runtime.system`).
+Importing this package registers nothing: the runtime's composer (the CLI's ``leo run``, see
+`leo_runtime.cli.compose`) hands the runtime its system pipelines (`system.SystemPipeline`).
 """
-
-from . import (
-    partner_webhooks,  # noqa: F401  (registers the partner webhooks' system bots)
-    stream_writers,  # noqa: F401  (registers the partner streams' writers)
-)

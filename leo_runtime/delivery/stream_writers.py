@@ -1,8 +1,12 @@
-"""Partner streams run as system bots: one `stream_writer` per stream, derived from the store.
+"""Partner streams run as system bots: ONE writer per object type, derived from the store.
 
-`leo run` starts a writer when a stream is created (at once when the API made it, within a
-second when another process did), stops it when the stream is deleted or its partner revoked,
-and shows it in `leo status` like any bot (``streams:<id>``, pipeline ``system:streams``).
+`leo run` runs a `StreamFanout` (``streams:<type>``, pipeline ``system:streams``) for every
+object type that has streams of live partners; it serves all of them, so a stream costs no bot,
+thread or connection of its own. Creating or deleting a stream (or revoking a partner) changes
+the streams version: the runtime then starts or stops writers as types gain or lose streams, and
+wakes the ones that keep running (at once when the API made the change, within a second when
+another process did), so a new stream starts gathering at once. `leo status` shows the writers
+like any bot.
 """
 
 from __future__ import annotations
@@ -10,41 +14,28 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from ..config import BotSpec, Config
-from ..jsonio import parse
 from ..store import Store
-from ..system import SystemPipeline, register_system_pipeline, system_spec
-from .streams import WRITERS_PIPELINE, partitions_base, writer_id
+from .stream_fanout import StreamFanout, writer_limits
+from .streams import WRITERS_PIPELINE, writer_id
+from .system import SystemPipeline, system_spec
 
 
 class StreamWriters(SystemPipeline):
-    """One writer per live stream: it reads ``{object_type}.changes`` from the position the
-    stream's ``start_at`` named, with the stream's query and its partner's scope."""
+    """One writer per object type with streams: it reads ``{object_type}.changes`` and fans
+    each change out to every stream of that type (see `StreamFanout`)."""
 
     name = WRITERS_PIPELINE
 
     def fingerprint(self, store: Store) -> Hashable:
-        return store.live_stream_ids()
+        return store.streams_version()
 
     def specs(self, store: Store, config: Config) -> list[BotSpec]:
-        from ..bots.stream_writer import StreamWriter  # the built-in bots import this package
-
-        records = store.streams()
-        partners = {partner.id: partner for partner in store.partners()} if records else {}
-        specs = []
-        for record in records:
-            partner = partners.get(record.partner_id)
-            if partner is None or partner.revoked_at is not None:
-                continue
-            settings = {
-                "partitions": len(record.partitions),
-                "query": parse(record.query_json) if record.query_json else {},
-                "scope": parse(partner.scope_json) if partner.scope_json else {},
-            }
-            specs.append(system_spec(
-                self.name, writer_id(record.id), StreamWriter, settings, in_queue=f"{record.object_type}.changes",
-                out_queue=partitions_base(record.id), initial_position=record.start_position,
-            ))
-        return specs
-
-
-register_system_pipeline(StreamWriters())
+        # A writer that never ran starts at the newest change: streams that start before it catch
+        # up on their own, so a back-fill never holds up the others.
+        start = store.last_position()
+        return [
+            system_spec(self.name, writer_id(object_type), StreamFanout, {"object_type": object_type},
+                        in_queue=f"{object_type}.changes", initial_position=start,
+                        limits=writer_limits(len(store.stream_targets(object_type))))
+            for object_type in store.stream_object_types()
+        ]

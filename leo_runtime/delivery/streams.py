@@ -1,8 +1,9 @@
 """Partner streams: partitions, positions, reads, commits, resets by time and leases.
 
-A stream's `stream_writer` bot copies each matching change record of ``{object_type}.changes``
-into one of the stream's partition queues (``streams.<id>.<p>``, ``p = crc32(key) % partitions``)
-in the transaction that moves its checkpoint. Partition queues are ordinary queues: a read is
+The writer of the stream's object type (`stream_fanout`, one per type) copies each matching
+change record of ``{object_type}.changes`` into one of the stream's partition queues
+(``streams.<id>.<p>``, ``p = crc32(key) % partitions``) in the transaction that moves its
+checkpoint. Partition queues are ordinary queues: a read is
 `Store.read`, a reset by time is `Store.position_at`, retention is the store's prune. The
 partner's checkpoint per partition, the stream's generation and the leases live in the store's
 stream tables (`StreamStore`).
@@ -19,12 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InputError, LeoError, NotFound
+from ..config.models import LimitsConfig
+from ..errors import Gone, InputError, NotFound, QuotaExceeded
 from ..jsonio import canonical, parse
 from ..safetext import shown
 from ..store import Store, StreamPartitionRecord, StreamRecord
 from ..store.base_streams import check_lease
-from ..timeutil import format_time, now_ms, parse_duration, parse_time
+from ..timeutil import format_time, now_ms
+from ..when import STREAM_START_FORMS, parse_when, resolve
 from .positions import decode_position, encode_position, position_tag
 from .subscriptions import check_query
 
@@ -39,13 +42,14 @@ MAX_LEASE_SECONDS = 3600.0
 WRITERS_PIPELINE = "system:streams"
 
 
-class PositionExpired(LeoError):
+class PositionExpired(Gone):
     """A read from a position older than retention: records after it may have been pruned (410)."""
 
 
-def writer_id(stream_id: str) -> str:
-    """The id of a partner stream's writer bot (``:`` keeps it apart from pipelines.yaml ids)."""
-    return f"streams:{stream_id}"
+def writer_id(object_type: str) -> str:
+    """The id of the bot that writes the streams of an object type (``:`` keeps it apart from
+    pipelines.yaml ids)."""
+    return f"streams:{object_type}"
 
 
 def partitions_base(stream_id: str) -> str:
@@ -71,12 +75,15 @@ def new_stream_id() -> str:
 # -- creating and describing ----------------------------------------------------------------------
 def create_stream(
     store: Store, partner_id: int, object_types: Iterable[str], retention_seconds: float, *, object_type: str,
-    query: Mapping[str, Any] | None, partitions: int, start_at: str,
+    query: Mapping[str, Any] | None, partitions: int, start_at: str, limits: LimitsConfig | None = None,
 ) -> StreamRecord:
     """Validate and add a stream; its writer starts at the position `start_at` names.
 
     ``start_at``: ``now`` (every change committed after this returns), ``earliest`` (the oldest
-    retained change) or an RFC 3339 time (the first change at or after it, clamped to retention).
+    retained change), an RFC 3339 time or ``-PT1H`` (the first change at or after it, clamped to
+    retention): see `leo_runtime.when`. With `limits` (``server.limits``), more partitions than
+    ``partitions`` or a stream past the partner's ``streams`` is `QuotaExceeded` (counted in the
+    creating transaction).
     """
     known = sorted(object_types)
     if object_type not in known:
@@ -84,32 +91,22 @@ def create_stream(
     checked = check_query(query, "query")
     if not (isinstance(partitions, int) and 1 <= partitions <= MAX_PARTITIONS) or isinstance(partitions, bool):
         raise InputError(f"partitions: {shown(partitions)} is not a whole number from 1 to {MAX_PARTITIONS}")
+    if limits is not None and partitions > limits.partitions:
+        raise QuotaExceeded("partitions", limits.partitions, f"a stream may have at most {limits.partitions} "
+                            f"partitions, not {partitions}")
     start = start_position(store, start_at, retention_seconds)
     query_json = canonical(checked).decode() if checked else None
-    return store.create_stream(new_stream_id(), partner_id, object_type, query_json, partitions, start)
+    return store.create_stream(new_stream_id(), partner_id, object_type, query_json, partitions, start,
+                               max_streams=limits.streams if limits is not None else None)
 
 
-def start_position(store: Store, start_at: str, retention_seconds: float) -> int | None:
-    """Where a new stream's writer starts (None: now, fixed inside the creating transaction)."""
-    text = start_at.strip() if isinstance(start_at, str) else start_at
-    if text == "now":
+def start_position(store: Store, start_at: object, retention_seconds: float) -> int | None:
+    """Where a new stream's writer starts (None: now, fixed inside the creating transaction);
+    the forms and their rules are `leo_runtime.when`'s."""
+    when = parse_when(start_at, field="start_at", allow=STREAM_START_FORMS)
+    if when.kind in ("now", "latest"):
         return None
-    if text == "earliest":
-        return retention_floor(store, retention_seconds)
-    if not isinstance(text, str):
-        raise InputError(f"start_at: {shown(start_at)} is not now, earliest or an RFC 3339 time")
-    try:
-        moment = parse_time(text)
-    except ValueError as exc:
-        raise InputError(f"start_at: {exc}; or use now or earliest") from None
-    if moment > now_ms():
-        raise InputError(f"start_at: {shown(start_at)} is in the future; use now to start with the next change")
-    return max(store.position_at(moment), retention_floor(store, retention_seconds))
-
-
-def retention_floor(store: Store, retention_seconds: float) -> int:
-    """The oldest position still within retention (what ``earliest`` means for a stream)."""
-    return max(store.first_position(), store.position_at(now_ms() - int(retention_seconds * 1000)))
+    return resolve(store, when, retention_seconds, field="start_at", allow=STREAM_START_FORMS).position
 
 
 def format_duration(seconds: float) -> str:
@@ -269,58 +266,17 @@ def commit(store: Store, record: StreamRecord, partition: int, position: str, ge
     return store.commit_stream_checkpoint(record.id, partition, seq, generation, lease_id)
 
 
-@dataclass(frozen=True)
-class ResetTarget:
-    """Where a reset moves checkpoints: a global position, and whether it was clamped to retention."""
-
-    position: int
-    clamped: bool
-
-
-_RESET_FORMS = "earliest, latest, an RFC 3339 time (2026-11-26T19:00:00Z) or a negative duration (-PT1H: that long ago)"
-
-
-def reset_target(store: Store, to: object, retention_seconds: float, field: str = "to") -> ResetTarget:
-    """Resolve a reset's `to`: just before the first record appended at or after that time,
-    clamped to retention. `InputError` naming `field` for anything else or a future time."""
-    text = to.strip() if isinstance(to, str) else None
-    floor = retention_floor(store, retention_seconds)
-    if text == "earliest":
-        return ResetTarget(floor, False)
-    if text == "latest":
-        return ResetTarget(store.last_position(), False)
-    if not text:
-        raise InputError(f"{field}: {shown(to)}: use {_RESET_FORMS}")
-    now = now_ms()
-    if text[:1] in "-+Pp":  # a duration (a time starts with its year)
-        try:
-            seconds = parse_duration(text, what=field)
-        except ValueError as exc:
-            raise InputError(f"{field}: {exc}") from None
-        if not text.startswith("-") or seconds > 0:
-            raise InputError(f"{field}: {shown(text)}: a duration means that long ago, so it starts with '-' (like -PT1H)")
-        moment = now + int(seconds * 1000)
-    else:
-        try:
-            moment = parse_time(text)
-        except ValueError as exc:
-            raise InputError(f"{field}: {exc}; or use {_RESET_FORMS}") from None
-        if moment > now:
-            raise InputError(f"{field}: {shown(text)} is in the future; use latest to skip everything so far")
-    clamped = moment < now - int(retention_seconds * 1000)
-    return ResetTarget(max(store.position_at(moment), floor), clamped)
-
-
 def reset(store: Store, record: StreamRecord, to: object, partitions: Sequence[object] | None, retention_seconds: float,
           field: str = "to", partitions_field: str = "partitions") -> tuple[StreamRecord, list[dict[str, Any]]]:
-    """Move the checkpoints of `partitions` (default: all) to `to`; the generation grows.
+    """Move the checkpoints of `partitions` (default: all) to `to` (`leo_runtime.when`); the
+    generation grows.
 
     Returns the stream afterwards and ``[{partition, position, clamped}]`` (global positions)."""
     if partitions is not None and not partitions:
         raise InputError(f"{partitions_field}: an empty list resets nothing; leave it out to reset every partition")
     chosen = sorted({parse_partition(record, p, partitions_field) for p in partitions}) if partitions is not None else [
         part.partition for part in record.partitions]
-    target = reset_target(store, to, retention_seconds, field)
+    target = resolve(store, parse_when(to, field=field), retention_seconds, field=field)
     updated = store.reset_stream(record.id, {p: target.position for p in chosen})
     return updated, [{"partition": p, "position": target.position, "clamped": target.clamped} for p in chosen]
 
@@ -336,9 +292,12 @@ def lease(store: Store, record: StreamRecord, partition: int, ttl_seconds: float
 
 # -- operators -----------------------------------------------------------------------------------------
 def stream_report(store: Store) -> list[dict[str, Any]]:
-    """Every stream with its partner, partitions, checkpoints, heads and lags (global positions)."""
+    """Every stream with its partner, partitions, checkpoints, heads and lags. Checkpoints and
+    heads are opaque positions, as the API shows them (`leo streams reset --to` takes them)."""
     records = store.streams()  # first: a store older than the streams tables has none (and maybe no partners)
     names = {partner.id: partner.name for partner in store.partners()} if records else {}
+    cursors = {target.id: target.cursor for kind in {record.object_type for record in records}
+               for target in store.stream_targets(kind)}
     now = now_ms()
     report = []
     for record in records:
@@ -350,15 +309,33 @@ def stream_report(store: Store) -> list[dict[str, Any]]:
             "query": parse(record.query_json) if record.query_json else None,
             "generation": record.generation,
             "created_at": format_time(record.created_at),
-            "writer": writer_id(record.id),
+            "writer": writer_id(record.object_type),
+            # While it catches up (or waits for the writer to reach its start): the position of
+            # record.object_type's changes written so far; None once it follows the writer.
+            "writer_cursor": cursors.get(record.id),
             "lag": sum(lag for _, _, lag in marks),
             "partitions": [
-                {"partition": part.partition, "checkpoint": part.checkpoint, "head": head, "lag": lag,
-                 "leased_until": format_time(part.lease_expires_at) if part.leased(now) else None}
+                {"partition": part.partition, "checkpoint": encode_position(record.id, part.partition, part.checkpoint),
+                 "head": encode_position(record.id, part.partition, head), "lag": lag,
+                 "leased_until": format_time(part.lease_expires_at) if part.leased(now) else None,
+                 # the start of the live lease's id: enough to tell consumers apart, not to act as one
+                 "lease_holder": f"{part.lease_id[:8]}…" if part.leased(now) and part.lease_id else None}
                 for part, head, lag in marks
             ],
         })
     return report
+
+
+def position_in(record: StreamRecord, text: str) -> tuple[int, int] | None:
+    """``(partition, global position)`` when `text` is an opaque position of one of the stream's
+    partitions (as `stream_report` and the API show them), else None."""
+    for part in record.partitions:
+        if text.startswith(position_tag(record.id, part.partition)):
+            try:
+                return part.partition, decode_position(text, record.id, part.partition, len(record.partitions), "to")
+            except InputError:
+                return None
+    return None
 
 
 def stream_by_id(store: Store, stream_id: str) -> StreamRecord:

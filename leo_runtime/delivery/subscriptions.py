@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..bot import RunLimits
 from ..errors import QueryError
 from ..partners import compiled_scope
 from ..query import Query
@@ -22,6 +23,11 @@ _Test = Callable[[Any], bool]
 
 def _always(data: Any) -> bool:
     return True
+
+
+MATCH_EVERYTHING: _Test = _always
+"""The test of a subscription without query or scope (``test is MATCH_EVERYTHING``: every
+record matches, so its data need not even be decoded)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,16 @@ def compile_subscription(
     return Subscription(subscription_id, object_type, compiled_query, compiled_scope_query, test)
 
 
+def fanout_limits(subscriptions: int, rows: int, *, most: int) -> RunLimits:
+    """The page of a bot that writes a row per change and subscription (a stream writer, a
+    webhook router): about `rows` rows a commit when each change is for every subscription, at
+    most `most` changes. A commit holds the store's write lock, so other writers (an ingest, a
+    partner's checkpoint) wait that long at most. The count is rounded up to a power of two, so
+    the page, and with it the bot, changes only when the subscriptions double or halve."""
+    rounded = 1 << max(0, subscriptions - 1).bit_length()
+    return RunLimits(records=max(10, min(most, rows // rounded)), bytes=16_000_000, seconds=5.0)
+
+
 def record_data(record: Any) -> Any:
     """What a subscription matches in an event payload: a change record's ``data``, else the payload."""
     if type(record) is dict and "data" in record and "op" in record:
@@ -108,4 +124,5 @@ def matching(subscriptions: Iterable[Subscription], record: Any) -> list[Subscri
     ]
 
 
-__all__ = ["Subscription", "check_query", "compile_subscription", "matching", "record_data"]
+__all__ = ["MATCH_EVERYTHING", "Subscription", "check_query", "compile_subscription", "fanout_limits", "matching",
+           "record_data"]

@@ -5,7 +5,9 @@
 - Snapshots: the change record of an object as a true-up line (``op: snapshot``).
 - Notifications: the thin ``batch.ready`` body and its Standard Webhooks signature
   (``webhook-id`` = the batch id, stable across retries; ``webhook-timestamp``;
-  ``webhook-signature: v1,<base64 HMAC-SHA256>``).
+  ``webhook-signature: v1,<base64 HMAC-SHA256>``, and after a secret rotation a second one, made
+  with the old secret, until it expires).
+- Partners' own controls: rotating a secret, replaying chosen batches.
 - Retries: what an attempt's answer means (2xx delivered; 410 gone; anything else, a timeout or a
   refused connection retried on ``webhooks.retry_schedule``, ``Retry-After`` honoured).
 - `DeliveryService`: the asyncio engine that POSTs, with bounded concurrency across webhooks and
@@ -17,13 +19,13 @@ partner API's webhooks and the ``batcher``/``webhook_sender`` bots of pipelines.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -31,14 +33,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import __version__
-from ..errors import InputError
+from .. import __version__, meters
+from ..errors import InputError, LeoError, NotFound, QuotaExceeded
+from ..safetext import shown
+from ..store import Store
 from ..store.base import ObjectRecord
-from ..store.base_webhooks import DeliveryOutcome, DueDelivery, WebhookRecord, WebhookStatusRow
+from ..store.base_webhooks import BatchListing, DeliveryOutcome, DueDelivery, WebhookRecord, WebhookStatusRow
 from ..timeutil import format_time, now_ms, parse_duration
 from .callbacks import CallbackRefused, connect_refusal, guarded_resolver
 from .subscriptions import Subscription, compile_subscription
@@ -55,6 +59,14 @@ MAX_RETRY_AFTER_SECONDS = 86400
 PARTNER_SENDER = ""
 """The destination name of a partner webhook's own callback in the deliveries table."""
 ERROR_TEXT_LIMIT = 300
+DEFAULT_EXPIRE_OLD_AFTER = 86400
+"""Seconds the old secret keeps signing after a rotation, unless asked otherwise (Svix's 24 hours)."""
+MAX_EXPIRE_OLD_AFTER = 7 * 86400
+MAX_REPLAY_BATCHES = 1000
+"""Batch ids one chosen replay may name (the batches list shows at most as many at once)."""
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 # -- identity ------------------------------------------------------------------------------------
@@ -92,6 +104,16 @@ def parse_interval(value: Any, where: str = "interval") -> int:
         raise InputError(f"{where}: must be between {MIN_INTERVAL_SECONDS} second and {MAX_INTERVAL_SECONDS // 86400} "
                          f"days (P7D), not {value!r}")
     return round(seconds * 1000)
+
+
+def check_all_mode_interval(mode: str, interval_ms: int, minimum_seconds: float) -> None:
+    """`QuotaExceeded` when a ``mode: all`` webhook's interval is under ``server.limits.all_mode_min_interval``:
+    each of its intervals seals a snapshot of every matching object."""
+    if mode == "all" and interval_ms < minimum_seconds * 1000:
+        raise QuotaExceeded("all_mode_min_interval", minimum_seconds,
+                            f"a webhook with mode all seals a snapshot of every matching object each interval, so its "
+                            f"interval is at least {minimum_seconds:g} s (PT{minimum_seconds:g}S), not "
+                            f"{interval_seconds(interval_ms):g} s")
 
 
 def interval_seconds(ms: int) -> int | float:
@@ -148,15 +170,19 @@ def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signed_headers(key: bytes, message_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    """The headers of one attempt (the timestamp is the attempt's: receivers check its age)."""
+def signed_headers(keys: bytes | Sequence[bytes], message_id: str, body: bytes,
+                   timestamp: int | None = None) -> dict[str, str]:
+    """The headers of one attempt (the timestamp is the attempt's: receivers check its age). With
+    several keys (a rotation: the new secret's first), ``webhook-signature`` holds one signature
+    per key, separated by spaces, as Standard Webhooks allows: a receiver accepts any that matches."""
     stamp = int(time.time()) if timestamp is None else timestamp
+    signing = (keys,) if isinstance(keys, bytes) else keys
     return {
         "content-type": "application/json",
         "user-agent": f"leo-runtime/{__version__}",
         "webhook-id": message_id,
         "webhook-timestamp": str(stamp),
-        "webhook-signature": sign(key, message_id, stamp, body),
+        "webhook-signature": " ".join(sign(key, message_id, stamp, body) for key in signing),
     }
 
 
@@ -203,15 +229,94 @@ def judge(
                            attempted_at + round(delay * 1000), status, error)
 
 
+def outcome_name(outcome: DeliveryOutcome) -> str:
+    """An attempt's outcome in one word (the ``outcome`` label of ``leo_webhook_deliveries_total``):
+    ``delivered``, ``retry`` (a retry is scheduled), ``failed`` (retries ran out) or ``disabled`` (410)."""
+    if outcome.delivered:
+        return "delivered"
+    if outcome.gone:
+        return "disabled"
+    return "retry" if outcome.next_attempt_at is not None else "failed"
+
+
+# -- what a partner (or an operator) asks of a webhook --------------------------------------------
+class BatchExpired(LeoError):
+    """A batch named for a replay is past its retention (HTTP 410)."""
+
+
+def check_expire_old_after(value: Any, where: str = "expire_old_after") -> int:
+    """Seconds the old secret keeps signing after a rotation: a whole number from 0 (it stops at
+    once) to `MAX_EXPIRE_OLD_AFTER`; `InputError` naming `where` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EXPIRE_OLD_AFTER:
+        raise InputError(f"{where}: give whole seconds from 0 (the old secret stops at once) to "
+                         f"{MAX_EXPIRE_OLD_AFTER:,} (7 days), not {shown(value)}")
+    return value
+
+
+def rotate_secret(store: Store, webhook_id: str, expire_old_after: int, now: int) -> tuple[WebhookRecord, str]:
+    """Give a partner webhook a new secret (returned, shown only this once); the old one signs
+    beside it for `expire_old_after` seconds (see `Store.rotate_webhook_secret`). `NotFound` for
+    an unknown webhook or a batcher bot's (its webhook_sender's secret is in pipelines.yaml)."""
+    seconds = check_expire_old_after(expire_old_after)
+    secret = new_secret()
+    rotated = store.rotate_webhook_secret(webhook_id, secret, now + seconds * 1000 if seconds else None, now)
+    if rotated is None:
+        raise NotFound(f"no partner webhook {shown(webhook_id)} to rotate the secret of")
+    return rotated, secret
+
+
+def replay_chosen(store: Store, webhook_id: str, batch_ids: Sequence[str], now: int) -> list[str]:
+    """Notify again exactly the batches `batch_ids` of the webhook (distinct ids, in order), all or
+    nothing: `InputError` for an empty or too long list, `NotFound` when one is not the
+    webhook's (unknown, another webhook's or another partner's), `BatchExpired` when one is past
+    its retention; then nothing is sent."""
+    if not batch_ids:
+        raise InputError("batch_ids: an empty list replays nothing; leave the body out to replay every unfetched batch")
+    if len(batch_ids) > MAX_REPLAY_BATCHES:
+        raise InputError(f"batch_ids: at most {MAX_REPLAY_BATCHES:,} batches per replay, not {len(batch_ids):,}")
+    result = store.replay_batches(webhook_id, batch_ids, now)
+    if result.unknown:
+        raise NotFound(f"no batch {_listed(result.unknown)} in webhook {shown(webhook_id)}; nothing was replayed")
+    if result.expired:
+        raise BatchExpired(f"batch {_listed(result.expired)} is past its retention; nothing was replayed "
+                           "(ask for a true-up to get every matching object again)")
+    return result.replayed
+
+
+def _listed(ids: Sequence[str], limit: int = 5) -> str:
+    named = ", ".join(shown(id_) for id_ in ids[:limit])
+    return named + (f" (and {len(ids) - limit} more)" if len(ids) > limit else "")
+
+
+def batch_report(base_url: str, batch: BatchListing) -> dict[str, Any]:
+    """A batch as the batches list shows it (the API and `leo webhooks batches`)."""
+    return {
+        "id": batch.id, "url": batch_url(base_url, batch.id), "records": batch.records, "true_up": batch.true_up,
+        "created_at": format_time(batch.created_at) or "", "expires_at": format_time(batch.expires_at) or "",
+        "delivered_at": format_time(batch.delivered_at), "fetched_at": format_time(batch.fetched_at),
+        "attempts": batch.attempts, "next_attempt_at": format_time(batch.next_attempt_at), "last_error": batch.last_error,
+    }
+
+
 # -- the delivery engine ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A notification ready to POST: the delivery it is, where to, the key to sign with, the body."""
+    """A notification ready to POST: the delivery it is, where to, the key to sign with, the body,
+    and the key of a rotated-out secret that signs too until ``delivery.old_secret_expires_at``."""
 
     delivery: DueDelivery
     url: str
     key: bytes
     body: bytes
+    old_key: bytes | None = None
+
+    def keys(self, at: int) -> tuple[bytes, ...]:
+        """The keys that sign an attempt made at `at` (epoch ms), the current secret's first: the
+        old one's expiry is judged when the attempt is made, not when it was queued."""
+        expires = self.delivery.old_secret_expires_at
+        if self.old_key is None or expires is None or at >= expires:
+            return (self.key,)
+        return (self.key, self.old_key)
 
 
 class DeliveryService:
@@ -229,7 +334,9 @@ class DeliveryService:
     HTTP is spoken through the httpx API (`httpx.Request`/`Response`, an async transport) on
     aiohttp's connection pool (``httpx_aiohttp``), with the callback guard as its resolver and
     redirects never followed. ``benchmarks/webhooks.py`` shows why: httpx's own pool slows down
-    as requests in flight grow (httpcore #1035, httpx #3215).
+    as requests in flight grow (httpcore #1035, httpx #3215); aiohttp alone would be faster
+    still (httpx's request and response objects cost about a sixth), but DESIGN keeps the httpx
+    API for every outgoing call.
     """
 
     def __init__(self, *, timeout: float, max_in_flight: int, allow_private: bool, schedule: Sequence[float],
@@ -240,6 +347,7 @@ class DeliveryService:
         self.allow_private = allow_private
         self.idle_after = idle_after
         self._transport_factory = transport_factory or self._aiohttp_transport
+        self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         self._lock = threading.Lock()
         self._outcomes: list[DeliveryOutcome] = []
         self._busy: set[tuple[int, str]] = set()
@@ -256,6 +364,8 @@ class DeliveryService:
     # -- the bot's side (any thread) -------------------------------------------------------------
     def start(self) -> None:
         """Start the event loop thread (once)."""
+        import asyncio  # here: the CLI imports this module, only `leo run` sends
+
         if self._thread is not None:
             return
         self._loop = asyncio.new_event_loop()
@@ -306,6 +416,8 @@ class DeliveryService:
     def close(self, timeout: float = 5.0) -> None:
         """Stop: queued notifications are dropped and requests in flight cancelled (their
         deliveries stay due in the store and are sent again: at least once)."""
+        import asyncio  # here: the CLI imports this module, only `leo run` sends
+
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
@@ -322,6 +434,8 @@ class DeliveryService:
 
     # -- the loop's side -------------------------------------------------------------------------
     def _enqueue(self, items: list[Outgoing]) -> None:
+        import asyncio  # here: the CLI imports this module, only `leo run` sends
+
         for item in items:
             key = (item.delivery.webhook, item.delivery.sender)
             queue = self._queues.get(key)
@@ -341,7 +455,10 @@ class DeliveryService:
                 item = queue.popleft()
                 assert self._semaphore is not None
                 async with self._semaphore:
+                    started = time.perf_counter()
                     outcome = await self._attempt(item)
+                    meters.current().webhook_delivery(outcome.webhook, outcome.sender, outcome_name(outcome),
+                                                      time.perf_counter() - started)
                 with self._lock:
                     self._outcomes.append(outcome)
                 if not outcome.delivered:
@@ -358,6 +475,8 @@ class DeliveryService:
                 del self._queues[key]
 
     async def _attempt(self, item: Outgoing) -> DeliveryOutcome:
+        import asyncio  # here: the CLI imports this module, only `leo run` sends
+
         delivery = item.delivery
         attempted_at = now_ms()
         status: int | None = None
@@ -372,7 +491,7 @@ class DeliveryService:
         if refusal is not None:
             error = refusal
         else:
-            headers = signed_headers(item.key, delivery.batch_id, item.body, attempted_at // 1000)
+            headers = signed_headers(item.keys(attempted_at), delivery.batch_id, item.body, attempted_at // 1000)
             try:
                 async with asyncio.timeout(self.timeout):
                     status, retry_after, error = await self._post(url, headers, item.body)
@@ -385,12 +504,11 @@ class DeliveryService:
     async def _post(self, url: Any, headers: dict[str, str], body: bytes) -> tuple[int, float | None, str | None]:
         if self._transport is None:
             self._transport = self._transport_factory()
-        timeout = {"connect": self.timeout, "read": self.timeout, "write": self.timeout, "pool": self.timeout}
         import httpx  # here, not at the top: every `leo` command imports this module, few send
 
         # Headers handed over as ASCII bytes: httpx then skips guessing their encoding per header.
         raw = httpx.Headers([(name.encode(), value.encode()) for name, value in headers.items()], encoding="ascii")
-        request = httpx.Request("POST", url, content=body, headers=raw, extensions={"timeout": timeout})
+        request = httpx.Request("POST", url, content=body, headers=raw, extensions={"timeout": self._timeouts})
         response = await self._transport.handle_async_request(request)
         try:
             status = response.status_code
@@ -412,6 +530,8 @@ class DeliveryService:
         return status, parse_retry_after(response.headers.get("retry-after")), error
 
     def _aiohttp_transport(self) -> Any:
+        """The httpx API on aiohttp's connection pool (DESIGN: the httpx API for every outgoing
+        call, on a faster transport where fan-out matters)."""
         import aiohttp
         from httpx_aiohttp import AiohttpTransport
 
@@ -422,6 +542,8 @@ class DeliveryService:
         return AiohttpTransport(client=session)
 
     async def _shutdown(self) -> None:
+        import asyncio  # here: the CLI imports this module, only `leo run` sends
+
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -440,13 +562,31 @@ def _parse_url(url: str) -> Any:
 
 
 def _network_error(exc: BaseException) -> str:
+    """What went wrong reaching a callback, in plain words: the guard's refusal as it is, else the
+    host and the operating system's reason (``cannot connect to 127.0.0.1:9: connection
+    refused``), never the client library's internals (aiohttp names its TLS context,
+    ``ssl:default``, even for an ``http://`` URL)."""
+    chain: list[BaseException] = []
     cause: BaseException | None = exc
-    while cause is not None:  # the guard's refusal may sit under the client's own errors
+    while cause is not None and len(chain) < 10:  # the guard's refusal may sit under the client's own errors
         if isinstance(cause, CallbackRefused):
             return str(cause)
+        chain.append(cause)
         cause = cause.__cause__ or cause.__context__
-    text = str(exc) or type(exc).__name__
+    host = next((c for c in chain if isinstance(getattr(c, "host", None), str)), None)
+    target = f" to {host.host}:{host.port}" if host is not None else ""  # type: ignore[attr-defined]
+    os_error = next((c for c in reversed(chain) if isinstance(c, OSError) and type(c).__module__ in ("builtins", "socket")),
+                    None)
+    if os_error is not None:
+        reason = _OS_REASONS.get(type(os_error).__name__) or os_error.strerror or str(os_error)
+        return f"cannot connect{target}: {' '.join(reason.split())}"[:ERROR_TEXT_LIMIT]
+    text = _CLIENT_NOISE.sub("", str(exc) or type(exc).__name__)
     return f"cannot connect: {' '.join(text.split())[:ERROR_TEXT_LIMIT]}"
+
+
+_OS_REASONS = {"ConnectionRefusedError": "connection refused", "ConnectionResetError": "connection reset by the peer",
+               "ConnectionAbortedError": "connection aborted"}
+_CLIENT_NOISE = re.compile(r" ssl:\S+")
 
 
 # -- operators' view -------------------------------------------------------------------------------
@@ -464,6 +604,7 @@ def delivery_state(row: WebhookStatusRow) -> str:
 
 def webhook_report(rows: Sequence[WebhookStatusRow]) -> list[dict[str, Any]]:
     """Webhooks as `leo status` and `leo webhooks list --json` show them."""
+    now = now_ms()
     report = []
     for row in rows:
         webhook = row.webhook
@@ -485,27 +626,37 @@ def webhook_report(rows: Sequence[WebhookStatusRow]) -> list[dict[str, Any]]:
             "next_run_at": format_time(webhook.next_run_at),
             "last_delivered_at": format_time(webhook.last_delivered_at),
             "last_error": webhook.last_error,
+            "old_secret_expires_at": format_time(webhook.old_secret_expires_at) if webhook.old_secret_live(now) else None,
         })
     return report
 
 
 __all__ = [
     "BOT_PREFIX",
+    "DEFAULT_EXPIRE_OLD_AFTER",
+    "MAX_EXPIRE_OLD_AFTER",
     "MAX_INTERVAL_SECONDS",
+    "MAX_REPLAY_BATCHES",
     "MIN_INTERVAL_SECONDS",
     "PARTNER_SENDER",
+    "BatchExpired",
     "DeliveryService",
     "Outgoing",
+    "batch_report",
     "batch_url",
+    "check_expire_old_after",
     "delivery_state",
     "interval_seconds",
     "judge",
     "new_secret",
     "new_webhook_id",
     "notification_body",
+    "outcome_name",
     "parse_interval",
     "parse_retry_after",
     "public_webhook_id",
+    "replay_chosen",
+    "rotate_secret",
     "router_id",
     "secret_key",
     "sign",

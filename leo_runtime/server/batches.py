@@ -79,7 +79,9 @@ def _reader(request: Request, batch: BatchRecord | None, token: str) -> bool:
         200: {"description": "NDJSON: one change record per line (op snapshot in a true-up)",
               "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
               "headers": {"Leo-Record-Count": {"description": "how many lines", "schema": {"type": "integer"}}}},
-        **problem_responses(401, 404, 410),
+        **problem_responses(401, 404, causes={
+            410: "the batch is past its retention (for one more retention period; then 404): ask your webhook for a "
+                 "true-up to get every matching object again"}),
     },
 )
 async def download_batch(batch_id: str, request: Request) -> StreamingResponse:

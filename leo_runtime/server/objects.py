@@ -12,11 +12,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
+from collections.abc import Hashable
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from ..partners import Partner
 from ..store import ObjectRecord
@@ -24,7 +27,7 @@ from ..timeutil import format_time
 from .auth import current_partner
 from .bodies import LeoRoute
 from .problems import problem_responses, shown
-from .ratelimit import TokenBuckets
+from .ratelimit import Decision, SharedTokenBuckets, TokenBuckets
 
 router = APIRouter(prefix="/v1/objects", tags=["objects"], route_class=LeoRoute,
                    generate_unique_id_function=lambda route: route.name)
@@ -55,6 +58,31 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
 
 
+def _limits(request: Request) -> TokenBuckets:
+    """The limiter at the current ``server.get_object_rate`` (a reload that changes the rate
+    starts new buckets, full, with the same clock). While more than one host serves the API
+    (`ApiContext.shared_limits`), the buckets are the store's, shared by every host."""
+    limits: TokenBuckets = request.app.state.get_object_limits
+    context = request.app.state.context
+    rate = context.settings.server.get_object_rate
+    shared = context.shared_limits is not None and context.shared_limits()
+    if limits.configured != rate or isinstance(limits, SharedTokenBuckets) != shared:
+        if shared:
+            limits = SharedTokenBuckets(request.app.state.store, rate, prefix="get_object:")
+        else:
+            limits = TokenBuckets(rate, clock=time.monotonic_ns if isinstance(limits, SharedTokenBuckets) else limits.clock)
+        request.app.state.get_object_limits = limits
+    return limits
+
+
+async def _take(request: Request, partner_id: Hashable) -> Decision:
+    """One token of the partner's Get Object bucket (a shared bucket's write runs off the loop)."""
+    limits = _limits(request)
+    if isinstance(limits, SharedTokenBuckets):
+        return await run_in_threadpool(limits.take, partner_id)
+    return limits.take(partner_id)
+
+
 @router.get(
     "/{object_type}/{key:path}",
     summary="Get Object: the current state of one object",
@@ -71,7 +99,7 @@ async def get_object(object_type: str, key: str, request: Request, partner: Curr
     """The object's latest state. 404 for an unknown type or key, a deleted object, or one outside
     the partner's scope; 429 with ``Retry-After`` past ``server.get_object_rate`` calls per second.
     Keys may hold any character: percent-encode them (``/`` as ``%2F`` or as is)."""
-    decision = request.app.state.get_object_limits.take(partner.id)
+    decision = await _take(request, partner.id)
     headers = decision.headers
     if not decision.allowed:
         rate = request.app.state.context.settings.server.get_object_rate

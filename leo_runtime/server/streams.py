@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi import Query as QueryParam
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import BaseRoute, Match
 from starlette.types import Receive, Scope, Send
@@ -33,12 +32,14 @@ from ..partners import Partner
 from ..store import Store
 from ..store.base_streams import check_lease
 from ..timeutil import format_time, now_ms
-from .auth import current_partner
+from . import pages
+from .auth import PARTNER_SCOPE_KEY, current_partner
 from .bodies import LeoRoute
-from .problems import problem, problem_responses
+from .edge import unless_crowded
+from .problems import problem_responses
 
 T = TypeVar("T")
-_PARTNER = "leo.partner"
+_PARTNER = PARTNER_SCOPE_KEY
 
 
 async def _authenticate(request: Request) -> None:
@@ -74,9 +75,10 @@ class StreamIn(BaseModel):
                                          description="the changes' data must match it (and the partner's scope)")
     partitions: int = Field(1, ge=1, le=service.MAX_PARTITIONS, strict=True,
                             description="records go to partition crc32(key) % partitions; order holds within one")
-    start_at: str | None = Field("now", max_length=64, examples=["now", "earliest", "2026-11-26T19:00:00Z"],
+    start_at: str | None = Field("now", max_length=64, examples=["now", "earliest", "2026-11-26T19:00:00Z", "-PT1H"],
                                  description="now (default): changes from now on; earliest: every retained change; "
-                                 "an RFC 3339 time: changes from then on (clamped to retention)")
+                                 "an RFC 3339 time with its UTC offset, or -PT1H (that long ago): changes from then on "
+                                 "(clamped to retention); a future time or one without an offset is a 422")
 
 
 class PartitionOut(BaseModel):
@@ -115,7 +117,9 @@ class CheckpointIn(BaseModel):
 class ResetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: str = Field(max_length=64, examples=["-PT1H", "earliest", "latest", "2026-11-26T19:00:00Z"])
+    to: str = Field(max_length=64, examples=["-PT1H", "earliest", "latest", "2026-11-26T19:00:00Z", "42"],
+                    description="earliest, latest, an RFC 3339 time with its UTC offset, -PT1H (that long ago) or a "
+                    "position (clamped to retention; a future time is a 422)")
     partitions: list[Annotated[int, Field(strict=True)]] | None = Field(None, max_length=service.MAX_PARTITIONS,
                                                                         description="default: every partition")
 
@@ -148,12 +152,7 @@ class LeaseOut(BaseModel):
 
 # -- helpers ------------------------------------------------------------------------------------------
 def install(app: FastAPI) -> None:
-    """Add the stream routes and the 410 for positions older than retention."""
-
-    async def expired(request: Request, exc: Exception) -> JSONResponse:
-        return problem(410, str(exc))
-
-    app.add_exception_handler(service.PositionExpired, expired)
+    """Add the stream routes (a position older than retention answers 410: `PositionExpired` is `Gone`)."""
     app.include_router(router)
     app.router.routes.insert(0, FastReads(app))
 
@@ -181,8 +180,8 @@ def _retention(request: Request) -> float:
 
 
 def _base_url(request: Request) -> str:
-    public = request.app.state.context.settings.server.public_url
-    return (public or str(request.base_url)).rstrip("/")
+    # From the settings, never from the request's Host header (anyone can send one).
+    return request.app.state.context.settings.server.base_url
 
 
 def _changed(request: Request) -> None:
@@ -212,16 +211,29 @@ async def _wait_unless_gone(request: Request, waiting: Awaitable[bool]) -> bool 
     return None
 
 
+_PARTITION = "`partition` is not a partition of the stream (0 to partitions - 1)"
+_LEASED = "another consumer's lease on the partition is live (send its `Lease-Id`, or wait for it to expire)"
+_LEASE_LOST = "the `Lease-Id` sent is no longer live (it expired or was taken): lease again, read from the checkpoint"
+
+
 # -- routes -------------------------------------------------------------------------------------------
-@router.post("", status_code=201, summary="Create a stream", responses=problem_responses(413, 415, 422))
+@router.post("", status_code=201, summary="Create a stream", responses=problem_responses(413, 415, causes={
+    422: ["`object_type` is not an object type of this runtime",
+          f"`partitions` is not a whole number from 1 to {service.MAX_PARTITIONS}",
+          "`start_at` is not now, earliest or an RFC 3339 time, or is in the future",
+          "`query` has an unknown operator or a wrong operand (the detail names the field)",
+          "a quota: the partner has `server.limits.streams` streams already, or asks more partitions than "
+          "`server.limits.partitions` (the problem's `limit` names it)"]}))
 def create_stream(body: StreamIn, request: Request, response: Response, partner: CurrentPartner) -> StreamOut:
     """A stream of the object type's changes that match `query` and the partner's scope. It starts
-    gathering at once: with ``start_at: now`` every change committed after this answer is in it."""
+    gathering at once: with ``start_at: now`` every change committed after this answer is in it.
+    422 past the partner's quota (``server.limits.streams``, ``server.limits.partitions``)."""
     settings = request.app.state.context.settings
     store = _store(request)
     record = service.create_stream(
         store, partner.id, settings.object_types, settings.retention, object_type=body.object_type, query=body.query,
         partitions=body.partitions, start_at=body.start_at if body.start_at is not None else "now",
+        limits=settings.server.limits,
     )
     _changed(request)
     described = service.describe(store, record, _base_url(request), settings.retention)
@@ -229,15 +241,24 @@ def create_stream(body: StreamIn, request: Request, response: Response, partner:
     return StreamOut.model_validate(described)
 
 
-@router.get("", summary="List the partner's streams")
-def list_streams(request: Request, partner: CurrentPartner) -> list[StreamOut]:
+@router.get("", summary="List the partner's streams", responses=problem_responses(causes={422: pages.CAUSES}))
+def list_streams(request: Request, response: Response, partner: CurrentPartner, limit: pages.Limit = pages.DEFAULT_LIMIT,
+                 cursor: pages.Cursor = None) -> list[StreamOut]:
+    """Your streams, each with its generation and, per partition, the checkpoint, the head and the
+    lag (records after the checkpoint); oldest first, a page at a time: when more follow, the
+    ``Link`` header (``rel="next"``) names the next page."""
     store = _store(request)
+    after = pages.decode_cursor(cursor, (int, str))
+    records = pages.page(request, response, store.streams(partner.id, after=after, limit=limit + 1),  # type: ignore[arg-type]
+                         limit, lambda record: (record.created_at, record.id))
     return [StreamOut.model_validate(service.describe(store, record, _base_url(request), _retention(request)))
-            for record in store.streams(partner.id)]
+            for record in records]
 
 
 @router.get("/{stream_id}", summary="A stream: checkpoint, head and lag per partition", responses=problem_responses(404))
 def get_stream(stream_id: str, request: Request, partner: CurrentPartner) -> StreamOut:
+    """One of your streams: per partition the checkpoint (where a read without `after` continues),
+    the head, the lag and whether a consumer's lease is live. Another partner's stream is a 404."""
     store = _store(request)
     record = service.find_stream(store, partner.id, stream_id)
     return StreamOut.model_validate(service.describe(store, record, _base_url(request), _retention(request)))
@@ -258,7 +279,12 @@ def delete_stream(stream_id: str, request: Request, partner: CurrentPartner) -> 
     "/{stream_id}/partitions/{partition}/records",
     summary="Read a partition's records (long poll)",
     response_class=Response,
-    responses={200: {"model": RecordsOut}, **problem_responses(404, 409, 410, 422)},
+    responses={200: {"model": RecordsOut}, **problem_responses(404, causes={
+        409: [_LEASED, _LEASE_LOST],
+        410: "`after` (or, without it, the checkpoint) is older than the stream's retention: records after it were "
+             "pruned; reset the stream (`to: earliest`) to go on from the oldest kept record",
+        422: [_PARTITION, "`after` is not a position of this partition, or is past the newest record",
+              f"`limit` is not 1 to {service.MAX_LIMIT:,} or `wait` not 0 to {service.MAX_WAIT_SECONDS:g} seconds"]})},
 )
 async def read_records(
     stream_id: str,
@@ -278,6 +304,7 @@ async def read_records(
     number, start, body = await _reading(lambda: _first(store, partner, stream_id, partition, after, limit, wait,
                                                          lease_id), limit)
     waiter = request.app.state.context.wait
+    edge = request.app.state.context.edge
     if body is None and waiter is None:  # no runtime lends wakeups (a bare app): answer at once
         body = await _reading(lambda: _again(store, partner, stream_id, number, start, limit, lease_id, final=True), limit)
     if body is None:
@@ -286,10 +313,11 @@ async def read_records(
         queue = service.partition_queue(service.partitions_base(stream_id), number)
         while body is None:
             remaining = deadline - loop.time()
-            woke = await _wait_unless_gone(request, waiter(queue, start, max(remaining, 0)))
+            # Near the connection cap it answers what it has at once (its connection can then make room).
+            woke = await _wait_unless_gone(request, unless_crowded(edge, waiter(queue, start, max(remaining, 0))))
             if woke is None:  # the client hung up: nobody reads an answer
                 return Response(status_code=204)
-            final = loop.time() >= deadline
+            final = loop.time() >= deadline or (edge is not None and edge.crowded())
             body = await _reading(lambda final=final: _again(store, partner, stream_id, number, start, limit, lease_id,
                                                              final=final), limit)
     return Response(body, media_type="application/json")
@@ -319,7 +347,12 @@ def _again(store: Store, partner: Partner, stream_id: str, partition: int, start
 
 
 @router.put("/{stream_id}/partitions/{partition}/checkpoint", status_code=204, response_class=Response,
-            summary="Commit a partition's checkpoint", responses=problem_responses(404, 409, 413, 415, 422))
+            summary="Commit a partition's checkpoint", responses=problem_responses(404, 413, 415, causes={
+                409: ["`position` is behind the checkpoint: a checkpoint only moves forward (a reset moves it back)",
+                      "`generation` is stale: the stream was reset since the read; read again from the checkpoint and "
+                      "commit with the generation that read returns", _LEASED, _LEASE_LOST],
+                422: [_PARTITION, "`position` is not a position of this partition, or is past the newest record",
+                      "`generation` is not a whole number of at least 1"]}))
 def commit_checkpoint(stream_id: str, partition: str, body: CheckpointIn, request: Request, partner: CurrentPartner,
                       lease_id: LeaseHeader = None) -> Response:
     """Move the checkpoint to `position` (after processing the records up to it). Committing it
@@ -333,7 +366,10 @@ def commit_checkpoint(stream_id: str, partition: str, body: CheckpointIn, reques
 
 
 @router.post("/{stream_id}/reset", summary="Move checkpoints back (or forward) in time",
-             responses=problem_responses(404, 413, 415, 422))
+             responses=problem_responses(404, 413, 415, causes={
+                 422: ["`to` is not earliest, latest, an RFC 3339 time or a negative ISO 8601 duration "
+                       "(-PT1H), or is in the future",
+                       "`partitions` is empty, or names a partition the stream does not have"]}))
 def reset_stream(stream_id: str, body: ResetIn, request: Request, partner: CurrentPartner) -> ResetOut:
     """Each checkpoint moves to just before the first record appended at or after `to`
     (``earliest``, ``latest``, an RFC 3339 time or ``-PT1H``), clamped to retention; the generation
@@ -350,7 +386,10 @@ def reset_stream(stream_id: str, body: ResetIn, request: Request, partner: Curre
 
 
 @router.post("/{stream_id}/partitions/{partition}/lease", summary="Lease a partition (parallel consumers)",
-             responses=problem_responses(404, 409, 413, 415, 422))
+             responses=problem_responses(404, 413, 415, causes={
+                 409: ["another consumer's lease on the partition is live",
+                       "the `Lease-Id` sent to renew is no longer live (it expired or was taken): lease without it"],
+                 422: [_PARTITION, f"`ttl_seconds` is not 1 to {service.MAX_LEASE_SECONDS:g}"]}))
 def lease_partition(stream_id: str, partition: str, request: Request, partner: CurrentPartner,
                     body: LeaseIn | None = None, lease_id: LeaseHeader = None) -> LeaseOut:
     """While the lease is live, reads and commits of the partition need header ``Lease-Id``; others
@@ -366,7 +405,7 @@ def lease_partition(stream_id: str, partition: str, request: Request, partner: C
 
 
 @router.delete("/{stream_id}/partitions/{partition}/lease", status_code=204, response_class=Response,
-               summary="Give a lease up", responses=problem_responses(404, 422))
+               summary="Give a lease up", responses=problem_responses(404, causes={422: _PARTITION}))
 def release_partition(stream_id: str, partition: str, request: Request, partner: CurrentPartner,
                       lease_id: LeaseHeader = None) -> Response:
     """Another consumer can lease the partition at once (a lease that is not live is ignored)."""
@@ -400,6 +439,9 @@ class FastReads(BaseRoute):
     does the same reads and answers it exactly as always: the lane changes how fast, never what.
     """
 
+    path_format = "/v1/streams/{stream_id}/partitions/{partition}/records"
+    """The documented route's template: what /metrics labels the lane's requests with."""
+
     def __init__(self, app: FastAPI) -> None:
         self._app = app
 
@@ -407,7 +449,7 @@ class FastReads(BaseRoute):
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get(_SLOW):
             found = _RECORDS_PATH.fullmatch(scope["path"])
             if found is not None:
-                return Match.FULL, {"path_params": {"stream_id": found[1], "partition": found[2]}}
+                return Match.FULL, {"path_params": {"stream_id": found[1], "partition": found[2]}, "route": self}
         return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:

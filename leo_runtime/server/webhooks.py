@@ -1,4 +1,5 @@
-"""Partner webhooks: ``/v1/webhooks`` (create, list, get, patch, delete, true-up, batches, replay).
+"""Partner webhooks: ``/v1/webhooks`` (create, list, get, patch, delete, true-up, batches, replay,
+rotate-secret).
 
 A partner sees only its own webhooks: another partner's id answers 404, exactly like an unknown
 one. The query is checked like every query (422 naming the field) and matched together with the
@@ -15,20 +16,28 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from ..delivery.callbacks import check_callback_url
 from ..delivery.subscriptions import check_query
 from ..delivery.webhooks import (
+    DEFAULT_EXPIRE_OLD_AFTER,
+    MAX_EXPIRE_OLD_AFTER,
     MAX_INTERVAL_SECONDS,
+    MAX_REPLAY_BATCHES,
     MIN_INTERVAL_SECONDS,
-    batch_url,
+    BatchExpired,
+    batch_report,
+    check_all_mode_interval,
     delivery_state,
     interval_seconds,
     new_secret,
     new_webhook_id,
     parse_interval,
+    replay_chosen,
+    rotate_secret,
     router_id,
 )
 from ..errors import InputError
@@ -37,11 +46,11 @@ from ..partners import Partner
 from ..store import Store
 from ..store.base_webhooks import NewWebhook, WebhookRecord, WebhookStatusRow
 from ..timeutil import format_time, now_ms
+from . import pages
 from .auth import current_partner
 from .bodies import LeoRoute
-from .problems import problem_responses, shown
+from .problems import problem, problem_responses, shown
 
-MAX_WEBHOOKS_PER_PARTNER = 100
 RESOLVE_TIMEOUT_SECONDS = 5.0
 CurrentPartner = Annotated[Partner, Depends(current_partner)]
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=LeoRoute,
@@ -49,6 +58,12 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=LeoRout
 
 _INTERVAL_DOC = (f"seconds ({MIN_INTERVAL_SECONDS} to {MAX_INTERVAL_SECONDS:,}) or an ISO 8601 duration like 'PT5M'; "
                  "each interval with matching changes seals one batch")
+_CALLBACK_CAUSES = (
+    "`callback_url` is not an http(s) URL with a host, holds credentials or a fragment, or its host resolves (or "
+    "is spelled) to a loopback, private, link-local, shared, multicast or reserved address, or does not resolve"
+)
+_QUERY_CAUSE = "`query` has an unknown operator or a wrong operand (the detail names the field)"
+_INTERVAL_CAUSE = f"`interval` is not seconds or an ISO 8601 duration from {MIN_INTERVAL_SECONDS} s to 7 days"
 _QUERY_DOC = ("a query over the objects' data (README, Queries): keys are field paths, values literals or operators "
               "eq ne lt lte gt gte in nin exists prefix; combined with your scope")
 
@@ -95,6 +110,10 @@ class WebhookOut(BaseModel):
     next_run_at: str
     last_batch_at: str | None
     created_at: str
+    last_error: str | None = Field(None, description="why the last notification failed, or why a snapshot waits "
+                                   "(server.limits.batch_bytes: the partner's batches hold the most bytes they may)")
+    old_secret_expires_at: str | None = Field(
+        None, description="after a secret rotation: the old secret signs notifications too until then")
 
 
 class WebhookCreated(WebhookOut):
@@ -127,14 +146,47 @@ class TrueUpAccepted(BaseModel):
     next_run_at: str
 
 
+class ReplayIn(BaseModel):
+    """The batches to notify again (a repeated id counts once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_ids: list[Annotated[StrictStr, Field(max_length=100)]] = Field(
+        min_length=1, max_length=MAX_REPLAY_BATCHES, examples=[["bat_Vd0yJ3Q2x3t8mZ1aKp4s9w"]],
+        description=f"ids of batches of this webhook that are still retained (1 to {MAX_REPLAY_BATCHES:,})")
+
+
 class Replayed(BaseModel):
-    """How many unfetched batches are notified again."""
+    """How many batches are notified again."""
 
     replayed: int
 
 
+class RotateIn(BaseModel):
+    """How long the old secret keeps signing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expire_old_after: StrictInt = Field(
+        DEFAULT_EXPIRE_OLD_AFTER, ge=0, le=MAX_EXPIRE_OLD_AFTER,
+        description="seconds the old secret keeps signing notifications beside the new one (0: it stops now)")
+
+
+class Rotated(BaseModel):
+    """The new signing secret: the only time it is shown."""
+
+    secret: str = Field(description="whsec_ and base64: from now on every notification is signed with it")
+    old_secret_expires_at: str | None = Field(
+        description="until then notifications also carry a signature made with the old secret; null: not at all")
+
+
 def install(app: FastAPI) -> None:
-    """Add the webhook routes."""
+    """Add the webhook routes and the 410 for a replay that names an expired batch."""
+
+    async def expired(request: Request, exc: Exception) -> JSONResponse:
+        return problem(410, str(exc))
+
+    app.add_exception_handler(BatchExpired, expired)
     app.include_router(router)
 
 
@@ -153,6 +205,8 @@ def webhook_out(webhook: WebhookRecord, row: WebhookStatusRow | None = None) -> 
         "next_run_at": format_time(webhook.next_run_at) or "",
         "last_batch_at": format_time(webhook.last_batch_at),
         "created_at": format_time(webhook.created_at) or "",
+        "last_error": webhook.last_error,
+        "old_secret_expires_at": format_time(webhook.old_secret_expires_at) if webhook.old_secret_live(now_ms()) else None,
     }
 
 
@@ -192,35 +246,44 @@ def _query_json(query: dict[str, Any] | None) -> str | None:
     return canonical(checked).decode() if checked else None
 
 
-@router.post("", status_code=201, summary="Register a webhook", responses=problem_responses(413, 415, 422))
+@router.post("", status_code=201, summary="Register a webhook", responses=problem_responses(413, 415, causes={
+    422: ["`object_type` is not an object type of this runtime", _INTERVAL_CAUSE, _QUERY_CAUSE, _CALLBACK_CAUSES,
+          "a quota: you already have `server.limits.webhooks` webhooks (delete one first), or a `mode: all` "
+          "interval is under `server.limits.all_mode_min_interval` (the problem's `limit` names it)"]}))
 async def create_webhook(body: WebhookIn, request: Request, partner: CurrentPartner) -> WebhookCreated:
     """Every interval with matching changes (always in mode ``all``) seals one batch and POSTs one
     small signed ``batch.ready`` notification to ``callback_url``; the batch is then downloaded
-    from the URL it names. The secret is shown only in this answer."""
+    from the URL it names. The secret is shown only in this answer. 422 past the partner's quota
+    (``server.limits.webhooks``) or, in mode ``all``, an interval under
+    ``server.limits.all_mode_min_interval``."""
     settings = request.app.state.context.settings
     if body.object_type not in settings.object_types:
         known = ", ".join(sorted(settings.object_types)) or "none"
         raise InputError(f"object_type: unknown object type '{shown(body.object_type)}' (known: {known})")
     interval_ms = parse_interval(body.interval)
+    limits = settings.server.limits
+    check_all_mode_interval(body.mode, interval_ms, limits.all_mode_min_interval)
     query_json = _query_json(body.query)
     url = await _callback(request, body.callback_url)
     store = _store(request)
-    owned = await run_in_threadpool(store.webhooks, partner_id=partner.id)
-    if len(owned) >= MAX_WEBHOOKS_PER_PARTNER:
-        raise InputError(f"a partner may have at most {MAX_WEBHOOKS_PER_PARTNER} webhooks; delete one first")
     secret = new_secret()
     new = NewWebhook(new_webhook_id(), partner.id, body.object_type, f"{body.object_type}.changes",
-                     router_id(body.object_type), query_json, url, secret, interval_ms, body.mode, now_ms())
+                     router_id(body.object_type), query_json, url, secret, interval_ms, body.mode, now_ms(),
+                     max_webhooks=limits.webhooks)  # counted in the creating transaction
     webhook = await run_in_threadpool(store.create_webhook, new)
     _changed(request)
     return WebhookCreated(**webhook_out(webhook), secret=secret)
 
 
-@router.get("", summary="List your webhooks")
-async def list_webhooks(request: Request, partner: CurrentPartner) -> list[WebhookOut]:
-    """Your webhooks, oldest first."""
-    rows = await run_in_threadpool(_store(request).webhook_status, partner.id)
-    return [WebhookOut(**webhook_out(row.webhook, row)) for row in rows]
+@router.get("", summary="List your webhooks", responses=problem_responses(causes={422: pages.CAUSES}))
+async def list_webhooks(request: Request, response: Response, partner: CurrentPartner,
+                        limit: pages.Limit = pages.DEFAULT_LIMIT, cursor: pages.Cursor = None) -> list[WebhookOut]:
+    """Your webhooks, oldest first, a page at a time: when more follow, the ``Link`` header
+    (``rel="next"``) names the next page."""
+    after = pages.decode_cursor(cursor, (int, int))
+    rows = await run_in_threadpool(_store(request).webhook_status, partner.id, after=after, limit=limit + 1)
+    shown = pages.page(request, response, rows, limit, lambda row: (row.webhook.created_at, row.webhook.rid))
+    return [WebhookOut(**webhook_out(row.webhook, row)) for row in shown]
 
 
 @router.get("/{webhook_id}", summary="Get one webhook", responses=problem_responses(404))
@@ -233,7 +296,9 @@ async def get_webhook(webhook_id: str, request: Request, partner: CurrentPartner
     return WebhookOut(**webhook_out(row.webhook, row))
 
 
-@router.patch("/{webhook_id}", summary="Change a webhook", responses=problem_responses(404, 413, 415, 422))
+@router.patch("/{webhook_id}", summary="Change a webhook", responses=problem_responses(404, 413, 415, causes={
+    422: [_INTERVAL_CAUSE + " (or null)", _QUERY_CAUSE, _CALLBACK_CAUSES + " (or null)", "`status` is null",
+          "the webhook is in `mode: all` and the interval is under `server.limits.all_mode_min_interval`"]}))
 async def patch_webhook(webhook_id: str, body: WebhookPatch, request: Request, partner: CurrentPartner) -> WebhookOut:
     """Change the interval (counted from now), the query, the callback URL, or pause and resume."""
     webhook = await _own(request, partner, webhook_id)
@@ -243,6 +308,8 @@ async def patch_webhook(webhook_id: str, body: WebhookPatch, request: Request, p
         if body.interval is None:
             raise InputError("interval: give seconds or an ISO 8601 duration; it cannot be removed")
         changes["interval_ms"] = parse_interval(body.interval)
+        check_all_mode_interval(webhook.mode, changes["interval_ms"],
+                                request.app.state.context.settings.server.limits.all_mode_min_interval)
     if "query" in given:
         changes["query_json"] = _query_json(body.query)
     if "callback_url" in given:
@@ -283,32 +350,60 @@ async def true_up(webhook_id: str, request: Request, partner: CurrentPartner) ->
     return TrueUpAccepted(id=updated.id, next_run_at=format_time(updated.next_run_at) or "")
 
 
-@router.get("/{webhook_id}/batches", summary="List a webhook's batches", responses=problem_responses(404, 422))
+@router.get("/{webhook_id}/batches", summary="List a webhook's batches", responses=problem_responses(404, causes={
+    422: ["`status` is not unfetched or all", *pages.CAUSES]}))
 async def list_batches(
     webhook_id: str,
     request: Request,
     partner: CurrentPartner,
+    response: Response,
     status: Annotated[Literal["unfetched", "all"], Query(description="unfetched: not downloaded yet")] = "all",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: pages.Limit = pages.DEFAULT_LIMIT,
+    cursor: pages.Cursor = None,
 ) -> list[BatchOut]:
-    """The webhook's batches still retained, newest first, with their notifications' state."""
+    """The webhook's batches still retained, newest first, with their notifications' state, a
+    page at a time: when more follow, the ``Link`` header (``rel="next"``) names the next page."""
+    before = pages.decode_cursor(cursor, (int,))
     webhook = await _own(request, partner, webhook_id)
     base = request.app.state.context.settings.server.base_url
-    listed = await run_in_threadpool(_store(request).batches, webhook.rid, unfetched=status == "unfetched", limit=limit)
-    return [
-        BatchOut(id=batch.id, url=batch_url(base, batch.id), records=batch.records, true_up=batch.true_up,
-                 created_at=format_time(batch.created_at) or "", expires_at=format_time(batch.expires_at) or "",
-                 delivered_at=format_time(batch.delivered_at), fetched_at=format_time(batch.fetched_at),
-                 attempts=batch.attempts, next_attempt_at=format_time(batch.next_attempt_at), last_error=batch.last_error)
-        for batch in listed
-    ]
+    listed = await run_in_threadpool(_store(request).batches, webhook.rid, unfetched=status == "unfetched",
+                                     limit=limit + 1, before=before[0] if before else None)
+    return [BatchOut(**batch_report(base, batch)) for batch in pages.page(request, response, listed, limit,
+                                                                          lambda batch: (batch.bid,))]
 
 
-@router.post("/{webhook_id}/replay", status_code=202, summary="Notify again of unfetched batches",
-             responses=problem_responses(404))
-async def replay(webhook_id: str, request: Request, partner: CurrentPartner) -> Replayed:
-    """Send the notifications of every batch not downloaded yet again (same webhook-id each),
-    with a fresh retry schedule."""
+@router.post("/{webhook_id}/replay", status_code=202, summary="Notify again of unfetched or chosen batches",
+             responses=problem_responses(413, 415, causes={
+                 404: "the webhook is not one of yours, or a batch named is not one of its batches (unknown, another "
+                      "webhook's, or expired more than a retention period ago); nothing is sent",
+                 410: "a batch named is past its retention; nothing is sent (ask for a true-up instead)",
+                 422: f"`batch_ids` is empty (leave the body out to replay every unfetched batch), names more than "
+                      f"{MAX_REPLAY_BATCHES:,} batches, or holds something other than batch ids"}))
+async def replay(webhook_id: str, request: Request, partner: CurrentPartner, body: ReplayIn | None = None) -> Replayed:
+    """Without a body: send the notification of every batch not downloaded yet again. With
+    ``{"batch_ids": [...]}``: exactly those batches', downloaded or not (a repeated id counts
+    once). Each goes with its own webhook-id and a fresh retry schedule. A chosen replay is all or
+    nothing: when one id is not a retained batch of this webhook nothing is sent."""
     webhook = await _own(request, partner, webhook_id)
-    count = await run_in_threadpool(_store(request).replay_webhook, webhook.id, now_ms())
-    return Replayed(replayed=count)
+    store = _store(request)
+    if body is None:
+        return Replayed(replayed=await run_in_threadpool(store.replay_webhook, webhook.id, now_ms()))
+    chosen = await run_in_threadpool(replay_chosen, store, webhook.id, body.batch_ids, now_ms())
+    return Replayed(replayed=len(chosen))
+
+
+@router.post("/{webhook_id}/rotate-secret", summary="Rotate the signing secret",
+             responses=problem_responses(404, 413, 415, causes={
+                 422: f"`expire_old_after` is not whole seconds from 0 to {MAX_EXPIRE_OLD_AFTER:,}"}))
+async def rotate(webhook_id: str, request: Request, partner: CurrentPartner, body: RotateIn | None = None) -> Rotated:
+    """A new secret signs every notification from now on. For ``expire_old_after`` seconds
+    (default 86,400: a day) each notification also carries a signature made with the old secret,
+    so receivers still holding it keep verifying while you deploy the new one: the
+    ``webhook-signature`` header then holds two signatures, separated by a space, the new one
+    first. Rotating again while an old secret still signs drops that old one at once: only the
+    secret being replaced is kept. The new secret is shown only in this answer."""
+    webhook = await _own(request, partner, webhook_id)
+    seconds = body.expire_old_after if body is not None else DEFAULT_EXPIRE_OLD_AFTER
+    rotated, secret = await run_in_threadpool(rotate_secret, _store(request), webhook.id, seconds, now_ms())
+    expires = format_time(rotated.old_secret_expires_at)  # None: the old secret stopped at once
+    return Rotated(secret=secret, old_secret_expires_at=expires)

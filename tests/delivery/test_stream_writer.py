@@ -9,6 +9,7 @@ import pytest
 
 from leo_runtime.bot import BotContext
 from leo_runtime.bots.stream_writer import StreamWriter
+from leo_runtime.cli.compose import system_pipelines
 from leo_runtime.delivery.positions import decode_position, encode_position
 from leo_runtime.delivery.streams import format_duration, partition_of
 from leo_runtime.errors import BotError, InputError
@@ -98,7 +99,7 @@ def test_from_pipelines_yaml_it_partitions_a_change_queue(project: Project) -> N
     orders = [{"po_number": f"PO-{i}", "status": "open" if i % 3 else "closed"} for i in range(30)]
 
     async def main() -> None:
-        runtime = Runtime(config, store, serve_http=False)
+        runtime = Runtime(config, store, serve_http=False, system=system_pipelines())
         await runtime.start()
         try:
             ingest(store, "order", "po_number", orders)

@@ -11,6 +11,8 @@ import pytest
 import standardwebhooks
 
 from leo_runtime.delivery.webhooks import (
+    Outgoing,
+    check_expire_old_after,
     judge,
     new_secret,
     notification_body,
@@ -49,6 +51,31 @@ def test_a_signature_the_standard_webhooks_verifier_accepts() -> None:
         standardwebhooks.Webhook(new_secret()).verify(body, headers)
     with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
         standardwebhooks.Webhook(secret).verify(body.replace(b'"records":3', b'"records":4'), headers)
+
+
+def test_during_a_rotation_both_secrets_sign_new_first_until_the_old_one_expires() -> None:
+    old, new = new_secret(), new_secret()
+    body = notification_body("wh_1", "bat_1", "https://leo.example/v1/batches/bat_1", 3, False, 1_767_225_600_000)
+    due = DueDelivery(7, "bat_1", "", 3, "wh_1", 3, False, 0, 0, 0, "https://p.example/h", new, old, 5_000)
+    outgoing = Outgoing(due, "https://p.example/h", secret_key(new), body, secret_key(old))
+    headers = signed_headers(outgoing.keys(4_999), "bat_1", body)
+    signatures = headers["webhook-signature"].split(" ")
+    assert len(signatures) == 2 and signatures[0] == signed_headers(secret_key(new), "bat_1", body,
+                                                                    int(headers["webhook-timestamp"]))["webhook-signature"]
+    for secret in (old, new):  # the reference verifier accepts either secret
+        assert standardwebhooks.Webhook(secret).verify(body, headers) == json.loads(body)
+    after = signed_headers(outgoing.keys(5_000), "bat_1", body)  # expired: the old one signs no more
+    assert " " not in after["webhook-signature"]
+    assert standardwebhooks.Webhook(new).verify(body, after) == json.loads(body)
+    with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(old).verify(body, after)
+
+
+@pytest.mark.parametrize("value", [-1, 604_801, 1.5, "3600", True, None])
+def test_expire_old_after_is_whole_seconds_up_to_a_week(value: object) -> None:
+    assert check_expire_old_after(0) == 0 and check_expire_old_after(604_800) == 604_800
+    with pytest.raises(InputError, match=r"^expire_old_after: give whole seconds from 0"):
+        check_expire_old_after(value)
 
 
 def test_the_notification_is_thin_and_the_same_on_every_retry() -> None:

@@ -9,10 +9,12 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from leo_runtime.client import LeoClient
 from leo_runtime.objects import ingest
 
-from ..conftest import OBJECTS_PIPELINE, Project, leo, wait_until
+from ..conftest import OBJECTS_PIPELINE, STORES, Project, leo, wait_until
 
 PROJECT = OBJECTS_PIPELINE.replace("version: 1\n", "version: 1\nserver: {port: PORT}\n")
 
@@ -23,6 +25,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.parametrize("project", STORES, indirect=True)
 def test_sigkill_during_consumption_loses_nothing_committed(project: Project, leo_run) -> None:
     port = free_port()
     project.write(PROJECT.replace("PORT", str(port)))
@@ -73,3 +76,29 @@ def test_sigkill_during_consumption_loses_nothing_committed(project: Project, le
     store.close()
     assert again.stop() == 0
 
+
+
+def test_sigkill_during_a_back_fill_loses_and_doubles_nothing(project: Project, leo_run) -> None:
+    from ..streams_helpers import caught_up, check_stream
+
+    project.write(PROJECT.replace("PORT", "0"))
+    store = project.store()
+    ingest(store, "inventory", "sku", [{"sku": f"S{i:05d}", "quantity": i % 9} for i in range(30_000)])
+    run = leo_run(project)
+    run.wait_ready()
+    token = json.loads(leo("partners", "create", "acme", "--json", "-f", str(project.file)).stdout)["token"]
+    client = LeoClient(run.http, token)
+    live = client.create_stream("inventory", partitions=2)["id"]
+    back = client.create_stream("inventory", partitions=4, start_at="earliest", query={"quantity": {"lt": 5}})["id"]
+    wait_until(lambda: any(store.queue_head(f"streams.{back}.{p}") for p in range(4)), timeout=60,
+               what="the back-fill under way")
+    ingest(store, "inventory", "sku", [{"sku": f"S{i:05d}", "quantity": 1} for i in range(100)])  # live changes
+    run.kill()  # SIGKILL, most likely mid back-fill
+    ingest(store, "inventory", "sku", [{"sku": f"S{i:05d}", "quantity": 2} for i in range(50)])  # while it is down
+    again = leo_run(project)
+    again.wait_ready()
+    wait_until(lambda: caught_up(store), timeout=120, what="the streams to catch up after the restart")
+    assert check_stream(store, back) > 16_000 and check_stream(store, live) > 100  # exactly the matching changes
+    client.close()
+    store.close()
+    assert again.stop() == 0

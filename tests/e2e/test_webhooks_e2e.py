@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import httpx
+import pytest
 import standardwebhooks
 
-from ..conftest import Project, leo, ndjson, wait_until
-from ..receiver import receiver
+from ..conftest import STORES, LeoRun, Project, leo, ndjson, wait_until
+from ..receiver import Receiver, receiver
 
 ADMIN = "e2e-admin-webhooks"
 SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
@@ -59,17 +62,25 @@ def ingest(project: Project, *items: dict, env: dict[str, str] | None = None) ->
     assert done.returncode == 0, done.stderr
 
 
-def test_kill_9_between_sealing_and_delivering_delivers_after_restart(project: Project, leo_run) -> None:
+def started(project: Project, leo_run: Callable[..., LeoRun], hook: Receiver) -> tuple[LeoRun, str, dict[str, Any]]:
+    """`leo run` on the partner project, acme's token, and its webhook notifying `hook` at /h each second."""
     project.write(PARTNER_PROJECT)
+    run = leo_run(project, "--port", "0")
+    run.wait_ready()
+    token = token_of(project, "acme")
+    with httpx.Client(base_url=run.http, headers={"Authorization": f"Bearer {token}"}) as client:
+        made = client.post("/v1/webhooks", json={"object_type": "inventory", "callback_url": hook.url + "/h",
+                                                  "interval": 1})
+    assert made.status_code == 201, made.text
+    return run, token, made.json()
+
+
+@pytest.mark.parametrize("project", STORES, indirect=True)
+def test_kill_9_between_sealing_and_delivering_delivers_after_restart(project: Project, leo_run) -> None:
     with receiver() as hook:
         hook.hold = threading.Event()  # the first notification hangs: sealed, not delivered
-        run = leo_run(project, "--port", "0")
-        run.wait_ready()
-        token = token_of(project, "acme")
+        run, token, made = started(project, leo_run, hook)
         with httpx.Client(base_url=run.http, headers={"Authorization": f"Bearer {token}"}) as client:
-            made = client.post("/v1/webhooks", json={"object_type": "inventory", "callback_url": hook.url + "/h",
-                                                      "interval": 1})
-            assert made.status_code == 201, made.text
             ingest(project, {"sku": "A", "quantity": 1})
             wait_until(lambda: hook.received("/h"), what="the notification in flight")
             batch_id = hook.received("/h")[0].headers["webhook-id"]
@@ -83,8 +94,8 @@ def test_kill_9_between_sealing_and_delivering_delivers_after_restart(project: P
                    what="the same notification after the restart")
         assert json.loads(hook.delivered("/h")[0].body)["data"]["batch_id"] == batch_id
         with httpx.Client(base_url=again.http, headers={"Authorization": f"Bearer {token}"}) as client:
-            listed = client.get(f"/v1/webhooks/{made.json()['id']}/batches").json()
-            wait_until(lambda: client.get(f"/v1/webhooks/{made.json()['id']}/batches").json()[0]["delivered_at"],
+            listed = client.get(f"/v1/webhooks/{made['id']}/batches").json()
+            wait_until(lambda: client.get(f"/v1/webhooks/{made['id']}/batches").json()[0]["delivered_at"],
                        what="the delivery recorded")
             assert [b["id"] for b in listed] == [batch_id]
             batch = client.get(f"/v1/batches/{batch_id}")

@@ -25,7 +25,7 @@ def new_stream(rt: RunningRuntime, partitions: int = 1) -> tuple[Any, str]:
     token = rt.partner("acme")
     client = rt.client(token)
     stream = client.post("/v1/streams", json={"object_type": "inventory", "partitions": partitions}).json()
-    wait_until(lambda: f"streams:{stream['id']}" in rt.runtime.runners, what="the writer")
+    wait_until(lambda: "streams:inventory" in rt.runtime.runners, what="the writer")
     return client, stream["id"]
 
 
@@ -66,7 +66,7 @@ def test_a_client_that_disconnects_mid_wait_frees_its_waiter_at_once(rt: Running
     token = rt.partner("acme")
     client = rt.client(token)
     stream_id = client.post("/v1/streams", json={"object_type": "inventory"}).json()["id"]
-    wait_until(lambda: f"streams:{stream_id}" in rt.runtime.runners)
+    wait_until(lambda: "streams:inventory" in rt.runtime.runners)
     idle = rt.waiting()
     sock = raw_long_poll(rt, f"/v1/streams/{stream_id}/partitions/0/records?wait=60", token)
     wait_until(lambda: rt.waiting() == idle + 1, what="the read to wait")
@@ -78,7 +78,7 @@ def test_hundreds_of_idle_long_polls_wait_and_the_right_ones_wake(rt: RunningRun
     token = rt.partner("acme")
     client = rt.client(token)
     stream_id = client.post("/v1/streams", json={"object_type": "inventory", "partitions": 4}).json()["id"]
-    wait_until(lambda: f"streams:{stream_id}" in rt.runtime.runners)
+    wait_until(lambda: "streams:inventory" in rt.runtime.runners)
     idle = rt.waiting()
     count = 300
     socks = [raw_long_poll(rt, f"/v1/streams/{stream_id}/partitions/{i % 4}/records?wait=60", token) for i in range(count)]

@@ -242,11 +242,9 @@ def test_hostile_ids_and_a_revoked_partner(open_api: Api) -> None:
     assert open_api.store.route_subscriptions("inventory.changes") == []
 
 
-def test_a_partner_has_at_most_100_webhooks(open_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from leo_runtime.server import webhooks as routes
-
-    monkeypatch.setattr(routes, "MAX_WEBHOOKS_PER_PARTNER", 3)
-    with open_api.client(open_api.partner("acme")) as client:
+def test_a_partner_has_at_most_server_limits_webhooks(make_api) -> None:
+    api = make_api(server={"allow_private_callbacks": True, "limits": {"webhooks": 3}})
+    with api.client(api.partner("acme")) as client:
         assert [create(client).status_code for _ in range(3)] == [201, 201, 201]
         refused = create(client)
         assert refused.status_code == 422 and "at most 3 webhooks" in refused.json()["detail"]

@@ -1,10 +1,13 @@
 """System pipelines: bots the runtime derives from the store instead of pipelines.yaml.
 
 Partner webhooks and streams are created over the HTTP API (or the CLI) while `leo run` runs.
-Each kind registers a `SystemPipeline` that turns the store's rows into ordinary `BotSpec`s;
-the runtime runs them beside the file's bots (leases, checkpoints, exactly-once commits,
-backoff, `leo status`) and reconciles them whenever the rows change: at once when the change
-was made in-process (`Runtime.system_changed`), within a second when another process made it.
+Each kind is a `SystemPipeline` that turns the store's rows into ordinary `BotSpec`s; the
+runtime runs them beside the file's bots (leases, checkpoints, exactly-once commits, backoff,
+`leo status`) and reconciles them whenever the rows change: at once when the change was made
+in-process (`Runtime.system_changed`), within a second when another process made it.
+
+Nothing registers itself by being imported: whoever composes the runtime (the CLI's ``leo
+run``, see `leo_runtime.cli.compose`) hands it the list of system pipelines.
 
 System bot ids and pipeline names hold a ``:`` (``webhooks:inventory``, ``system:streams``),
 which no name in pipelines.yaml may hold, so the two never clash.
@@ -17,9 +20,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
-from .bot import Bot, RunLimits
-from .config import BotConfig, BotSpec, Config, Schedule
-from .store import Store
+from ..bot import Bot, RunLimits
+from ..config import BotConfig, BotSpec, Config, Schedule
+from ..config.reloading import setting
+from ..store import Store
 
 SYSTEM_PREFIX = "system:"
 """Pipeline names of system bots start with this; a pipelines.yaml name cannot hold ``:``."""
@@ -40,22 +44,17 @@ class SystemPipeline(ABC):
         """The bots to run now (called off the loop when the fingerprint changed)."""
 
 
-_PIPELINES: list[SystemPipeline] = []
-
-
-def register_system_pipeline(pipeline: SystemPipeline) -> SystemPipeline:
-    """Add a kind of system bots (each module that defines one registers it at import)."""
-    if any(existing.name == pipeline.name for existing in _PIPELINES):
-        raise ValueError(f"system pipeline {pipeline.name!r} is registered twice")
-    _PIPELINES.append(pipeline)
-    return pipeline
-
-
-def system_pipelines() -> list[SystemPipeline]:
-    """Every registered kind of system bots (importing `leo_runtime.delivery` registers them)."""
-    from . import delivery  # noqa: F401  (its modules register their pipelines)
-
-    return list(_PIPELINES)
+def derive(
+    pipeline: SystemPipeline, store: Store, config: Config, known: Hashable = None
+) -> tuple[Hashable, list[BotSpec] | None]:
+    """A pipeline's fingerprint and, unless it is `known`, the specs it wants now (None when it
+    is): both read in one read transaction of the store, so a webhook, stream or partner deleted
+    meanwhile is either wholly there or wholly gone."""
+    with store.snapshot():
+        mark = pipeline.fingerprint(store)
+        if known is not None and mark == known:
+            return mark, None
+        return mark, pipeline.specs(store, config)
 
 
 def system_spec(
@@ -88,12 +87,15 @@ def system_spec(
     )
 
 
-def spec_fingerprint(spec: BotSpec) -> str:
-    """What makes two specs of one bot id the same bot (a change restarts it)."""
+def spec_fingerprint(spec: BotSpec, config: Config | None = None) -> str:
+    """What makes two specs of one bot id the same bot (a change restarts it): the spec, and
+    the values of the settings its class reads (`Bot.reads`) in `config`. Not its initial
+    position: that counts only before its first run, and a running bot has a checkpoint."""
+    reads = [setting(config.model, path) for path in spec.cls.reads] if config is not None else None
     return json.dumps(
         [spec.cls.__module__, spec.cls.__qualname__, spec.settings.model_dump(mode="json"), spec.in_queue,
-         spec.out_queue, spec.schedule.text if spec.schedule else None, spec.initial_position,
-         [spec.limits.records, spec.limits.bytes, spec.limits.seconds]],
+         spec.out_queue, spec.schedule.text if spec.schedule else None,
+         [spec.limits.records, spec.limits.bytes, spec.limits.seconds], reads],
         sort_keys=True,
         default=str,
     )
