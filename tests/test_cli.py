@@ -150,9 +150,13 @@ def test_status_and_checkpoints_reset_every_form(project: Project) -> None:
     assert reset("4")["to"] == 4
     eid = json.loads(invoke(project, "queues", "tail", "inventory.in", "-n", "1", "--json").stdout)["eid"]
     assert reset(eid)["to"] == 10
-    hour_ago = reset("-PT1H")
-    assert (hour_ago["to"], hour_ago["clamped"]) == (0, True)
-    assert reset(format_time(now_ms() + 3_600_000))["to"] == 10
+    hour_ago = reset("-PT1H")  # before the oldest event, within retention: where asked
+    assert (hour_ago["to"], hour_ago["clamped"]) == (0, False)
+    month_ago = reset(format_time(now_ms() - 30 * 86_400_000))  # older than retention (P7D): clamped
+    assert (month_ago["to"], month_ago["clamped"]) == (0, True)
+    future = invoke(project, "checkpoints", "reset", "low-stock", "--to", format_time(now_ms() + 3_600_000))
+    assert future.exit_code == 2 and "is in the future" in future.output
+    assert reset("latest")["to"] == 10
     rows = json.loads(invoke(project, "checkpoints", "list", "--json").stdout)
     assert rows[0]["bot"] == "low-stock" and rows[0]["position"] == 10 and rows[0]["lag"] == 0
 
@@ -177,7 +181,7 @@ def test_pause_and_resume(project: Project) -> None:
 def test_store_option_and_env_override_the_file(project: Project, tmp_path: Path) -> None:
     project.write(FILTER_PIPELINE)
     other = tmp_path / "other.db"
-    result = runner.invoke(app, ["queues", "put", "x", "-f", str(project.file), "--store", f"sqlite:///{other}"],
+    result = runner.invoke(app, ["queues", "put", "x", "--create", "-f", str(project.file), "--store", f"sqlite:///{other}"],
                            input='{"a": 1}\n')
     assert result.exit_code == 0, result.output
     assert other.exists() and not project.db.exists()
@@ -196,10 +200,11 @@ def test_status_works_when_the_file_is_broken(project: Project) -> None:
 
 @pytest.mark.parametrize("command", [["run"], ["status"], ["queues", "list"], ["checkpoints", "list"]])
 def test_a_store_url_error_is_one_line(project: Project, command: list[str]) -> None:
-    project.write(FILTER_PIPELINE.replace("version: 1", "version: 1\nstore: postgres://nowhere/db"))
-    result = invoke(project, *command)
+    project.write(FILTER_PIPELINE.replace("version: 1", "version: 1\nstore: postgres://leo:pa55@nowhere.invalid/db"))
+    result = runner.invoke(app, [*command, "-f", str(project.file)], env={"LEO_STORE": ""})
     assert result.exit_code == 1
-    assert "unsupported scheme 'postgres'" in result.output and "Traceback" not in result.output
+    assert "postgres://leo:***@nowhere.invalid/db: cannot connect" in result.output
+    assert "pa55" not in result.output and "Traceback" not in result.output
 
 
 def test_schema_accepts_the_bundled_example_and_rejects_a_typo(project: Project) -> None:

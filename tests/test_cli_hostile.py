@@ -202,3 +202,35 @@ def test_an_endless_pipelines_file_is_read_bounded(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "-f", "/dev/zero"], env={"LEO_STORE": ""})
     assert result.exit_code == 1
     assert result.output.strip() == "/dev/zero:1:1: the file is too big (more than 1,048,576 bytes)"
+
+
+# Terminal controls in text from outside: a window title, a screen clear, colours, a CR that
+# overwrites the line, an 8-bit CSI and a bidi override that reverses what follows.
+CONTROLS = "\x1b]0;pwned\x07\x1b[2J\x1b[31mred\r\u009b31m\u202egnp.exe"
+
+
+def _no_controls(text: str) -> bool:
+    return not any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F or c == "\u202e" for c in text)
+
+
+@pytest.mark.parametrize("command", [["status"], ["checkpoints", "list"], ["queues", "list"], ["queues", "tail", "q"],
+                                     ["queues", "tail", "q", "--json"], ["status", "--json"]])
+def test_controls_in_outside_text_are_shown_escaped(project: Project, command: list[str]) -> None:
+    project.write(FILTER_PIPELINE)
+    store = project.store()
+    store.append("inventory.in", [{"quantity": 1}])
+    store.record_failure("low-stock", f"callback said {CONTROLS}")
+    store.append("q", [{"name": CONTROLS}])
+    store.append(f"w{CONTROLS}", [{"a": 1}])  # the store takes any queue name
+    store.init_checkpoint(f"gone{CONTROLS}", "q", 0)
+    store.close()
+    result = run(project, *command)
+    assert result.exit_code == 0, result.output
+    assert _no_controls(result.output), repr(result.output)
+    if "--json" not in command:
+        flat = "".join(result.output.split())  # the table wraps long cells
+        assert "]0;pwned" in flat and ("\\x1b[2J" in flat or "\\u001b[2J" in flat)
+    elif command[0] == "queues":  # still JSON, with the same value
+        assert json.loads(result.output)["payload"] == {"name": CONTROLS}
+    else:
+        assert json.loads(result.output)["bots"][0]["last_error"] == f"callback said {CONTROLS}"

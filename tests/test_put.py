@@ -106,7 +106,7 @@ def test_accepted_lines_are_stored_byte_for_byte_minus_surrounding_blanks(projec
         b'  {"b":1,  "a":2}\t\r\n',  # CRLF, blanks around
         b"\n",
         b"   \r\n",
-        '{ "é" : "\\u00e9", "n": 1.50, "big": 123456789012345678901234567890 }\n'.encode(),
+        '{ "é" : "\\u00e9", "n": 1.50, "big": 18446744073709551615 }\n'.encode(),  # the largest integer kept
         b'"just a string"\n',
         b"[1,2 , 3]",  # a last line without its newline counts
     ]
@@ -119,7 +119,7 @@ def test_accepted_lines_are_stored_byte_for_byte_minus_surrounding_blanks(projec
     assert json.loads(result.stdout)["count"] == 4
     assert stored(project, "inventory.in") == [
         '{"b":1,  "a":2}',
-        '{ "é" : "\\u00e9", "n": 1.50, "big": 123456789012345678901234567890 }',
+        '{ "é" : "\\u00e9", "n": 1.50, "big": 18446744073709551615 }',
         '"just a string"',
         "[1,2 , 3]",
     ]

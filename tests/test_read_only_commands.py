@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FILTER_PIPELINE, Project, leo
+from .conftest import FILTER_PIPELINE, OBJECTS_PIPELINE, Project, leo
 
 READING = [["status"], ["queues", "list"], ["queues", "tail", "inventory.in"], ["checkpoints", "list"]]
 
@@ -165,3 +165,95 @@ def test_reading_commands_do_not_import_custom_bot_code(project: Project) -> Non
     validate = leo("validate", "-f", str(project.file))  # a command that checks bots does import it
     assert validate.returncode == 0, validate.stderr
     assert marker.exists()
+
+
+SECRET_PIPELINE = """
+version: 1
+object_types:
+  inventory: {key: sku}
+server: {port: "${LEO_TEST_UNSET_PORT}"}
+pipelines:
+  feed:
+    bots:
+      - id: low-stock
+        use: filter
+        in: inventory.changes
+        with: {query: {quantity: {lt: 5}}}
+        out: inventory.low
+      - id: notify
+        use: webhook_sender
+        in: inventory.low
+        with: {url: "${LEO_TEST_UNSET_RECEIVER_URL}", secret: "${LEO_TEST_UNSET_SECRET:?the ERP's signing secret}"}
+"""
+
+NOT_RUNNING_BOTS = [
+    ["status"], ["queues", "list"], ["queues", "tail", "inventory.changes"], ["checkpoints", "list"],
+    ["partners", "list"], ["webhooks", "list"], ["streams", "list"], ["deadletters", "list"],
+    ["bots", "pause", "notify"], ["bots", "resume", "notify"], ["checkpoints", "reset", "low-stock", "--to", "earliest"],
+    ["queues", "put", "inventory.changes", "-"], ["ingest", "inventory", "-"], ["partners", "create", "erp"],
+]
+
+
+@pytest.mark.parametrize("command", NOT_RUNNING_BOTS, ids=" ".join)
+def test_commands_that_run_no_bots_need_only_the_store_and_the_names(project: Project, command: list[str]) -> None:
+    """A webhook sender's ${RECEIVER_URL} (and a ${PORT}) unset in the operator's shell: every
+    command that runs no bot still works; `leo run` and `leo validate` name the variable."""
+    project.write(SECRET_PIPELINE)
+    store = project.store()
+    store.append("inventory.changes", [{"sku": "A", "quantity": 1}])
+    store.close()
+    env = {"LEO_STORE": ""}
+
+    result = leo(*command, "-f", str(project.file), env=env, input='{"sku": "B", "quantity": 2}\n')
+
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+    assert "LEO_TEST_UNSET" not in result.stderr  # not even a warning on every call
+    if command == ["status"]:
+        status = leo("status", "--json", "-f", str(project.file), env=env)
+        notify = next(bot for bot in json.loads(status.stdout)["bots"] if bot["id"] == "notify")
+        assert (notify["pipeline"], notify["use"], notify["kind"]) == ("feed", "webhook_sender", "sink")
+
+
+@pytest.mark.parametrize("command", [["validate"], ["run", "--no-http"]], ids=" ".join)
+def test_commands_that_check_or_run_bots_name_every_unset_variable(project: Project, command: list[str]) -> None:
+    project.write(SECRET_PIPELINE)
+    result = leo(*command, "-f", str(project.file), env={"LEO_STORE": ""}, timeout=30)
+    assert result.returncode == 1
+    for name in ("LEO_TEST_UNSET_PORT", "LEO_TEST_UNSET_RECEIVER_URL", "LEO_TEST_UNSET_SECRET"):
+        assert f"environment variable '{name}'" in result.stderr, result.stderr
+    assert "the ERP's signing secret" in result.stderr
+
+
+@pytest.mark.parametrize(("where", "text"), [
+    ("a bot id", FILTER_PIPELINE.replace("id: low-stock", "id: ${LEO_TEST_UNSET_ID}")),
+    ("an input queue", FILTER_PIPELINE.replace("in: inventory.in", "in: ${LEO_TEST_UNSET_QUEUE}")),
+    ("a pipeline's name", FILTER_PIPELINE.replace("feed:", "${LEO_TEST_UNSET_NAME}:")),
+])
+def test_an_unset_variable_in_a_name_stays_an_error(project: Project, where: str, text: str) -> None:
+    from leo_runtime.config import load_config
+    from leo_runtime.errors import ConfigError
+
+    project.write(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.file, import_bots=False)
+    assert "LEO_TEST_UNSET" in str(caught.value.problems), where
+
+
+def test_an_unset_variable_in_the_store_url_is_an_error_naming_it(project: Project) -> None:
+    project.write(FILTER_PIPELINE + "store: sqlite:///${LEO_TEST_UNSET_DB}\n")
+    result = leo("status", "-f", str(project.file), env={"LEO_STORE": ""})
+    assert result.returncode == 1
+    assert "LEO_TEST_UNSET_DB" in result.stderr and "Traceback" not in result.stderr
+    assert list(project.root.iterdir()) == [project.file]
+
+
+def test_ingest_imports_no_custom_bot_code(project: Project) -> None:
+    project.write(MARKING_BOT, "bots/slow.py")
+    project.write(OBJECTS_PIPELINE + "      - {id: slow, use: ./bots/slow.py:Slow, in: inventory.low_stock, out: done}\n")
+    marker = project.root / "bots" / "imported.marker"
+
+    result = leo("ingest", "inventory", "-f", str(project.file), env={"LEO_STORE": ""}, input='[{"sku": "A"}]')
+
+    assert result.returncode == 0, result.stderr
+    assert "1 created" in result.stdout
+    assert not marker.exists(), "`leo ingest` imported the custom bot"

@@ -35,37 +35,48 @@ def test_list_and_status_show_partner_partitions_checkpoints_heads_and_lag(proje
     assert (stream["id"], stream["partner"], stream["object_type"], stream["generation"], stream["lag"]) == (
         stream_id, "acme", "inventory", 1, 6)
     assert [(p["partition"], p["lag"]) for p in stream["partitions"]] == [(0, 3), (1, 3)]
-    assert all(p["head"] > p["checkpoint"] for p in stream["partitions"])
+    # Positions as the API shows them: opaque, each of its own partition.
+    assert all(p["head"] != p["checkpoint"] for p in stream["partitions"])
+    assert stream["partitions"][0]["head"][:8] != stream["partitions"][1]["head"][:8]
     table = leo("streams", "list", "-f", str(project.file), env={"COLUMNS": "200"})
     assert stream_id in table.stdout and "acme" in table.stdout and "leased until" in table.stdout
     status = leo("status", "--json", "-f", str(project.file))
     report = json.loads(status.stdout)
     assert report["streams"] == [stream]
-    writer = next(bot for bot in report["bots"] if bot["id"] == f"streams:{stream_id}")
+    assert (stream["writer"], stream["writer_cursor"]) == ("streams:inventory", 0)  # its writer never ran
+    writer = next(bot for bot in report["bots"] if bot["id"] == "streams:inventory")
     assert writer["system"] is True and writer["pipeline"] == "system:streams"
     assert stream_id in leo("status", "-f", str(project.file), env={"COLUMNS": "200"}).stdout
 
 
 def test_reset_moves_the_checkpoints_and_grows_the_generation(project: Project) -> None:
     stream_id = seeded(project)
-    store = project.store()
-    heads = [store.queue_head(f"streams.{stream_id}.{p}") for p in (0, 1)]
-    store.close()
+    [before] = json.loads(leo("streams", "list", "--json", "-f", str(project.file)).stdout)
     latest = leo("streams", "reset", stream_id, "--to", "latest", "--json", "-f", str(project.file))
     assert latest.returncode == 0, latest.stderr
     moved = json.loads(latest.stdout)
-    assert moved["generation"] == 2 and all(p["checkpoint"] >= max(heads) for p in moved["partitions"])
+    [listed] = json.loads(leo("streams", "list", "--json", "-f", str(project.file)).stdout)
+    assert moved["generation"] == 2 and [p["lag"] for p in listed["partitions"]] == [0, 0]
+    assert [p["checkpoint"] for p in moved["partitions"]] == [p["checkpoint"] for p in listed["partitions"]]
+    # A position as `streams list` shows it (opaque, as the API's) moves that partition back there.
+    back_to = before["partitions"][0]["checkpoint"]
+    exact = leo("streams", "reset", stream_id, "--to", back_to, "--json", "-f", str(project.file))
+    assert exact.returncode == 0, exact.stderr
+    assert [(p["partition"], p["checkpoint"]) for p in json.loads(exact.stdout)["partitions"]] == [(0, back_to)]
+    [again] = json.loads(leo("streams", "list", "--json", "-f", str(project.file)).stdout)
+    assert [p["lag"] for p in again["partitions"]] == [3, 0] and again["generation"] == 3
     back = leo("streams", "reset", stream_id, "--to", "-PT1H", "--partitions", "1", "-f", str(project.file))
     assert back.returncode == 0, back.stderr
-    assert f"stream '{stream_id}' reset to -PT1H" in back.stdout and "generation 3" in back.stdout
+    assert f"stream '{stream_id}' reset to -PT1H" in back.stdout and "generation 4" in back.stdout
     [after] = json.loads(leo("streams", "list", "--json", "-f", str(project.file)).stdout)
-    assert [p["lag"] for p in after["partitions"]] == [0, 3]  # partition 1 replays its records
+    assert [p["lag"] for p in after["partitions"]] == [3, 3]  # partition 1 replays its records (0 was moved back)
 
 
 def test_bad_usage_is_one_line_and_exit_2(project: Project) -> None:
     stream_id = seeded(project)
     for args, needle in [
-        (["--to", "soon"], "--to: invalid time"),
+        (["--to", "soon"], "--to: 'soon' is not a WHEN"),
+        (["--to", "2026-11-26T19:00:00"], "--to: invalid time '2026-11-26T19:00:00': it has no UTC offset"),
         (["--to", "PT1H"], "starts with '-'"),
         (["--to", "2999-01-01T00:00:00Z"], "in the future"),
         (["--to", "earliest", "--partitions", "2"], "--partitions: 2 is not a partition"),

@@ -9,36 +9,114 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
-from ..config import Config, load_config
-from ..config.loader import read_pipelines_text
-from ..errors import ConfigError, ConfigFileMissing, InputError, LeoError, UsageError
-from ..safetext import bounded, redact_urls
-from ..store import Store, open_store
-from ..yaml_loader import load_yaml
+from ..errors import ConfigError, ConfigFileMissing, LeoError, UsageError
+from ..safetext import bounded, printable, redact_urls
 
-# User and bot text is printed verbatim: no rich markup ("[/x]" in a bot's error would crash a
-# table), no ":emoji:" codes, no highlighting. Every table cell and message goes through these.
-out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+if TYPE_CHECKING:  # imported where used: `leo --help` needs neither rich nor the models nor the store
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ..config import Config
+    from ..store import Store
+
+
+class Table:
+    """A view's table of text cells. On a terminal rich draws it, folded to the window; anywhere
+    else (a pipe, a file, ``watch``) it is plain and full width: a header line, then one line per
+    row, cells separated by tabs, nothing wrapped or cut (``leo status | grep erp``, ``cut -f``).
+
+    Cells are text from outside too: shown through `safetext.printable` (a tab or newline inside
+    a cell is escaped as well, so one row stays one line), never read as rich markup."""
+
+    def __init__(self, title: str = "", **_style: Any) -> None:
+        self.title = title
+        self.columns: list[tuple[str, dict[str, Any]]] = []
+        self.rows: list[list[str]] = []
+
+    def add_column(self, header: str, **style: Any) -> None:
+        self.columns.append((header, style))
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append([printable(cell) for cell in cells])
+
+    def plain_lines(self) -> list[str]:
+        """The table as it is written to a pipe or a file."""
+        lines = [f"# {self.title}"] if self.title else []
+        lines.append("\t".join(header for header, _ in self.columns))
+        lines.extend("\t".join(_one_line(cell) or "-" for cell in row) for row in self.rows)
+        return lines
+
+    def rich_table(self) -> Any:
+        from rich.table import Table as RichTable
+        from rich.text import Text
+
+        table = RichTable(title=self.title or None, title_justify="left")
+        for header, style in self.columns:
+            table.add_column(header, **style)
+        for row in self.rows:
+            table.add_row(*(Text(cell) for cell in row))  # Text: shown as written, never markup
+        return table
+
+
+def _one_line(cell: str) -> str:
+    return cell.replace("\t", "\\t").replace("\n", "\\n") if "\t" in cell or "\n" in cell else cell
+
+
+class SafeConsole:
+    """Where the CLI prints: text from outside as written but with its control characters
+    escaped (`safetext.printable`), so an ESC sequence in a callback's answer or a bot's error
+    never retitles, clears or colours the operator's terminal, and never read as rich markup
+    ("[/x]" in a bot's error). A `Table` is drawn by rich on a terminal and written as plain
+    lines elsewhere; rich is imported only then (and for progress bars)."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self.stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            # User and bot text is printed verbatim: no rich markup ("[/x]" in a bot's error
+            # would crash a table), no ":emoji:" codes, no highlighting, controls escaped.
+            self._console = Console(stderr=self.stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+        return self._console
+
+    def print(self, *objects: str | Table, **kwargs: Any) -> None:
+        """Each object on its own terms: text as written (controls escaped), then a newline; a
+        `Table` drawn by rich on a terminal, else as plain lines."""
+        stream = sys.stderr if self.stderr else sys.stdout
+        for item in objects:
+            if not isinstance(item, Table):
+                stream.write(printable(str(item)) + "\n")
+            elif _is_terminal(stream):
+                stream.flush()
+                self.console.print(item.rich_table())
+            else:
+                stream.write("".join(line + "\n" for line in item.plain_lines()))
+        stream.flush()
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # closed, or not a file at all
+        return False
+
+
+out = SafeConsole()
+err = SafeConsole(stderr=True)
 
 FileOption = Annotated[
-    Path, typer.Option("-f", "--file", envvar="LEO_PIPELINES", help="pipelines file", show_default=True)
+    Path, typer.Option("-f", "--file", envvar="LEO_PIPELINES", metavar="FILE", help="pipelines file", show_default=True)
 ]
 StoreOption = Annotated[
-    str | None, typer.Option("--store", envvar="LEO_STORE", help="store URL (overrides the file's 'store')")
+    str | None, typer.Option("--store", envvar="LEO_STORE", metavar="URL", help="store URL (overrides the file's 'store')")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
@@ -46,12 +124,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handles_errors(func: F) -> F:
-    """Turn errors into exit codes, one line on stderr and no traceback.
+    """Turn errors into exit codes, one line on stderr and no traceback. A `LeoError` exits with
+    its class's ``exit_code`` (see `leo_runtime.errors`):
 
     Exit 2 (bad usage): the command line itself is wrong: typer's own checks (unknown option,
-    missing argument, a value of the wrong type or out of range) and every `UsageError`: a
-    value that does not parse (``--to``, ``--log-level``), or that names nothing there is
-    (an unknown bot, a queue the bot does not read, a ``-f`` that is no file).
+    missing argument, a value of the wrong type or out of range), every `UsageError` (a value
+    that does not parse, like ``--to`` or ``--log-level``; a ``-f`` that is no file) and every
+    name that names nothing there is, whatever it names (`errors.unknown_name`, `NotFound`: a
+    bot, a queue, a partner, a webhook, a stream, an object type), with a did-you-mean.
     Exit 1: the command line is fine but what it points at is not: an invalid pipelines file
     (every problem, located), input that is not acceptable (an `InputError`: lines that are
     not strict JSON, objects without a key, a bad scope or name; HTTP 422), a store that cannot be opened, a folder in the
@@ -62,18 +142,12 @@ def handles_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except InputError as exc:  # bad data (JSON lines, objects, a scope): exit 1, not usage
-            print_error(exc)
-            raise typer.Exit(1) from None
-        except UsageError as exc:  # before ConfigError: a missing -f file is both
-            print_error(exc)
-            raise typer.Exit(2) from None
-        except ConfigError as exc:
-            print_problems(exc)
-            raise typer.Exit(1) from None
-        except LeoError as exc:
-            print_error(exc)
-            raise typer.Exit(1) from None
+        except LeoError as exc:  # the class says the exit code (errors.py), not the order of clauses
+            if isinstance(exc, ConfigError):
+                print_problems(exc)
+            else:
+                print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:  # `leo ... | head`: the reader is gone, so is the output
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(1) from None
@@ -101,22 +175,31 @@ def print_problems(exc: ConfigError) -> None:
 
 
 def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+    """`value` as indented JSON on stdout; controls JSON leaves raw (C1, bidi) are ``\\u`` escaped."""
+    sys.stdout.write(printable(json.dumps(value, indent=2, ensure_ascii=False, default=str), json=True) + "\n")
 
 
 
 def load(file: Path, *, import_bots: bool = True) -> Config:
     """The validated pipelines file (ConfigError lists every problem)."""
+    from ..config import load_config
+
     return load_config(file, display_name=str(file), import_bots=import_bots)
 
 
 def _store_url_of(file: Path) -> tuple[str, Path]:
     """The store an invalid pipelines file names: its `store:` read from the raw YAML."""
+    from ..config.loader import read_pipelines_text
+    from ..yaml_loader import Unset, load_yaml
+
     try:
         text = read_pipelines_text(file, str(file))  # bounded (never -f /dev/zero into memory)
     except ConfigFileMissing as exc:
         raise ConfigFileMissing(f"{exc}; or pass --store URL") from None
-    data = load_yaml(text, str(file)).data  # a YAML error is reported as is
+    data = load_yaml(text, str(file), unset="warn").data  # a YAML error is reported as is
+    if isinstance(data, dict) and isinstance(data.get("store"), Unset):
+        raise LeoError(f"{file}: 'store: {data['store']}' names an environment variable that is not set; "
+                       "set it or pass --store URL")
     if isinstance(data, dict) and isinstance(data.get("store"), str):
         return data["store"], file.resolve().parent
     if isinstance(data, dict) and "store" not in data:
@@ -126,6 +209,8 @@ def _store_url_of(file: Path) -> tuple[str, Path]:
 
 def config_store(config: Config | None, store: str | None, *, read_only: bool = False) -> Store:
     """``--store`` (relative to the current folder) if given, else the store of `config`."""
+    from ..store import open_store
+
     if store:
         return open_store(store, Path.cwd(), read_only=read_only)
     assert config is not None, "without --store, the store is the config's"
@@ -146,6 +231,8 @@ def open_project(file: Path, store: str | None, *, read_only: bool = False) -> t
         config = None
     if store or config is not None:
         return config_store(config, store, read_only=read_only), config
+    from ..store import open_store
+
     if not file.exists():
         raise UsageError(f"{file}: file not found; pass -f FILE or --store URL (or run `leo init`)")
     url, base = _store_url_of(file)
@@ -169,16 +256,18 @@ class progress:
     def __init__(self, total: int, label: str, enabled: bool, *, unit: str = "items") -> None:
         self.enabled = enabled
         self.total = total
-        self.label = label
+        self.label = printable(label)  # it may name a file or a queue
         self.unit = unit
         self.bar: Progress | None = None
 
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
+        from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         done = DownloadColumn() if self.unit == "bytes" else MofNCompleteColumn()
         self.bar = Progress(
-            TextColumn("{task.description}", markup=False), BarColumn(), done, TimeRemainingColumn(), console=err
+            TextColumn("{task.description}", markup=False), BarColumn(), done, TimeRemainingColumn(), console=err.console
         )
         self.bar.start()
         task = self.bar.add_task(self.label, total=self.total or None)

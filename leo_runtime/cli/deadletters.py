@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from ..config import DEFAULT_FILE, NAME_PATTERN, Config
-from ..errors import UsageError
-from ..operations import dead_letter_report
-from ..store import Store
+from ..config import DEFAULT_FILE
+from ..errors import UsageError, unknown_name
 from .app import deadletters_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, out, project_store
+from .common import FileOption, JsonOption, StoreOption, Table, emit_json, err, handles_errors, out, project_store
 
 
 @deadletters_app.command("list")
@@ -28,7 +24,11 @@ def deadletters_list(
     as_json: JsonOption = False,
 ) -> None:
     """Dead-lettered events waiting to be sent back: where they came from and why they failed."""
-    with project_store(file, store) as (the_store, _):
+    from ..operations import dead_letter_queues, dead_letter_report
+
+    with project_store(file, store) as (the_store, config):
+        if queue is not None and queue not in (known := dead_letter_queues(the_store, config)):
+            raise unknown_name("dead-letter queue", queue, known, "it is a queue named by a bot's on_error.dead_letter")
         letters = dead_letter_report(the_store, queue, include_redriven=include_redriven)
     if as_json:
         emit_json(letters)
@@ -47,7 +47,7 @@ def deadletters_list(
         if include_redriven:
             sent = letter["redriven_queue"]
             cells.append(f"{sent}@{letter['redriven_position']}" if sent else "-")
-        table.add_row(*(Text(cell) for cell in cells))  # bot text verbatim, never rich markup
+        table.add_row(*cells)  # bot text verbatim, never rich markup (see common.Table)
     out.print(table)
 
 
@@ -56,11 +56,11 @@ def deadletters_list(
 def deadletters_redrive(
     queue: Annotated[str, typer.Argument(help="the dead-letter queue")],
     to: Annotated[
-        str | None, typer.Option("--to", help="send them to this queue instead of the queue each came from")
+        str | None, typer.Option("--to", metavar="QUEUE", help="send them to this queue instead of the queue each came from")
     ] = None,
-    bot: Annotated[str | None, typer.Option("--bot", help="only the events this bot gave up on")] = None,
+    bot: Annotated[str | None, typer.Option("--bot", metavar="BOT", help="only the events this bot gave up on")] = None,
     positions: Annotated[
-        list[int] | None, typer.Option("--position", help="only this dead-letter position (repeatable)")
+        list[int] | None, typer.Option("--position", metavar="POSITION", help="only this dead-letter position (repeatable)")
     ] = None,
     file: FileOption = Path(DEFAULT_FILE),
     store: StoreOption = None,
@@ -69,6 +69,9 @@ def deadletters_redrive(
     """Send dead-lettered events back to the queue they came from (or --to another), all at once.
 
     They are appended again (payload untouched) and marked as sent back in one transaction."""
+    from ..config import NAME_PATTERN
+    from ..operations import other_readers, redrive_dead_letters
+
     if to is not None and not re.fullmatch(NAME_PATTERN, to):
         raise UsageError(f"--to {to!r} is not a queue name: letters, digits, '_', '.' and '-'")
     if to == queue:
@@ -76,8 +79,7 @@ def deadletters_redrive(
     if positions is not None and any(position < 1 for position in positions):
         raise UsageError("--position takes the position of a dead-lettered event (1 or more)")
     with project_store(file, store) as (the_store, config):
-        _check_selection(the_store, queue, bot, positions)
-        redriven = the_store.redrive_dead_letters(queue, to=to, bot_id=bot, positions=positions)
+        redriven = redrive_dead_letters(the_store, queue, to=to, bot=bot, positions=positions)
     rows = [
         {"position": letter.position, "bot": letter.bot_id, "source_queue": letter.source_queue,
          "source_position": letter.source_position, "queue": letter.redriven_queue,
@@ -91,38 +93,6 @@ def deadletters_redrive(
             out.print(f"{queue}@{row['position']} (from {row['source_queue']}@{row['source_position']}) -> "
                       f"{row['queue']}@{row['new_position']}", markup=False)
         out.print(f"sent back {len(rows)} event(s) from '{queue}'", markup=False)
-    for note in _other_readers(config, redriven):
+    for note in other_readers(config, redriven):
         err.print(note, markup=False)
 
-
-def _check_selection(store: Store, queue: str, bot: str | None, positions: list[int] | None) -> None:
-    """UsageError when `queue` holds no dead letters at all, or a --position is not waiting in it."""
-    every = store.dead_letters(queue, include_redriven=True)
-    if not every:
-        queues = sorted({letter.queue for letter in store.dead_letters(include_redriven=True)})
-        known = f"; dead-letter queues: {', '.join(queues)}" if queues else "; no bot has dead-lettered an event yet"
-        raise UsageError(f"queue '{queue}' holds no dead-lettered events{known}")
-    if bot is not None and not any(letter.bot_id == bot for letter in every):
-        bots = sorted({letter.bot_id for letter in every})
-        raise UsageError(f"no event in '{queue}' was dead-lettered by bot '{bot}' (it holds events of: {', '.join(bots)})")
-    if positions:
-        waiting = {letter.position for letter in every if letter.redriven_at is None}
-        missing = sorted(set(positions) - waiting)
-        if missing:
-            raise UsageError(
-                f"position(s) {', '.join(map(str, missing))} are not waiting in '{queue}' "
-                "(already sent back, or not dead letters): see `leo deadletters list --all`"
-            )
-
-
-def _other_readers(config: Config | None, redriven: list[Any]) -> list[str]:
-    """Notes for queues that bots other than the one that gave up also read: they see it again."""
-    if config is None:
-        return []
-    notes = []
-    for queue in sorted({letter.redriven_queue for letter in redriven}):
-        senders = {letter.bot_id for letter in redriven if letter.redriven_queue == queue}
-        others = sorted(spec.id for spec in config.bots if spec.in_queue == queue and spec.id not in senders)
-        if others:
-            notes.append(f"note: '{queue}' is also read by {', '.join(others)}: they will get these events again")
-    return notes

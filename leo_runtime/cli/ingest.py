@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import difflib
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
 from ..config import DEFAULT_FILE
-from ..errors import InputError, LeoError, UsageError
-from ..objects import IngestResult, array_objects, batch_of_rows, file_lines, ndjson_pages, object_rows, row_pages
-from ..sources.files import csv_objects
-from ..store import ObjectPage
+from ..errors import InputError, LeoError, UsageError, unknown_name
 from .app import app
 from .common import FileOption, JsonOption, StoreOption, config_store, emit_json, handles_errors, load, out, progress
+
+if TYPE_CHECKING:
+    from ..fieldtypes import FieldCaster
+    from ..store import ObjectPage
 
 PROGRESS_FROM = 5000  # objects: shorter inputs finish before a bar would help
 
@@ -40,15 +40,20 @@ def ingest(
 
     Every object is checked first: a bad line or a missing key writes nothing.
     """
-    config = load(file)
+    from ..fieldtypes import caster_for
+    from ..objects import IngestResult, batch_of_rows
+
+    config = load(file, import_bots=False)  # the object types, not the bots: no custom bot code runs
     declared = config.model.object_types
     if object_type not in declared:
-        raise InputError(_unknown_type(object_type, sorted(declared), file))
+        known = f"declared: {', '.join(declared)}; " if declared else ""
+        raise unknown_name("object type", object_type, declared,
+                           f"{known}declare it under object_types in {file} (nothing was written)")
     key_field = declared[object_type].key
     name = "stdin" if source == "-" else source
     with _opened(source) as handle:
         try:
-            pages, total = _pages(handle, name, key_field, count=not as_json)
+            pages, total = _pages(handle, name, key_field, count=not as_json, cast=caster_for(config, object_type))
         except LeoError as exc:
             raise InputError(f"{exc} (nothing was written)") from None
         with (
@@ -73,30 +78,28 @@ def ingest(
     )
 
 
-def _unknown_type(object_type: str, declared: list[str], file: Path) -> str:
-    close = difflib.get_close_matches(object_type, declared, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    known = f"; declared: {', '.join(declared)}" if declared else ""
-    return f"unknown object type '{object_type}'{hint}{known}; declare it under object_types in {file} (nothing was written)"
-
-
-def _pages(handle: IO[bytes], name: str, key_field: str, *, count: bool) -> tuple[Iterable[ObjectPage], int]:
+def _pages(
+    handle: IO[bytes], name: str, key_field: str, *, count: bool, cast: FieldCaster | None = None
+) -> tuple[Iterable[ObjectPage], int]:
     """The input as pages (lazy for NDJSON, whose lines are parsed only where the store does not
     hold them as they are) and how many objects (NDJSON: lines) it holds, by its format (an
     NDJSON input is read an extra time for that only with `count`: it sizes the progress bar)."""
+    from ..objects import array_objects, file_lines, ndjson_pages, object_rows, row_pages
+    from ..sources.files import csv_objects
+
     if name.lower().endswith(".csv"):
         data = handle.read()
-        return row_pages(object_rows(csv_objects(data, name), key_field, name)), max(data.count(b"\n") - 1, 0)
+        return row_pages(object_rows(csv_objects(data, name), key_field, name, cast)), max(data.count(b"\n") - 1, 0)
     start = handle.read(4096).lstrip(b" \t\r\n")
     handle.seek(0)
     if start.startswith(b"["):
         items = list(array_objects(handle.read(), name))
-        return row_pages(object_rows(items, key_field, name)), len(items)
+        return row_pages(object_rows(items, key_field, name, cast)), len(items)
     if not count:
-        return ndjson_pages(file_lines(handle), name, key_field), 0
+        return ndjson_pages(file_lines(handle), name, key_field, cast=cast), 0
     total = sum(1 for _ in file_lines(handle))
     handle.seek(0)
-    return ndjson_pages(file_lines(handle), name, key_field), total
+    return ndjson_pages(file_lines(handle), name, key_field, cast=cast), total
 
 
 def _counted(pages: Iterable[ObjectPage], advance: Callable[[int], None]) -> Iterator[ObjectPage]:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import __version__
-from ..config import DEFAULT_FILE, json_schema
+from ..config import DEFAULT_FILE
 from ..errors import ConfigError, LeoError, Problem, UsageError
 from .app import app
 from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, load, out, print_problems
@@ -72,7 +72,8 @@ def init(
     for rel in files:
         out.print(f"  {rel}", markup=False)
     where = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
-    out.print(f"next: {where}leo run    (then, in another terminal: leo status)", markup=False)
+    out.print(f"next: {where}leo test    (runs pipelines.leo-test.yaml; no store, no network)", markup=False)
+    out.print(f"then: {where}leo run     (and, in another terminal: leo status)", markup=False)
 
 
 @app.command()
@@ -81,15 +82,15 @@ def validate(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, a
     """Check the pipelines file; print FILE:LINE:COL: message per problem."""
     try:
         config = load(file)
-    except UsageError:
-        raise  # a -f that is no file: bad usage (exit 2), not a file with problems
     except ConfigError as exc:
+        if exc.exit_code != 1:
+            raise  # a -f that is no file: bad usage (exit 2), not a file with problems
         if as_json:
             emit_json({"valid": False, "file": str(file), "problems": [_problem_dict(p) for p in exc.problems]
                         or [{"severity": "error", "message": str(exc)}]})
         else:
             print_problems(exc)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exc.exit_code) from None
     if as_json:
         emit_json(
             {
@@ -123,13 +124,23 @@ def _problem_dict(problem: Problem) -> dict[str, Any]:
 @app.command()
 @handles_errors
 def schema(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Print the JSON Schema of pipelines.yaml (for editors)."""
-    emit_json(json_schema())
+    """Print the JSON Schema of pipelines.yaml (for editors), with the settings of the custom bots the file names."""
+    from ..config.schema import file_bots, json_schema
+    from ..registry import BotRegistry
+
+    registry = BotRegistry()
+    emit_json(json_schema(registry, file_bots(file, registry) if file.is_file() else None))
 
 
 
 
 @app.command()
-def version() -> None:
-    """Print the version."""
+@handles_errors
+def version(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Print the version (-f and --store are accepted, as by every command, and not used)."""
+    import platform
+
+    if as_json:
+        emit_json({"name": "leo-runtime", "version": __version__, "python": platform.python_version()})
+        return
     out.print(f"leo-runtime {__version__}", markup=False)

@@ -17,11 +17,8 @@ from typing import IO, Annotated, Any
 import typer
 
 from ..config import DEFAULT_FILE
-from ..errors import UsageError
-from ..jsonio import JSONInputError, dumps, parse
-from ..operations import queue_report
-from ..staging import publish, stage_lines
-from ..store import Store
+from ..errors import UsageError, unknown_name
+from ..safetext import printable
 from ..timeutil import format_time
 from .app import queues_app
 from .common import FileOption, JsonOption, StoreOption, emit_json, err, handles_errors, out, progress, project_store
@@ -32,6 +29,8 @@ from .status import print_queues
 @handles_errors
 def queues_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every queue with its depth and head."""
+    from ..operations import queue_report
+
     with project_store(file, store, read_only=True) as (the_store, _):
         queues = queue_report(the_store)
     if as_json:
@@ -44,18 +43,21 @@ def queues_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None
 @handles_errors
 def queues_tail(
     queue: Annotated[str, typer.Argument(help="queue name")],
-    count: Annotated[int, typer.Option("-n", "--lines", min=0, max=1_000_000, help="how many of the newest events")] = 10,
+    count: Annotated[
+        int, typer.Option("-n", "--lines", min=0, max=1_000_000, metavar="N", help="how many of the newest events")
+    ] = 10,
     follow: Annotated[bool, typer.Option("--follow", help="keep printing new events until Ctrl-C")] = False,
     file: FileOption = Path(DEFAULT_FILE),
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Print the newest events of a queue (--json: one event per line)."""
-    with project_store(file, store, read_only=True) as (the_store, _), contextlib.suppress(KeyboardInterrupt):
-        known = {info.name for info in the_store.queues()}
-        if queue not in known and not follow:
-            raise UsageError(_unknown_queue(queue, known))
-        events = _last_events(the_store, queue, count)
+    from ..operations import known_queues, last_events
+
+    with project_store(file, store, read_only=True) as (the_store, config), contextlib.suppress(KeyboardInterrupt):
+        if queue not in (known := known_queues(the_store, config)):
+            raise unknown_name("queue", queue, known, "see `leo queues list`")
+        events = last_events(the_store, queue, count)
         position = events[-1].seq if events else the_store.last_position()
         for event in events:
             _print_event(event, as_json)
@@ -69,36 +71,15 @@ def queues_tail(
                 time.sleep(0.2)
 
 
-def _unknown_queue(queue: str, known: set[str]) -> str:
-    import difflib
-
-    hint = difflib.get_close_matches(queue, sorted(known), n=1)
-    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-    return f"unknown queue '{queue}'{suggestion}; see `leo queues list`"
-
-
-def _last_events(store: Store, queue: str, count: int) -> list[Any]:
-    if count == 0:
-        return []
-    # Walk back from the head in pages: positions are global, so a queue's events are sparse.
-    head = store.queue_head(queue)
-    found: list[Any] = []
-    window = max(count * 4, 1000)
-    start = head
-    first = store.first_position()
-    while start > first and len(found) < count:
-        start = max(first, start - window)
-        page = store.read(queue, start, count + len(found) + window)
-        found = [event for event in page if event.seq <= head]
-        window *= 4
-    return found[-count:]
 
 
 def _print_event(event: Any, as_json: bool) -> None:
+    # A payload is outside text: shown through `printable` (JSON stays JSON with the same value).
     if as_json:
-        sys.stdout.write(_event_json(event) + "\n")
+        sys.stdout.write(printable(_event_json(event), json=True) + "\n")
     else:
-        sys.stdout.write(f"{event.seq}\t{format_time(event.timestamp)}\t{event.payload_json}\n")
+        shown = printable(printable(event.payload_json, json=True))  # JSON's escapes; raw C0 only if not strict JSON
+        sys.stdout.write(f"{event.seq}\t{format_time(event.timestamp)}\t{shown}\n")
     sys.stdout.flush()
 
 
@@ -106,6 +87,8 @@ def _event_json(event: Any) -> str:
     """One line of strict JSON for `event`, whatever its stored text: a payload that is not
     strict JSON (written before input was checked, or by a bot's RawJSON) is shown as a string
     in ``payload_text`` with ``payload_error`` saying why, and ``payload`` null."""
+    from ..jsonio import JSONInputError, dumps, parse
+
     try:
         parse(event.payload_json)
     except JSONInputError as exc:
@@ -122,11 +105,19 @@ def _event_json(event: Any) -> str:
 def queues_put(
     queue: Annotated[str, typer.Argument(help="queue name")],
     source: Annotated[str, typer.Argument(help="NDJSON file, one payload per line; - for stdin")] = "-",
+    create: Annotated[bool, typer.Option(
+        "--create", help="the queue is new: neither the store nor the pipelines file knows it yet")] = False,
     file: FileOption = Path(DEFAULT_FILE),
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Append payloads (one JSON value per line) to a queue: every line, or none if one is bad."""
+    """Append payloads (one JSON value per line) to a queue: every line, or none if one is bad.
+
+    The queue is one the store holds or the pipelines file names; a new one needs --create."""
+    from ..jsonio import JSONInputError
+    from ..operations import known_queues
+    from ..staging import publish, stage_lines
+
     if not QUEUE_NAME.fullmatch(queue):
         raise UsageError(f"invalid queue name {queue!r}: use letters, digits, '_', '.', '-'")
     name = "stdin" if source == "-" else source
@@ -141,10 +132,13 @@ def queues_put(
                     raise JSONInputError(f"{exc}; nothing was written") from None  # bad input: exit 1
         with (
             staged,
-            project_store(file, store) as (the_store, _),
-            progress(staged.count, f"put {queue}", enabled=not as_json and staged.count >= 5000) as advance,
+            project_store(file, store) as (the_store, config),
         ):
-            first, last = publish(the_store, queue, staged, advance=advance)
+            if not create and queue not in (known := known_queues(the_store, config)):
+                raise unknown_name("queue", queue, known, "see `leo queues list`, or pass --create for a new queue "
+                                   "(nothing was written)")
+            with progress(staged.count, f"put {queue}", enabled=not as_json and staged.count >= 5000) as advance:
+                first, last = publish(the_store, queue, staged, advance=advance)
     except KeyboardInterrupt:
         err.print(f"interrupted: nothing was put on queue '{queue}'", markup=False)
         raise typer.Exit(130) from None

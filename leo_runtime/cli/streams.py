@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from ..config import DEFAULT_FILE, Config, PipelinesFile
-from ..delivery.streams import reset, stream_by_id, stream_report
-from ..errors import InputError, NotFound, UsageError
+from ..config import DEFAULT_FILE
+from ..errors import InputError, NotFound, UsageError, unknown_name
 from ..safetext import shown
-from ..store import Store
+from ..when import RESET_FORMS, forms_text
 from .app import streams_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store
+from .common import FileOption, JsonOption, StoreOption, Table, emit_json, handles_errors, out, project_store
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 @streams_app.command("list")
 @handles_errors
 def streams_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every partner stream: its partner, and per partition the checkpoint, head and lag."""
+    from ..delivery.streams import stream_report
+
     with project_store(file, store, read_only=True) as (the_store, _):
         streams = stream_report(the_store)
     if as_json:
@@ -46,7 +47,7 @@ def print_streams(streams: list[dict[str, Any]]) -> None:
                      stream["object_type"] if first else "", str(stream["generation"]) if first else "",
                      str(part["partition"]), str(part["checkpoint"]), str(part["head"]), str(part["lag"]),
                      part["leased_until"] or "-")
-            table.add_row(*(Text(cell) for cell in cells))
+            table.add_row(*cells)
     out.print(table)
 
 
@@ -54,22 +55,37 @@ def print_streams(streams: list[dict[str, Any]]) -> None:
 @handles_errors
 def streams_reset(
     stream_id: Annotated[str, typer.Argument(help="the stream's id (leo streams list)")],
-    to: Annotated[str, typer.Option("--to", help="earliest, latest, an RFC 3339 time or -PT1H (that long ago)")],
-    partitions: Annotated[str | None, typer.Option("--partitions", help="partitions to reset, like 0,2 (default: all)")] = None,
+    to: Annotated[str, typer.Option("--to", metavar="WHEN", help=f"{forms_text(RESET_FORMS)}; see README, WHEN")],
+    partitions: Annotated[
+        str | None, typer.Option("--partitions", metavar="LIST", help="partitions to reset, like 0,2 (default: all)")
+    ] = None,
     file: FileOption = Path(DEFAULT_FILE),
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Move a stream's checkpoints (as POST /v1/streams/ID/reset does): its consumers replay from
     there, and the generation grows so commits of earlier reads are refused."""
+    from ..delivery.positions import encode_position
+    from ..delivery.streams import position_in, reset
+    from ..operations import retention_of
+
     chosen = _partitions(partitions)
     with project_store(file, store) as (the_store, config):
         record = _stream(the_store, stream_id)
+        when = to
+        if (opaque := position_in(record, to)) is not None:  # a position `leo streams list` showed: its partition
+            partition, seq = opaque
+            if chosen is not None and chosen != [partition]:
+                raise UsageError(f"--to {shown(to)} is a position of partition {partition}; leave --partitions out "
+                                 f"or pass --partitions {partition}")
+            chosen, when = [partition], str(seq)
         try:
-            updated, moved = reset(the_store, record, to, chosen, _retention(config), field="--to",
+            updated, moved = reset(the_store, record, when, chosen, retention_of(config), field="--to",
                                    partitions_field="--partitions")
         except InputError as exc:  # a value that does not parse, or names no partition: bad usage
             raise UsageError(str(exc)) from None
+    for m in moved:
+        m["position"] = encode_position(stream_id, m["partition"], m["position"])
     result = {"stream": stream_id, "generation": updated.generation,
               "partitions": [{"partition": m["partition"], "checkpoint": m["position"], "clamped": m["clamped"]}
                              for m in moved]}
@@ -92,14 +108,10 @@ def _partitions(text: str | None) -> list[int] | None:
 
 
 def _stream(store: Store, stream_id: str) -> Any:
+    from ..delivery.streams import stream_by_id
+
     try:
         return stream_by_id(store, stream_id)
     except NotFound:
         ids = [record.id for record in store.streams()]
-        hint = difflib.get_close_matches(stream_id, ids, n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise UsageError(f"unknown stream {shown(stream_id)}{suggestion}; `leo streams list` shows them") from None
-
-
-def _retention(config: Config | None) -> float:
-    return (config.model if config is not None else PipelinesFile(version=1)).retention
+        raise unknown_name("stream", stream_id, ids, "`leo streams list` shows them") from None

@@ -1,23 +1,21 @@
-"""`leo webhooks list|pause|resume|replay`: partner webhooks and batcher bots' batches."""
+"""`leo webhooks list|batches|pause|resume|replay|rotate-secret`: partner webhooks and batcher
+bots' batches."""
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from ..config import DEFAULT_FILE
-from ..delivery.webhooks import BOT_PREFIX, public_webhook_id, webhook_report
 from ..errors import UsageError
-from ..store import Store
-from ..store.base_webhooks import WebhookRecord
-from ..timeutil import now_ms
+from ..timeutil import format_time, now_ms
 from .app import webhooks_app
-from .common import FileOption, JsonOption, StoreOption, emit_json, handles_errors, out, project_store
+from .common import FileOption, JsonOption, StoreOption, Table, emit_json, handles_errors, out, project_store
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 IdArgument = Annotated[str, typer.Argument(help="a webhook id (wh_...) or a batcher bot's id")]
 
@@ -26,6 +24,8 @@ IdArgument = Annotated[str, typer.Argument(help="a webhook id (wh_...) or a batc
 @handles_errors
 def webhooks_list(file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Every webhook with its partner, interval, last batch, unfetched batches and delivery state."""
+    from ..delivery.webhooks import webhook_report
+
     with project_store(file, store, read_only=True) as (the_store, _):
         rows = webhook_report(the_store.webhook_status())
     if as_json:
@@ -50,27 +50,17 @@ def print_webhooks(rows: list[dict[str, Any]]) -> None:
                  row["status"] + (" (all)" if row["mode"] == "all" else ""), delivery,
                  f"{row['last_batch']} at {row['last_batch_at']}" if row["last_batch"] else "-", str(row["unfetched"]),
                  row["last_error"] or "")
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*cells)
     out.print(table)
 
 
-def _find(the_store: Store, webhook_id: str) -> WebhookRecord:
-    webhook = the_store.webhook(webhook_id) or the_store.webhook(BOT_PREFIX + webhook_id)
-    if webhook is not None:
-        return webhook
-    known = [public_webhook_id(w.id) for w in the_store.webhooks()]
-    hint = difflib.get_close_matches(webhook_id, known, n=1)
-    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-    raise UsageError(f"unknown webhook '{webhook_id}'{suggestion}; `leo webhooks list` shows them")
-
-
 def _set_status(webhook_id: str, status: str, file: Path, store: str | None, as_json: bool) -> None:
+    from ..operations import set_webhook_status
+
     with project_store(file, store) as (the_store, _):
-        webhook = _find(the_store, webhook_id)
-        updated = the_store.update_webhook(webhook.id, {"status": status}, now_ms())
-        rows = [row for row in webhook_report(the_store.webhook_status()) if updated and row["id"] == webhook_id]
+        row = set_webhook_status(the_store, webhook_id, status)
     if as_json:
-        emit_json(rows[0] if rows else {"id": webhook_id, "status": status})
+        emit_json(row or {"id": webhook_id, "status": status})
         return
     verb = "paused: its batches are still sealed, notifications wait" if status == "paused" else "resumed"
     out.print(f"webhook '{webhook_id}' {verb}", markup=False)
@@ -94,12 +84,114 @@ def webhooks_resume(webhook_id: IdArgument, file: FileOption = Path(DEFAULT_FILE
 
 @webhooks_app.command("replay")
 @handles_errors
-def webhooks_replay(webhook_id: IdArgument, file: FileOption = Path(DEFAULT_FILE), store: StoreOption = None,
-                    as_json: JsonOption = False) -> None:
-    """Send the notifications of every batch not downloaded yet again, with a fresh retry schedule."""
+def webhooks_replay(
+    webhook_id: IdArgument,
+    batches: Annotated[list[str] | None, typer.Option(
+        "--batch", "-b", metavar="BATCH",
+        help="notify again only this batch (repeat the option for more); all or nothing")] = None,
+    file: FileOption = Path(DEFAULT_FILE),
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Notify every batch not downloaded yet again, or only the batches named with --batch.
+
+    Each with a fresh retry schedule. Batches named with --batch are notified whether downloaded
+    or not; each must be a retained batch of the webhook, or nothing is sent."""
+    from ..delivery.webhooks import replay_chosen
+    from ..operations import find_webhook, replay_webhook
+
     with project_store(file, store) as (the_store, _):
-        count = the_store.replay_webhook(_find(the_store, webhook_id).id, now_ms())
+        if batches is None:
+            chosen = None
+            count = replay_webhook(the_store, webhook_id)
+        else:
+            chosen = replay_chosen(the_store, find_webhook(the_store, webhook_id).id, batches, now_ms())
+            count = len(chosen)
     if as_json:
-        emit_json({"id": webhook_id, "replayed": count})
+        emit_json({"id": webhook_id, "replayed": count} | ({"batch_ids": chosen} if chosen is not None else {}))
         return
-    out.print(f"webhook '{webhook_id}': {count} unfetched batch(es) will be notified again", markup=False)
+    what = "unfetched batch(es)" if chosen is None else "batch(es)"
+    out.print(f"webhook '{webhook_id}': {count} {what} will be notified again", markup=False)
+
+
+@webhooks_app.command("batches")
+@handles_errors
+def webhooks_batches(
+    webhook_id: IdArgument,
+    status: Annotated[Literal["unfetched", "all"], typer.Option(
+        "--status", metavar="unfetched|all", help="unfetched: only batches not downloaded yet")] = "all",
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, metavar="N", help="the newest N batches")] = 100,
+    file: FileOption = Path(DEFAULT_FILE),
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A webhook's retained batches, newest first, with their notification's state."""
+    from ..delivery.webhooks import batch_report
+    from ..operations import find_webhook
+
+    with project_store(file, store, read_only=True) as (the_store, config):
+        webhook = find_webhook(the_store, webhook_id)
+        rows = [batch_report(_base_url(config), batch)
+                for batch in the_store.batches(webhook.rid, unfetched=status == "unfetched", limit=limit)]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        out.print(f"webhook '{webhook_id}': no {'unfetched ' if status == 'unfetched' else ''}batches", markup=False)
+        return
+    table = Table(title=f"batches of {webhook_id}", title_justify="left")
+    for column in ("batch", "records", "created", "delivered", "fetched", "attempts", "last error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        cells = (row["id"] + (" (true-up)" if row["true_up"] else ""), str(row["records"]), row["created_at"],
+                 row["delivered_at"] or ("next try " + row["next_attempt_at"] if row["next_attempt_at"] else "-"),
+                 row["fetched_at"] or "-", str(row["attempts"]), row["last_error"] or "")
+        table.add_row(*cells)
+    out.print(table)
+
+
+def _base_url(config: Config | None) -> str:
+    """Where batch URLs point: the file's server settings (defaults when the file is broken)."""
+    from ..config.models import ServerConfig
+
+    return (config.model.server if config is not None else ServerConfig()).base_url
+
+
+@webhooks_app.command("rotate-secret")
+@handles_errors
+def webhooks_rotate_secret(
+    webhook_id: Annotated[str, typer.Argument(help="a partner webhook's id (wh_...)")],
+    expire_old_after: Annotated[int | None, typer.Option(
+        "--expire-old-after", min=0, metavar="SECONDS",
+        help="seconds the old secret keeps signing beside the new one (0: it stops now; default 86400, a day; "
+             "at most 604800, a week)")] = None,
+    file: FileOption = Path(DEFAULT_FILE),
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give a partner webhook a new signing secret (printed this once).
+
+    The old secret signs beside the new one for --expire-old-after seconds (default a day); a
+    secret kept by an earlier rotation stops at once."""
+    from ..delivery.webhooks import DEFAULT_EXPIRE_OLD_AFTER, check_expire_old_after, rotate_secret
+    from ..errors import InputError
+    from ..operations import find_webhook
+
+    try:  # the API's own check: one rule for both
+        expire_old_after = check_expire_old_after(
+            DEFAULT_EXPIRE_OLD_AFTER if expire_old_after is None else expire_old_after, "--expire-old-after")
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    with project_store(file, store) as (the_store, _):
+        webhook = find_webhook(the_store, webhook_id)
+        if webhook.partner_id is None:
+            raise UsageError(f"'{webhook_id}' is a batcher bot: its webhook_sender signs with the secret in "
+                             "pipelines.yaml; change it there")
+        rotated, secret = rotate_secret(the_store, webhook.id, expire_old_after, now_ms())
+    expires = format_time(rotated.old_secret_expires_at)  # None: the old secret stopped at once
+    if as_json:
+        emit_json({"id": webhook_id, "secret": secret, "old_secret_expires_at": expires})
+        return
+    out.print(f"webhook '{webhook_id}': new secret {secret}", markup=False)
+    out.print("(shown only this once: hand it to the partner)" if expires is None else
+              f"(shown only this once: hand it to the partner; the old secret signs too until {expires})", markup=False)
