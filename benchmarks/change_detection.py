@@ -83,8 +83,8 @@ def write_source(folder: Path, count: int, changed: bool, shuffled: bool) -> int
 
 # -- the passes (each in a child process: `python change_detection.py --pass KIND FOLDER`) ---------------
 def leo_pass(folder: Path) -> dict:
-    from leo_runtime.bot import BotContext
     from leo_runtime.config import load_config
+    from leo_runtime.runs import bot_context
     from leo_runtime.store import RunCommit, open_store
 
     config = load_config(folder / "pipelines.yaml")
@@ -93,8 +93,8 @@ def leo_pass(folder: Path) -> dict:
     store.ensure_bot(spec.id, spec.pipeline)
     store.acquire_lease(spec.id, "bench", 3_600_000)
     info = store.bot(spec.id)
-    ctx = BotContext(bot_id=spec.id, pipeline=spec.pipeline, base_dir=config.base_dir, out_queue=spec.out_queue,
-                     limits=spec.limits, config=config, store=store, state=dict(info.state) if info else {})
+    ctx = bot_context(spec, store, config)  # as the runner makes it
+    ctx.state = dict(info.state) if info else {}
     bot = spec.cls(spec.settings, ctx)
     bot.setup(ctx)
     started, cpu = time.perf_counter(), time.process_time()

@@ -20,14 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
-import os
-import shutil
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,39 +32,11 @@ from typing import Any
 
 import httpx
 import orjson
+from harness import ADMIN, JsonGetter, inventory_project, start_leo
 
 from leo_runtime.client import LeoClient
 
-ADMIN = "benchmark-admin-token"
-PIPELINES = """
-version: 1
-object_types:
-  inventory: {key: sku}
-pipelines:
-  feed:
-    bots:
-      - id: low-stock
-        use: filter
-        in: inventory.changes
-        with: {query: {quantity: {lt: 5}}}
-        out: inventory.low_stock
-"""
-
-
-def start_leo(tmp: Path) -> tuple[subprocess.Popen, str]:
-    leo = shutil.which("leo", path=str(Path(sys.executable).parent)) or "leo"
-    (tmp / "pipelines.yaml").write_text(PIPELINES)
-    log_path = tmp / "run.log"
-    env = {**os.environ, "LEO_ADMIN_TOKEN": ADMIN}
-    env.pop("LEO_STORE", None)
-    proc = subprocess.Popen([leo, "run", "--port", "0"], cwd=tmp, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-                            env=env)
-    deadline = time.monotonic() + 60
-    while "HTTP API on http://" not in log_path.read_text():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("leo run did not start:\n" + log_path.read_text())
-        time.sleep(0.05)
-    return proc, "http://" + log_path.read_text().split("HTTP API on http://", 1)[1].split()[0]
+PIPELINES = inventory_project("{port: 0}")
 
 
 def wait_for(predicate: Any, what: str, timeout: float = 300) -> None:
@@ -90,24 +57,14 @@ def read_all_http(url: str, token: str, stream_id: str) -> int:
     """Read a 1-partition stream from its start with limit 1000 over one keep-alive connection
     (the standard library's http.client: a lean client, so that the server is what is measured),
     decoding each answer."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    headers = {"Authorization": f"Bearer {token}"}
-
-    def get(path: str) -> Any:
-        conn.request("GET", path, headers=headers)
-        answer = conn.getresponse()
-        body = answer.read()
-        if answer.status != 200:
-            raise SystemExit(f"GET {path}: {answer.status} {body[:300]!r}")
-        return orjson.loads(body)
-
+    client = JsonGetter(url, token)
+    get = client.get
     count = 0
     after = get(f"/v1/streams/{stream_id}")["partitions"][0]["checkpoint"]
     while True:
         page = get(f"/v1/streams/{stream_id}/partitions/0/records?limit=1000&after={after}")
         if not page["records"]:
-            conn.close()
+            client.close()
             return count
         count += len(page["records"])
         after = page["next_position"]
@@ -263,7 +220,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        proc, url = start_leo(tmp)
+        proc, url = start_leo(tmp, PIPELINES)
         try:
             http = httpx.Client(base_url=url, timeout=120)
             token = http.post("/v1/admin/partners", json={"name": "bench"},

@@ -19,10 +19,10 @@ advances over it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from .errors import BotError, QueryError
 from .events import Event
 from .query import QUERY_JSON_SCHEMA, Query
-from .storeview import StoreView
+from .storeview import BotStoreView, SystemStoreView
 
 BOT_KINDS = ("source", "processor", "sink")
 
@@ -52,12 +52,15 @@ class RunLimits:
 
 @dataclass
 class BotContext:
-    """What the runtime hands a bot besides its events.
+    """What the runtime hands a bot besides its events: its own things, nothing of others.
 
     ``state`` is the bot's persistent mapping: change it in place (JSON values only) and it is
     committed with the run's outputs. A source that stopped early because of ``limits`` sets
-    ``behind = True`` so the runtime runs it again at once. ``store`` is a read-only view
-    (`StoreView`): a bot writes only through its outputs and ``state``, which commit together.
+    ``behind = True`` so the runtime runs it again at once. ``store`` is a read-only view of the
+    bot's own queues and of the objects (`BotStoreView`): a bot writes only through its outputs
+    and ``state``, which commit together. ``object_types`` maps each declared object type to
+    its key field, ``field_types`` to its declared field types (``{field: type}``, only the types
+    that declare some). Nothing here leads to a partner's secret, token or data.
     """
 
     bot_id: str
@@ -68,9 +71,10 @@ class BotContext:
     limits: RunLimits = field(default_factory=RunLimits)
     state: dict[str, Any] = field(default_factory=dict)
     behind: bool = False
-    config: Any = None
-    store: StoreView | None = None
+    store: BotStoreView | None = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("leo.bot"))
+    object_types: Mapping[str, str] = field(default_factory=dict)
+    field_types: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def resolve_path(self, path: str | Path) -> Path:
         """A path from the bot's settings, relative to the pipelines file's folder."""
@@ -78,19 +82,58 @@ class BotContext:
         return candidate if candidate.is_absolute() else (self.base_dir / candidate)
 
 
-class Bot:
+@dataclass
+class SystemContext(BotContext):
+    """The wider context of the bots that deliver to partners (shipped with leo-runtime, see
+    `Bot.system_view`): the whole configuration the bot was started with, and a store view
+    that reads any queue and the partner webhooks' rows (`SystemStoreView`)."""
+
+    store: SystemStoreView | None = None
+    config: Any = None
+
+
+def system_context(ctx: BotContext) -> SystemContext:
+    """`ctx` as the `SystemContext` a delivery bot runs with (a `BotError` for any other)."""
+    if not isinstance(ctx, SystemContext) or ctx.store is None:
+        raise BotError(f"bot '{ctx.bot_id}' needs the system context, which only bots shipped with leo-runtime get")
+    return ctx
+
+
+SettingsT = TypeVar("SettingsT", bound=BotSettings)
+
+
+class Bot(Generic[SettingsT]):
     """Base class of every bot. Subclass it, give it a `Settings` model and one method.
 
-    Subclasses may override `setup` (called once before the first run) and `close`.
+    ``class MyBot(Bot[MySettings])`` types ``self.settings`` as ``MySettings`` (and makes it the
+    class's `Settings`); a nested ``class Settings(Bot.Settings)`` works too. Subclasses may
+    override `setup` (called once before the first run) and `close`.
     """
 
     kind: ClassVar[str] = "processor"
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Settings: ClassVar[type[BotSettings]] = BotSettings
+    system_view: ClassVar[bool] = False
+    """Run with a `SystemContext` (the delivery bots). Honoured only for classes defined inside
+    leo-runtime itself: a custom bot always gets the narrow `BotContext`."""
+    reads: ClassVar[tuple[str, ...]] = ()
+    """The settings of pipelines.yaml a system-view bot reads from ``ctx.config`` (``retention``,
+    ``webhooks``, ``server.public_url``): a reload that changes one restarts the bot."""
 
-    def __init__(self, settings: BotSettings, ctx: BotContext) -> None:
-        self.settings = settings
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Settings" in cls.__dict__:
+            return
+        for base in getattr(cls, "__orig_bases__", ()):  # Bot[MySettings]: MySettings is the class's Settings
+            origin, args = get_origin(base), get_args(base)
+            if (isinstance(origin, type) and issubclass(origin, Bot) and args and isinstance(args[0], type)
+                    and issubclass(args[0], BotSettings)):
+                cls.Settings = args[0]
+                return
+
+    def __init__(self, settings: SettingsT, ctx: BotContext) -> None:
+        self.settings: SettingsT = settings
         self.ctx = ctx
 
     def setup(self, ctx: BotContext) -> None:
@@ -115,20 +158,25 @@ class Bot:
 
     # Overridable class-level hooks used by validation and scheduling ------------------------
     @classmethod
-    def default_out(cls, settings: BotSettings) -> str | None:
+    def default_out(cls, settings: SettingsT) -> str | None:
         """The queue a bot writes when its YAML gives no ``out`` (None: ``out`` is required)."""
         return None
 
     @classmethod
-    def default_schedule(cls, settings: BotSettings) -> str | None:
+    def default_schedule(cls, settings: SettingsT) -> str | None:
         """A source's schedule when its YAML gives none (None: ``schedule`` is required)."""
         return None
 
     @classmethod
-    def exclusive_claims(cls, settings: BotSettings) -> list[Claim]:
+    def exclusive_claims(cls, settings: SettingsT) -> list[Claim]:
         """What only one bot of a pipelines file may do with these settings: two bots making
         the same claim are a config error located at the second one's ``with.FIELD``."""
         return []
+
+
+def gets_system_view(cls: type[Bot[Any]]) -> bool:
+    """Whether bots of `cls` run with the `SystemContext`: shipped classes that ask for it."""
+    return bool(cls.system_view) and (cls.__module__ == "leo_runtime" or cls.__module__.startswith("leo_runtime."))
 
 
 @dataclass(frozen=True)
@@ -142,7 +190,7 @@ class Claim:
     why: str
 
 
-class SourceBot(Bot):
+class SourceBot(Bot[SettingsT]):
     """A bot that produces events on a schedule; implement `produce`."""
 
     kind: ClassVar[str] = "source"
@@ -156,22 +204,23 @@ class SourceBot(Bot):
         return []
 
 
-class SinkBot(Bot):
+class SinkBot(Bot[SettingsT]):
     """A bot that reads ``in`` and acts outside the runtime; implement `process`."""
 
     kind: ClassVar[str] = "sink"
 
 
-_REGISTERED: dict[str, type[Bot]] = {}
+_REGISTERED: dict[str, type[Bot[Any]]] = {}
+B = TypeVar("B", bound=type[Bot[Any]])
 
 
-def register_bot(name: str) -> Callable[[type[Bot]], type[Bot]]:
+def register_bot(name: str) -> Callable[[B], B]:
     """Class decorator: make a bot usable by `name` in pipelines.yaml (``use: name``).
 
     Registering a second, different class under a taken name is an error; registering the same
     class again (a module imported twice) is harmless.
     """
-    def decorate(cls: type[Bot]) -> type[Bot]:
+    def decorate(cls: B) -> B:
         if not (isinstance(cls, type) and issubclass(cls, Bot)):
             raise BotError(f"register_bot('{name}'): {cls!r} is not a subclass of leo_runtime.Bot")
         if cls.kind not in BOT_KINDS:
@@ -189,7 +238,7 @@ def register_bot(name: str) -> Callable[[type[Bot]], type[Bot]]:
     return decorate
 
 
-def registered_bots() -> dict[str, type[Bot]]:
+def registered_bots() -> dict[str, type[Bot[Any]]]:
     """Bots registered with `register_bot` so far (built-ins once `bots` is imported)."""
     return dict(_REGISTERED)
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 _EID_SEQ = re.compile(r"^z/\d{4}/\d{2}/\d{2}/\d{2}/\d{2}/\d+-(\d+)$")
 
@@ -29,6 +32,33 @@ def decode_payload(text: str) -> Any:
     if end != len(text):
         return json_loads(text)
     return value
+
+
+_orjson_loads = orjson.loads
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19  # the shortest integer orjson may not keep exact has 19 digits
+
+
+def allow_fast_decoding(events: Sequence[Event]) -> None:
+    """Let a page of events decode with orjson (about 3x `decode_payload`) when none of their
+    texts holds a run of 19 digits: orjson reads an integer outside 64 bits as a rounded float
+    where `decode_payload` keeps it exact, so a page with such a run decodes as before. One
+    C-speed look at the page's joined text; the events still decode only when looked at."""
+    text = "".join([event.payload_json for event in events]).encode("utf-8", "surrogatepass")
+    if _LONG_NUMBER in text.translate(_DIGITS_AS_ZERO):
+        return
+    for event in events:
+        if event._payload is _UNSET:
+            event._payload = _FAST
+
+
+def _decode_fast(text: str) -> Any:
+    """`decode_payload` for text known to hold no integer orjson would round; anything orjson
+    refuses (NaN, lone surrogates, very deep nesting) takes the usual path."""
+    try:
+        return _orjson_loads(text)
+    except orjson.JSONDecodeError:
+        return decode_payload(text)
 
 
 def dumps(value: Any) -> str:
@@ -70,6 +100,7 @@ class RawJSON:
 
 
 _UNSET: Any = object()
+_FAST: Any = object()  # not decoded yet, and `allow_fast_decoding` found orjson safe for it
 
 
 class Event:
@@ -103,9 +134,12 @@ class Event:
     @property
     def payload(self) -> Any:
         """The decoded payload (decoded once, on first access)."""
-        if self._payload is _UNSET:
-            self._payload = decode_payload(self.payload_json)
-        return self._payload
+        value = self._payload
+        if value is _UNSET:
+            value = self._payload = decode_payload(self.payload_json)
+        elif value is _FAST:
+            value = self._payload = _decode_fast(self.payload_json)
+        return value
 
     @property
     def eid(self) -> str:

@@ -27,7 +27,8 @@ from typing import IO, Any, NamedTuple
 import orjson
 
 from .errors import ObjectInputError
-from .jsonio import MAX_DEPTH, JSONInputError, check_encoding, iter_lines, nested_deeper, parse
+from .fieldtypes import FieldCaster
+from .jsonio import MAX_DEPTH, JSONInputError, check_encoding, check_reading, iter_lines, nested_deeper, parse
 from .store import ObjectBatch, ObjectChange, ObjectPage, ObjectRow, RowPage, Store
 from .timeutil import format_time
 
@@ -85,17 +86,24 @@ def object_key(value: Any, key_field: str, where: str) -> str:
     raise ObjectInputError(f"key field '{key_field}' must be a non-empty string or an integer, not {_kind(key)}", where)
 
 
-def object_rows(items: Iterable[Any], key_field: str, source: str) -> Iterator[ObjectRow]:
+def object_rows(
+    items: Iterable[Any], key_field: str, source: str, cast: FieldCaster | None = None
+) -> Iterator[ObjectRow]:
     """Validate and hash objects lazily (the hot path of ingest and detection).
 
     An item is a `SourceObject` (located, maybe with its JSON text) or a plain value (located as
-    ``SOURCE: item N``). Raises `ObjectInputError` at the first invalid one.
+    ``SOURCE: item N``). `cast` casts the object type's declared fields first (an object it
+    changes is stored as its cast JSON). Raises `ObjectInputError` at the first invalid one.
     """
     for number, item in enumerate(items, start=1):
         if type(item) is SourceObject:
             value, where, text = item
         else:
             value, where, text = item, None, None
+        if cast is not None and type(value) is dict:
+            cast_value = cast(value, where or f"{source}: item {number}")
+            if cast_value is not value:
+                value, text = cast_value, None
         # Inline the common case: a dict with a non-empty string key.
         key = value.get(key_field) if type(value) is dict else None
         if type(key) is not str or not key:
@@ -113,10 +121,12 @@ PAGE_LINES = 2000
 """NDJSON lines per `NdjsonPage`: the store compares a page with what it holds in one query."""
 
 
-def raw_hash_person(key_field: str) -> bytes:
+def raw_hash_person(key_field: str, cast: FieldCaster | None = None) -> bytes:
     """The blake2b personalisation of raw hashes for a type keyed by `key_field`: a line stored
-    under one key field is never taken for unchanged under another (its key may differ)."""
-    return _blake2b(key_field.encode(), digest_size=16).digest()
+    under one key field is never taken for unchanged under another (its key may differ), nor
+    under other declared field types (its cast value may differ)."""
+    material = key_field.encode() if cast is None else key_field.encode() + b"\0" + cast.signature
+    return _blake2b(material, digest_size=16).digest()
 
 
 class NdjsonPage:
@@ -126,14 +136,16 @@ class NdjsonPage:
     The raw hashes are taken when the store first asks for them: a store comparing key by key
     (an input out of key order) never does, and its rows then carry none."""
 
-    __slots__ = ("_raw_hashes", "first", "key_field", "lines", "name", "person")
+    __slots__ = ("_raw_hashes", "cast", "first", "key_field", "lines", "name", "person")
 
-    def __init__(self, lines: list[bytes], name: str, key_field: str, first: int, person: bytes) -> None:
+    def __init__(self, lines: list[bytes], name: str, key_field: str, first: int, person: bytes,
+                 cast: FieldCaster | None = None) -> None:
         self.lines = lines
         self.name = name
         self.key_field = key_field
         self.first = first
         self.person = person
+        self.cast = cast
         self._raw_hashes: bytes | None = None
 
     @property
@@ -150,19 +162,19 @@ class NdjsonPage:
         """The row of line `index` (None for a blank line); raises its located error."""
         raw_hashes = self._raw_hashes
         raw_hash = raw_hashes[16 * index:16 * index + 16] if raw_hashes is not None else None
-        return _ndjson_row(self.lines[index], self.name, self.first + index, self.key_field, raw_hash)
+        return _ndjson_row(self.lines[index], self.name, self.first + index, self.key_field, raw_hash, self.cast)
 
 
 def ndjson_pages(lines: Iterable[bytes], name: str, key_field: str, *, first_line: int = 1,
-                 size: int = PAGE_LINES) -> Iterator[NdjsonPage]:
+                 size: int = PAGE_LINES, cast: FieldCaster | None = None) -> Iterator[NdjsonPage]:
     """The NDJSON `lines` (bytes, without their ``\\n``) as `NdjsonPage`s of `size` lines: hashing
     a line as it came costs a third of parsing and canonicalising it, and most lines of a source
-    read again are byte for byte what the store holds."""
-    person = raw_hash_person(key_field)
+    read again are byte for byte what the store holds. `cast`: the type's declared fields."""
+    person = raw_hash_person(key_field, cast)
     source = iter(lines)
     first = first_line
     while page := list(itertools.islice(source, size)):
-        yield NdjsonPage(page, name, key_field, first, person)
+        yield NdjsonPage(page, name, key_field, first, person, cast)
         first += len(page)
 
 
@@ -173,7 +185,8 @@ def row_pages(rows: Iterable[ObjectRow], size: int = PAGE_LINES) -> Iterator[Row
         yield RowPage(page)
 
 
-def _ndjson_row(raw: bytes, name: str, number: int, key_field: str, raw_hash: bytes | None) -> ObjectRow | None:
+def _ndjson_row(raw: bytes, name: str, number: int, key_field: str, raw_hash: bytes | None,
+                cast: FieldCaster | None = None) -> ObjectRow | None:
     """One NDJSON line checked and hashed (None when blank): ``NAME:LINE: reason`` on error."""
     try:
         value = _loads(raw)  # JSON allows the blanks around a value (a CRLF's \r included)
@@ -182,6 +195,10 @@ def _ndjson_row(raw: bytes, name: str, number: int, key_field: str, raw_hash: by
         if not text:
             return None
         value = _parse_line(text, name, number)  # raises, with jsonio's explanation
+    if cast is not None and type(value) is dict:
+        cast_value = cast(value, f"{name}:{number}")
+        if cast_value is not value:  # stored as cast; its raw hash still recognises the line as it came
+            value, raw = cast_value, _dumps(cast_value)
     if type(value) is dict:
         key = value.get(key_field)
         if type(key) is not str or not key:
@@ -191,8 +208,13 @@ def _ndjson_row(raw: bytes, name: str, number: int, key_field: str, raw_hash: by
     # Nesting deeper than MAX_DEPTH needs twice that many bytes: only lines that long are looked at.
     if len(raw) > _DEEP_BYTES and nested_deeper(raw):
         raise JSONInputError(f"nested deeper than {MAX_DEPTH} levels", f"{name}:{number}", number)
+    canonical = _dumps(value, option=_SORTED)
+    try:
+        check_reading(raw, value, canonical)  # a repeated key, an integer past 64 bits
+    except JSONInputError as exc:
+        raise exc.located(f"{name}:{number}", number) from None
     # A plain tuple in ObjectRow's order: building the named tuple costs more than the hash.
-    return (key, _blake2b(_dumps(value, option=_SORTED)).digest()[:16], raw, None, raw_hash)  # type: ignore[return-value]
+    return (key, _blake2b(canonical).digest()[:16], raw, None, raw_hash)  # type: ignore[return-value]
 
 
 def file_lines(handle: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -252,17 +274,18 @@ def batch(
     complete: bool = False,
     deletes: Iterable[str] = (),
     source: str = "ingest",
+    cast: FieldCaster | None = None,
 ) -> ObjectBatch:
     """An `ObjectBatch` for the store: objects validated and hashed lazily, as the store reads them.
 
     ``complete``: the objects are everything the source has (a full snapshot), so live keys that
-    are missing become deletes. Hand it to `Store.apply_objects`, or yield it from a source bot
-    to commit it with the bot's state.
+    are missing become deletes. `cast`: the type's declared fields. Hand it to
+    `Store.apply_objects`, or yield it from a source bot to commit it with the bot's state.
     """
     return ObjectBatch(
         object_type=object_type,
         describe=change_record,
-        rows=object_rows(objects, key_field, source),
+        rows=object_rows(objects, key_field, source, cast),
         complete=complete,
         deletes=deletes,
         source=source,
@@ -292,6 +315,7 @@ def ingest(
     *,
     snapshot: bool = False,
     source: str = "ingest",
+    cast: FieldCaster | None = None,
 ) -> IngestResult:
     """Push objects through change detection; return what changed (every object is checked
     before anything is written, see `Store.apply_objects`).
@@ -301,9 +325,9 @@ def ingest(
     in errors) or `SourceObject`s (located as they say, their text stored untouched). Every object
     is checked before the transaction commits: one invalid object raises `ObjectInputError` (or
     the `JSONInputError` its reader raised) and nothing is written. With ``snapshot``, the objects
-    are the whole type: live keys missing from them are deleted.
+    are the whole type: live keys missing from them are deleted. `cast`: the type's declared fields.
     """
-    pending = batch(object_type, key_field, objects, complete=snapshot, source=source)
+    pending = batch(object_type, key_field, objects, complete=snapshot, source=source, cast=cast)
     store.apply_objects([pending])
     counts = pending.counts
     return IngestResult(counts.created, counts.updated, counts.unchanged, counts.deleted)
@@ -339,7 +363,7 @@ def array_objects(data: bytes, name: str) -> Iterator[SourceObject]:
         value = parse(data)
     except JSONInputError as exc:
         line = exc.line or 1
-        raise JSONInputError(exc.reason, f"{name}:{line}", line) from None
+        raise exc.located(f"{name}:{line}", line) from None
     if type(value) is not list:
         raise ObjectInputError(f"expected a JSON array of objects, got {_kind(value)}", f"{name}:1")
     for number, item in enumerate(value, start=1):
@@ -350,7 +374,7 @@ def _parse_line(text: bytes, name: str, number: int) -> Any:
     try:
         return parse(text)
     except JSONInputError as exc:
-        raise JSONInputError(exc.reason, f"{name}:{number}", number) from None
+        raise exc.located(f"{name}:{number}", number) from None
 
 
 def _value(change: ObjectChange) -> Any:

@@ -62,7 +62,7 @@ from typing import Any
 
 from leo_runtime.errors import QueryError
 
-__all__ = ["OPERATORS", "QUERY_JSON_SCHEMA", "Query"]
+__all__ = ["OPERATORS", "QUERY_JSON_SCHEMA", "Query", "json_equal"]
 
 OPERATORS: tuple[str, ...] = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "exists", "prefix")
 """The operator names, in documentation order."""
@@ -108,6 +108,12 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(b, (list, tuple, Mapping)):
         return False
     return bool(a == b)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Deep equality of JSON values as queries compare them: booleans equal only booleans
+    (``true`` is not ``1``), while ``1`` equals ``1.0``."""
+    return _same(a, b)
 
 
 def _lookup(mapping: Mapping[Any, Any], key: Any) -> Any:

@@ -4,6 +4,11 @@ Messages quote what the user wrote so they can find it, but a quoted value may b
 alias bomb, a 1 MB scalar) or secret (a store URL's password). `shown` quotes a value cut to a
 readable length; `redact_urls` hides the password of every ``scheme://user:password@host`` in a
 text; `bounded` cuts any text (a whole message, a log line) to a maximum length.
+
+Text from outside (a callback's answer, object data, a partner's name, a bot's error) may hold
+terminal controls: ESC sequences that retitle the window, clear the screen or colour what
+follows, a CR that overwrites a line, bidi overrides that reorder it. `printable` is the one
+place that escapes them: every CLI view and every log line shows text through it.
 """
 
 from __future__ import annotations
@@ -11,12 +16,43 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["MAX_LINE", "MAX_SHOWN", "bounded", "redact_urls", "shown"]
+__all__ = ["MAX_LINE", "MAX_SHOWN", "bounded", "printable", "redact_urls", "shown"]
 
 MAX_SHOWN = 80  # characters of a quoted value inside a message
 MAX_LINE = 2000  # characters of one message or log line
 
 _AUTHORITY_END = re.compile(r"[\s/?#'\"]")
+
+# Controls a terminal acts on or that hide what a line says: C0 but tab and newline, DEL, C1
+# (U+0080-U+009F: 8-bit CSI and friends), bidi marks, embeddings, overrides and isolates, and the
+# line/paragraph separators. Inside JSON text C0 is escaped already (and tab, newline and CR may
+# be whitespace between tokens), so only the others are.
+_BIDI_AND_SEPARATORS = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
+_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
+
+
+def printable(text: str, *, json: bool = False) -> str:
+    r"""`text` as it may reach a terminal or a log: every control character escaped.
+
+    ``\x1b`` for ESC and the other C0/C1 controls, ``\u202e`` for bidi controls and separators;
+    tab and newline stay (log lines indent what follows a newline, see `leo_runtime.logs`).
+    ``json=True`` is for JSON text: only what JSON leaves raw is escaped, as ``\u009b``, so
+    valid JSON stays valid JSON with the same value.
+    """
+    pattern = _UNSAFE_IN_JSON if json else _UNSAFE
+    if pattern.search(text) is None:  # the common case: nothing to do, no copy
+        return text
+    return pattern.sub(_json_escape if json else _escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def redact_urls(text: str) -> str:

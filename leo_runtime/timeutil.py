@@ -1,6 +1,7 @@
 """Time in the runtime: integer milliseconds since the epoch, UTC everywhere.
 
-Parsing accepts what users write in YAML, the CLI and the HTTP API: RFC 3339 times, ISO 8601
+Parsing accepts what users write in YAML, the CLI and the HTTP API: RFC 3339 times (with their
+UTC offset: a naive time is refused), ISO 8601
 durations (``P7D``, ``PT1H``, ``-PT1H``) and short durations (``500ms``, ``5s``, ``10m``, ``2h``,
 ``7d``, or a bare number of seconds). Parsing is strict and bounded: ASCII digits only, durations
 up to `MAX_DURATION_SECONDS` either way, times between the years 1 and 9999; anything else is a
@@ -29,18 +30,37 @@ _ISO_DURATION = re.compile(
     re.IGNORECASE | re.ASCII,
 )
 _SHORT_DURATION = re.compile(r"^(?P<sign>[-+])?(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d|w)?$", re.ASCII)
-# RFC 3339 (the offset may be left out: UTC; a date alone is its midnight UTC). Python's own
-# fromisoformat also takes week dates, ordinal dates and the basic format: not here.
+# RFC 3339, with its UTC offset: a time without one (or a date alone) means a different instant
+# on every machine, so it is refused. Python's own fromisoformat also takes week dates, ordinal
+# dates and the basic format: not here.
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:\d{2})?)?$", re.ASCII
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:\d{2})$", re.ASCII
 )
+_NAIVE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?$", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _ISO_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
 
 
+_frozen_ms: int | None = None  # set by `freeze_clock` (leo test); None: the wall clock
+
+
 def now_ms() -> int:
-    """The current wall-clock time in integer milliseconds since the epoch."""
-    return time.time_ns() // 1_000_000
+    """The current wall-clock time in integer milliseconds since the epoch (or the frozen time,
+    see `freeze_clock`)."""
+    frozen = _frozen_ms
+    return time.time_ns() // 1_000_000 if frozen is None else frozen
+
+
+def freeze_clock(ms: int | None) -> int | None:
+    """Stop `now_ms` at `ms` (None: back to the wall clock) and return the previous setting.
+
+    For `leo test`: there time stands still unless a test moves it on, so a test's outputs
+    (``changed_at``, timestamps, batches sealed on an interval) are the same on every run.
+    `leo run` never calls it.
+    """
+    global _frozen_ms
+    previous, _frozen_ms = _frozen_ms, ms
+    return previous
 
 
 def parse_duration(value: str | float, *, what: str = "duration") -> float:
@@ -84,19 +104,19 @@ def _bounded_seconds(seconds: float, written: object, what: str) -> float:
 def parse_time(value: str) -> int:
     """Parse an RFC 3339 time (``2026-11-26T19:10:33.123Z``) into epoch milliseconds.
 
-    A time without an offset is taken as UTC, a date alone as its midnight UTC. Raises
-    ValueError naming the accepted form (also for times outside the years 1 to 9999).
+    The UTC offset is required (``Z``, ``+02:00``): a time without one, or a date alone, is
+    refused. Raises ValueError naming the accepted form (also for times outside the years 1
+    to 9999).
     """
     text = value.strip()
     problem = "expected RFC 3339 like '2026-11-26T19:10:33Z'"
-    if len(text) <= _MAX_TEXT and _RFC3339.match(text):
+    if len(text) <= _MAX_TEXT and _NAIVE.match(text):
+        problem = "it has no UTC offset: add Z (UTC) or one like +02:00, as in '2026-11-26T19:10:33Z'"
+    elif len(text) <= _MAX_TEXT and _RFC3339.match(text):
         if text.endswith(("z", "Z")):
             text = text[:-1] + "+00:00"
         try:
-            parsed = datetime.fromisoformat(text)
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            ms = int(parsed.timestamp() * 1000)
+            ms = int(datetime.fromisoformat(text).timestamp() * 1000)
             if MIN_TIME_MS <= ms <= MAX_TIME_MS:
                 return ms
             problem = "outside the years 1 to 9999 in UTC"

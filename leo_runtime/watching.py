@@ -200,8 +200,12 @@ class FileChangeWatch:
     """
 
     def __init__(
-        self, watcher: FileWatcher, path: Path, callback: Callable[[], None], *, poll_interval: float | None = 5.0
+        self, watcher: FileWatcher, path: Path, callback: Callable[[], None], *, poll_interval: float | None = 5.0,
+        baseline: str | None = None,
     ) -> None:
+        """`baseline`: the `content_digest` of the bytes what runs was read from. The first look
+        is at once, against it: a change saved before the watch began is a change. Without
+        one, the content at the start is the baseline."""
         self.path = Path(os.path.abspath(path))
         self._watcher = watcher
         self._callback = callback
@@ -211,10 +215,19 @@ class FileChangeWatch:
         self._wake = threading.Event()
         self._closed = False
         self._handler = _ChainHandler(self)
-        self._content = _content_digest(self.path)
+        self._content = _content_digest(self.path) if baseline is None else baseline
         self._follow_chain()
+        if baseline is not None:
+            self._wake.set()
         self._thread = threading.Thread(target=self._run, name="leo-config-watch", daemon=True)
         self._thread.start()
+
+    def settle(self, digest: str | None) -> None:
+        """What runs now was read from bytes of this `content_digest` (a reload applied them):
+        compare with them from now on, and look at once (the file may have changed since)."""
+        if digest is not None:
+            self._content = digest
+            self._wake.set()
 
     def close(self) -> None:
         """Stop watching and wait for the watch's thread (idempotent)."""
@@ -279,12 +292,17 @@ class _ChainHandler(FileSystemEventHandler):
         self.owner.wake(event)
 
 
+def content_digest(data: bytes) -> str:
+    """The digest `FileChangeWatch` compares contents by."""
+    return hashlib.blake2b(data[:_MAX_READ], digest_size=16).hexdigest()
+
+
 def _content_digest(path: Path) -> str | None:
     """A digest of what reading `path` gives now (None when it is no regular file or unreadable)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # never block on a pipe or read a device
             return None
         with open(path, "rb") as handle:
-            return hashlib.blake2b(handle.read(_MAX_READ), digest_size=16).hexdigest()
+            return content_digest(handle.read(_MAX_READ))
     except OSError:
         return None

@@ -6,7 +6,9 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +20,11 @@ from typing import Any
 import pytest
 
 from leo_runtime.store import SQLiteStore, open_store
+
+# pytest-xdist's workers inherit COLUMNS=80; rich would fix the CLI's console width to it at import,
+# and tests that ask for a wide table (CliRunner's env={"COLUMNS": ...}) would get a cut one.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 REPO = Path(__file__).resolve().parents[1]
 LEO = str(Path(sys.executable).with_name("leo"))
@@ -68,6 +75,17 @@ def _attempts(predicate: Callable[[], Any], timeout: float, what: str) -> Iterat
         yield None
 
 
+def _stacks_of(pid: int) -> str:
+    """Every thread's stack of a process that hangs (py-spy, where installed), for the failure's text."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return "(py-spy is not installed: no stacks)"
+    try:
+        return subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"(py-spy dump failed: {exc})"
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     for value in _attempts(predicate, timeout, what):
@@ -104,13 +122,15 @@ def isolated_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 def run_with(project: Project, body: Callable[[Any], Awaitable[Any]]) -> Any:
     """Run the project's `Runtime` in this process (no HTTP) while `body(runtime)` runs."""
+    # Imported here, not at the top: the CLI's console must not be built before COLUMNS is gone.
+    from leo_runtime.cli.compose import system_pipelines
     from leo_runtime.config import load_config
     from leo_runtime.runtime import Runtime
 
     async def main() -> Any:
         config = load_config(project.file)
         store = open_store(config.store_url, config.base_dir)
-        runtime = Runtime(config, store, serve_http=False)
+        runtime = Runtime(config, store, serve_http=False, system=system_pipelines())
         await runtime.start()
         try:
             return await body(runtime)
@@ -122,11 +142,13 @@ def run_with(project: Project, body: Callable[[Any], Awaitable[Any]]) -> Any:
 
 
 class Project:
-    """A folder with a pipelines.yaml and its SQLite store."""
+    """A folder with a pipelines.yaml and its store: SQLite's leo.db in the folder, or (with
+    `store_url`, which `leo` commands get through LEO_STORE) a fresh PostgreSQL schema."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store_url: str | None = None) -> None:
         self.root = root
         self.file = root / "pipelines.yaml"
+        self.store_url = store_url
 
     def write(self, text: str, name: str = "pipelines.yaml") -> Path:
         path = self.root / name
@@ -139,12 +161,36 @@ class Project:
         return self.root / "leo.db"
 
     def store(self) -> SQLiteStore:
-        return open_store("sqlite:///leo.db", self.root)  # type: ignore[return-value]
+        return open_store(self.store_url or "sqlite:///leo.db", self.root)  # type: ignore[return-value]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_file: the test looks at the project's SQLite file itself (skipped when LEO_TEST_STORE=postgresql)"
+    )
+
+
+STORES = ["sqlite", "postgresql"]
+"""For ``@pytest.mark.parametrize("project", STORES, indirect=True)``: an end-to-end test on both stores."""
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path)
+def project(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A project in the test's folder. Its store is SQLite unless the test is parametrised with
+    "postgresql" (see STORES) or the suite runs with LEO_TEST_STORE=postgresql: then the project
+    (and every `leo` it starts, through LEO_STORE) uses a fresh schema of a throwaway database."""
+    kind = getattr(request, "param", None) or os.environ.get("LEO_TEST_STORE") or "sqlite"
+    if kind == "sqlite":
+        return Project(tmp_path)
+    if not hasattr(request, "param") and request.node.get_closest_marker("sqlite_file"):
+        pytest.skip("looks at the project's SQLite file itself (LEO_TEST_STORE=postgresql)")
+    if kind != "postgresql":
+        raise ValueError(f"LEO_TEST_STORE={kind!r}: use sqlite or postgresql")
+    from .pg import fresh_store_url
+
+    url = fresh_store_url()
+    monkeypatch.setenv("LEO_STORE", url)
+    return Project(tmp_path, url)
 
 
 def payloads_of(store: Any, queue: str) -> list[Any]:
@@ -154,18 +200,22 @@ def payloads_of(store: Any, queue: str) -> list[Any]:
 class LeoRun:
     """`leo run` as a real process, its log in a file."""
 
-    def __init__(self, project: Project, *args: str, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, project: Project, *args: str, log_dir: Path, env: dict[str, str] | None = None,
+                 preexec_fn: Callable[[], Any] | None = None) -> None:
         self.project = project
         self.log_path = log_dir / f"leo-run-{time.monotonic_ns()}.log"  # never inside the project
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         full_env.pop("LEO_STORE", None)
+        if project.store_url and not (env and "LEO_STORE" in env):  # the project's PostgreSQL store
+            full_env["LEO_STORE"] = project.store_url
         self.proc = subprocess.Popen(
             [LEO, "run", "-f", str(project.file), *args],
             cwd=project.root,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=full_env,
+            preexec_fn=preexec_fn,  # e.g. a lower open-file limit
         )
 
     def log(self) -> str:
@@ -182,11 +232,17 @@ class LeoRun:
         assert match, self.log()
         return match.group(1)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:  # leo run may drain for 30 s
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stacks = _stacks_of(self.proc.pid)
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"leo run did not stop within {timeout}s of signal {sig}; its log ends:\n"
+                                 f"{self.log()[-4000:]}\n{stacks}") from None
         finally:
             self._log.close()
 
@@ -201,8 +257,9 @@ def leo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., 
     started: list[LeoRun] = []
     log_dir = tmp_path_factory.mktemp("leo-run-logs")
 
-    def start(project: Project, *args: str, env: dict[str, str] | None = None) -> LeoRun:
-        run = LeoRun(project, *args, log_dir=log_dir, env=env)
+    def start(project: Project, *args: str, env: dict[str, str] | None = None,
+              preexec_fn: Callable[[], Any] | None = None) -> LeoRun:
+        run = LeoRun(project, *args, log_dir=log_dir, env=env, preexec_fn=preexec_fn)
         started.append(run)
         return run
 
@@ -219,6 +276,20 @@ def leo(*args: str, cwd: Path | None = None, input: str | None = None, env: dict
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([LEO, *args], cwd=cwd, input=input, capture_output=True, text=True, env=full_env,
                           timeout=timeout)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything a server sends on `sock` until it closes the connection (a reset ends it too);
+    the socket's timeout fails the test if the server never does."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
 
 
 def ndjson(values: list[Any]) -> str:

@@ -206,3 +206,32 @@ class Unprintable(Bot):
 
     def process(self, events, ctx):
         raise _Unprintable()
+
+
+class Probe(Bot):
+    """Reports what its context lets it reach: for each attempt, what came back or the error."""
+
+    system_view = True  # asking for the wider view: a custom bot never gets it
+
+    def process(self, events, ctx):
+        for event in events:
+            asked = event.payload
+            seen = {"context": type(ctx).__name__, "store": type(ctx.store).__name__,
+                    "has_config": hasattr(ctx, "config"), "object_types": dict(ctx.object_types)}
+            attempts = {
+                "own_in": lambda: len(ctx.store.read(ctx.in_queue, 0)),
+                "own_checkpoint": lambda: ctx.store.get_checkpoint(ctx.in_queue),
+                "object": lambda: json.loads(ctx.store.get_object("inventory", "S1").data_json),
+                "other_queue": lambda: ctx.store.read(asked["other"], 0),  # noqa: B023
+                "partner_partition": lambda: ctx.store.read(asked["partition"], 0),  # noqa: B023
+                "due_deliveries": lambda: ctx.store.due_deliveries("", 10**15),
+                "webhook": lambda: ctx.store.webhook(asked["webhook"]),  # noqa: B023
+                "queues": lambda: ctx.store.queues(),
+                "checkpoints": lambda: ctx.store.checkpoints(),
+            }
+            for name, attempt in attempts.items():  # each called at once, in this loop
+                try:
+                    seen[name] = repr(attempt())
+                except Exception as exc:  # what a bot author would see
+                    seen[name] = f"{type(exc).__name__}: {exc}"
+            yield seen

@@ -83,7 +83,7 @@ def test_a_bad_line_writes_nothing_and_names_the_line(shop: Project, text: str, 
 
 def test_an_unknown_object_type_or_file_is_a_clear_error(shop: Project) -> None:
     unknown = ingest(shop, "inventry", input='{"sku": "A"}\n')
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2  # a name that names nothing: bad usage, as everywhere (README, The CLI)
     assert "unknown object type 'inventry' (did you mean 'inventory'?); declared: inventory, order" in unknown.output
     missing = ingest(shop, "inventory", str(shop.root / "nope.ndjson"))
     assert missing.exit_code == 2 and "cannot read" in missing.output and "No such file" in missing.output

@@ -18,7 +18,7 @@ def test_quick_start_is_exactly_two_commands_that_make_their_own_virtualenv() ->
     assert install_and_run.startswith("python3 -m venv .venv && .venv/bin/pip install")
     assert install_and_run.endswith(".venv/bin/leo run")
     assert test.startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[test]'")
-    assert test.endswith(".venv/bin/pytest")
+    assert test.endswith(".venv/bin/pytest -n auto")
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -28,7 +28,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     printed = subprocess.run([str(REPO / ".ci" / "run"), "--print"], capture_output=True, text=True, check=True)
     command = printed.stdout.strip()
     assert command in readme.split("## Quick start", 1)[1].split("```", 2)[1]
-    assert command.endswith(".venv/bin/pytest")
+    assert command.endswith(".venv/bin/pytest -n auto")
 
 
 def test_the_bundled_pipelines_file_is_valid() -> None:

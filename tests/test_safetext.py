@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from leo_runtime.safetext import bounded, redact_urls, shown
+from leo_runtime.safetext import bounded, printable, redact_urls, shown
 
 
 @pytest.mark.parametrize(
@@ -41,3 +43,26 @@ def test_shown_cuts_values_and_never_expands_shared_ones() -> None:
 def test_bounded_says_how_much_is_left_out() -> None:
     assert bounded("y" * 3000) == "y" * 2000 + "... (1000 more characters)"
     assert bounded("short") == "short"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain text, tabs\tand\nnewlines stay", "plain text, tabs\tand\nnewlines stay"),
+        ("\x1b]0;title\x07\x1b[2J", "\\x1b]0;title\\x07\\x1b[2J"),
+        ("over\rwrite\x08\x00\x7f", "over\\x0dwrite\\x08\\x00\\x7f"),
+        ("8-bit \x9b31m \x85", "8-bit \\x9b31m \\x85"),
+        ("\u202egnp.exe \u2066x\u2069 \u200f \u2028", "\\u202egnp.exe \\u2066x\\u2069 \\u200f \\u2028"),
+        ("Grüße, 東京, emoji 🎉", "Grüße, 東京, emoji 🎉"),
+    ],
+)
+def test_printable_escapes_every_terminal_control(text: str, expected: str) -> None:
+    assert printable(text) == expected
+
+
+def test_printable_json_keeps_json_valid_with_the_same_value() -> None:
+    value = {"name": "\x1b[2J\u009b\u202e\u2028 ok", "n": 1}
+    text = json.dumps(value, ensure_ascii=False)
+    shown = printable(text, json=True)
+    assert shown.isprintable() and json.loads(shown) == value
+    assert printable('{"a": "plain"}', json=True) == '{"a": "plain"}'

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
-from ..conftest import OBJECTS_PIPELINE, Project, leo, wait_until
+from ..conftest import OBJECTS_PIPELINE, STORES, Project, leo, wait_until
 
 ADMIN = "e2e-admin-token-7f3a"
 NDJSON = {"Content-Type": "application/x-ndjson"}
 PROJECT = OBJECTS_PIPELINE
 
 
+@pytest.mark.parametrize("project", STORES, indirect=True)
 def test_partner_created_by_the_cli_reads_objects_sees_304_and_429_and_is_refused_once_revoked(
     project: Project, leo_run
 ) -> None:

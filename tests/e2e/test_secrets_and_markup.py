@@ -3,6 +3,8 @@ and a bot error full of rich markup is printed as written."""
 
 from __future__ import annotations
 
+import pytest
+
 from ..conftest import CUSTOM_BOTS, FILTER_PIPELINE, Project, leo, payloads_of, wait_until
 
 TOKEN = "tok_live_51HxyzSECRET"
@@ -34,6 +36,7 @@ def test_a_reload_error_names_the_variable_not_its_value(project: Project, leo_r
     assert TOKEN not in run.log()
 
 
+@pytest.mark.sqlite_file
 def test_a_bot_error_is_shown_verbatim_without_its_password(project: Project, leo_run) -> None:
     project.write(EXPLODING)
     project.write(CUSTOM_BOTS, "bots/custom.py")
