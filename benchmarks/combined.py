@@ -20,10 +20,10 @@ Printed, with the targets of issue 14 (issue 12 asked for 0.5, 50 ms and 10 s):
 on the same store, spread by their leases) for both the alone and the combined run: the layout
 that lets `leo run` use more than one core.
 
-`--profile FILE` also runs py-spy (when installed) on `leo run` during the combined ingest and
-writes its top functions to FILE.
+`--profile` also runs py-spy (when installed) on `leo run` during the combined ingest and
+prints its top functions (`LEO_PYSPY_KEEP=FILE` keeps the whole profile).
 
-    python benchmarks/combined.py [--objects 60000] [--batch 1000] [--partners 20] [--callers 5] [--workers 1]
+    python benchmarks/combined.py [--objects 60000] [--batch 1000] [--partners 20] [--callers 5] [--workers 1] [--profile]
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ def test_creating_and_deleting_500_streams_leaves_threads_descriptors_and_memory
     # Descriptors go back to where they were (a handful of slack for the API's worker threads).
     wait_until(lambda: usage(run.proc.pid)[1] <= start[1] + 8, timeout=60, what=f"descriptors back near {start[1]}")
     end = usage(run.proc.pid)
+    print(f"threads, descriptors, RSS MB: at start {start}, with 500 streams {full}, after deleting them {end}")
     assert end[0] <= start[0] + 2 and end[2] <= start[2] + 40, (start, full, end)
     store.close()
     client.close()
