@@ -97,6 +97,7 @@ class Runtime:
         self._api_context: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop_requested = asyncio.Event()
+        self._stopping = False  # set when `stop` begins: no runner starts after that
         self._reload_handle: asyncio.TimerHandle | None = None
         self._reload_tasks: set[asyncio.Task[bool]] = set()
         self._config_watch: Any = None
@@ -164,6 +165,9 @@ class Runtime:
         Returns False when a bot did not finish within `drain_timeout` seconds (its run is then
         abandoned uncommitted, so it is redone by the next runtime: nothing is lost).
         """
+        # A reconcile of the system bots (or a reload) still going on may start a runner while
+        # the others stop: none may, or it would run on past the drain, unstopped.
+        self._stopping = True
         if self._reload_handle is not None:
             self._reload_handle.cancel()
         if self._config_watch is not None:
@@ -229,7 +233,7 @@ class Runtime:
 
     # -- bots -------------------------------------------------------------------------------------
     def _start_runner(self, spec: BotSpec) -> None:
-        if not self.runs_bots:  # role api: the hosts that run bots run this one
+        if not self.runs_bots or self._stopping:  # role api: the hosts that run bots run this one
             return
         services = RunnerServices(self.store, self.leases, self.wakeups, self.watcher, self.config, self.executor)
         runner = BotRunner(spec, services)  # runs no bot code: construction happens on the bot's thread

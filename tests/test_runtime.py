@@ -980,3 +980,53 @@ def test_a_run_whose_lease_ran_out_while_it_waited_for_the_store_never_calls_the
     run_with(project, body)
     assert lapsed["reads"] == 1 and driven_without_lease and not any(driven_without_lease)
     assert [p["sku"] for p in payloads_of(store, "inventory.low")] == [f"S{i}" for i in range(5)]
+
+
+def test_a_system_bot_reconciled_while_the_runtime_stops_is_never_started(project: Project) -> None:
+    """Seen once under load: `leo run` did not stop within 60 s of SIGTERM while partners created
+    and deleted streams. The system bots' reconcile runs beside the drain; one that came back
+    from the store after the drain had listed the runners to stop started a runner nobody
+    stopped."""
+    import threading
+
+    from leo_runtime.bots.filter import Filter
+    from leo_runtime.cli.compose import system_pipelines
+    from leo_runtime.delivery.system import system_spec
+
+    project.write(FILTER_PIPELINE)
+    entered, go = threading.Event(), threading.Event()
+    late = system_spec("system:late", "late-bot", Filter, {"query": {}}, in_queue="late.in", out_queue="late.out")
+
+    def changed_late() -> dict[str, Any]:
+        entered.set()
+        go.wait(10)  # the store answers only once the drain has begun
+        return {"system:late": ("mark", [late])}
+
+    async def main() -> list[str]:
+        config = load_config(project.file)
+        store = open_store(config.store_url, config.base_dir)
+        runtime = Runtime(config, store, serve_http=False, system=system_pipelines())
+        await runtime.start()
+        await async_wait_until(lambda: "low-stock" in runtime.runners, what="the filter's runner")
+        runner = runtime.runners["low-stock"]
+        stop_runner = runner.stop
+
+        async def slow_stop(*args: Any, **kwargs: Any) -> bool:  # the drain of a run that takes a moment
+            go.set()
+            await async_wait_until(lambda: not runtime._system_lock.locked() or "late-bot" in runtime.runners,
+                                   what="the reconcile to finish")
+            return await stop_runner(*args, **kwargs)
+
+        runtime._system_changed = changed_late  # type: ignore[method-assign]
+        runner.stop = slow_stop  # type: ignore[method-assign]
+        try:
+            runtime.system_changed()
+            await async_wait_until(entered.is_set, what="the reconcile asking the store")
+            assert await asyncio.wait_for(runtime.stop(), 20)
+            await asyncio.sleep(0)
+            return sorted(task.get_name() for task in asyncio.all_tasks() if task.get_name().startswith("bot:"))
+        finally:
+            go.set()
+            store.close()
+
+    assert asyncio.run(main()) == []
