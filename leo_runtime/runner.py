@@ -90,8 +90,8 @@ class BotRunner:
         self._stuck_timer: asyncio.TimerHandle | None = None
         self._stuck = asyncio.Event()
         self._progress = 0  # the run's progress when the stuck timer was last set
-        self.work = BotWork(spec, services.store, services.leases.owner, self.ctx, services.config.model.retention)
-        self.work.holds = lambda: services.leases.holds(spec.id)
+        self.work = BotWork(spec, services.store, services.leases.owner, self.ctx, services.config.model.retention,
+                            holds=lambda: services.leases.holds(spec.id))
         self.poison = PoisonWatch(spec)
 
     @property

@@ -140,7 +140,8 @@ class BotWork:
     runner's stuck message); ``given_up`` is set by the runner when it abandons the run in
     progress, which then never commits."""
 
-    def __init__(self, spec: BotSpec, store: Store, owner: str, ctx: BotContext, retention_seconds: float) -> None:
+    def __init__(self, spec: BotSpec, store: Store, owner: str, ctx: BotContext, retention_seconds: float, *,
+                 holds: Callable[[], bool] = lambda: True) -> None:
         self.spec = spec
         self.store = store
         self.owner = owner
@@ -148,9 +149,9 @@ class BotWork:
         self.retention_seconds = retention_seconds  # where `start: earliest` (or a time past it) begins
         self.current: list[Event | None] = [None]
         self.given_up = threading.Event()
-        # Set by the runner: whether the bot's lease is surely still this host's. A run that waited
-        # for its store past the lease's end must not start the bot's work (`_still_ours`).
-        self.holds: Callable[[], bool] = lambda: True
+        # Whether the bot's lease is surely still this host's (the runner's lease keeper). A run that
+        # waited for its store past the lease's end must not start the bot's work (`_still_ours`).
+        self.holds = holds
         self.tick_seconds: float | None = None  # set by `prepare` for bots that tick
         self.objects: list[ObjectBatch] = []  # the object batches the current run is applying
 
