@@ -530,8 +530,11 @@ class Runtime:
         self.http_address = f"http://{host}:{port}"
 
     def _api_shared(self) -> bool:
-        """Whether another live host serves the API (as of the last look at the cluster)."""
-        return any(host.address is not None and host.id != self.owner for host in self.leases.hosts)
+        """Whether another live host serves the API (as of the last look at the cluster). Before
+        the first look (the API answers before the host joins), it may: a restarted host must not
+        start from buckets of its own, full, beside the cluster's."""
+        hosts = self.leases.hosts  # this host is among them once it has looked
+        return not hosts or any(host.address is not None and host.id != self.owner for host in hosts)
 
     def _install_meters(self) -> Any:
         """The process's meters for /metrics (what this host's bots, deliveries and requests did)."""

@@ -1030,3 +1030,26 @@ def test_a_system_bot_reconciled_while_the_runtime_stops_is_never_started(projec
             store.close()
 
     assert asyncio.run(main()) == []
+
+
+def test_a_host_that_has_not_looked_at_the_cluster_yet_limits_get_object_with_the_shared_buckets(
+    project: Project,
+) -> None:
+    """The API answers before the host joins the cluster: a host restarted beside others must not
+    take Get Object calls from buckets of its own, full, until its first look (seen: one call
+    past the rate summed over three hosts, as one of them came back)."""
+    project.write(FILTER_PIPELINE)
+
+    async def main() -> list[bool]:
+        config = load_config(project.file)
+        store = open_store(config.store_url, config.base_dir)
+        runtime = Runtime(config, store, serve_http=False)
+        try:
+            before = runtime._api_shared()
+            await runtime.leases.join()  # alone on the store: no other host serves the API
+            return [before, runtime._api_shared()]
+        finally:
+            await runtime.leases.leave()
+            store.close()
+
+    assert asyncio.run(main()) == [True, False]
