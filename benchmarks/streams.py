@@ -235,7 +235,9 @@ def main() -> None:
                 wait_for(lambda s=stream: sum(p["lag"] for p in http.get(f"/v1/streams/{s['id']}", headers=partner).json()[
                     "partitions"]) == args.records, f"the writer of {stream['id']}")
             one = streams[1]["id"]
-            queue = f"streams.{one}.0"
+            with sqlite3.connect(tmp / "leo.db") as conn:  # its own partition queue, or the shared log it reads
+                log = conn.execute("SELECT log FROM streams WHERE id = ?", (one,)).fetchone()[0]
+            queue = f"{log or f'streams.{one}'}.0"
             size = sum(len(p) for (p,) in sqlite3.connect(tmp / "leo.db").execute(
                 "SELECT payload FROM events e JOIN queues q ON q.id = e.queue_id WHERE q.name = ? LIMIT 1000", (queue,))) / 1000
             read_all_http(url, token, one)  # warm both

@@ -15,6 +15,7 @@ import httpx
 
 from leo_runtime.cli.compose import system_pipelines
 from leo_runtime.config import load_config
+from leo_runtime.delivery.streams import partition_source
 from leo_runtime.delivery.subscriptions import compile_subscription
 from leo_runtime.objects import ingest
 from leo_runtime.partners import create_partner
@@ -134,6 +135,7 @@ def check_stream(store: Store, stream_id: str, object_type: str = "inventory") -
         if subscription.matches(event.payload["data"]):
             expected[zlib.crc32(event.payload["key"].encode()) % count].append(event.payload_json)
     for partition in range(count):
-        got = [event.payload_json for event in store.read(f"streams.{stream_id}.{partition}", 0, 10_000_000)]
+        queue, floor = partition_source(record, partition)  # its own queue, or a shared log after its start
+        got = [event.payload_json for event in store.read(queue, floor, 10_000_000)]
         assert got == expected[partition], f"{stream_id} partition {partition}: {len(got)} != {len(expected[partition])}"
     return sum(len(texts) for texts in expected.values())

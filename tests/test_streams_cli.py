@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from leo_runtime.delivery.streams import create_stream
+from leo_runtime.delivery.streams import create_stream, partition_source
 from leo_runtime.objects import ingest
 from leo_runtime.partners import create_partner
 
@@ -22,7 +22,7 @@ def seeded(project: Project) -> str:
                            partitions=2, start_at="now")
     ingest(store, "inventory", "sku", [{"sku": f"S{i}", "quantity": i} for i in range(6)])
     for event in store.read("inventory.changes", 0):  # what its writer would do under `leo run`
-        store.append(f"streams.{stream.id}.{event.seq % 2}", [event.payload])
+        store.append(partition_source(stream, event.seq % 2)[0], [event.payload])
     store.close()
     return stream.id
 
@@ -43,7 +43,8 @@ def test_list_and_status_show_partner_partitions_checkpoints_heads_and_lag(proje
     status = leo("status", "--json", "-f", str(project.file))
     report = json.loads(status.stdout)
     assert report["streams"] == [stream]
-    assert (stream["writer"], stream["writer_cursor"]) == ("streams:inventory", 0)  # its writer never ran
+    # Its writer never ran: the stream follows it from its start (on a shared log), nothing to catch up.
+    assert (stream["writer"], stream["writer_cursor"]) == ("streams:inventory", None)
     writer = next(bot for bot in report["bots"] if bot["id"] == "streams:inventory")
     assert writer["system"] is True and writer["pipeline"] == "system:streams"
     assert stream_id in leo("status", "-f", str(project.file), env={"COLUMNS": "200"}).stdout

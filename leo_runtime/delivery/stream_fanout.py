@@ -9,7 +9,10 @@ the stream's partition ``streams.<id>.<crc32(key) % partitions>`` in the transac
 the writer's checkpoint (a `FanOut` op). A stream costs no thread, no
 store connection and no bot of its own: a thousand idle streams cost what one does.
 
-Streams start at different places, so each has a fan-out cursor in the store
+Streams of the same query, partner scope and partition count created while the writer had
+written every change follow it from their start on ONE shared log (`shared_log`): the writer
+writes each of its records once, for all of them, and each reads the log after its own start.
+Other streams start at different places, so each has a fan-out cursor in the store
 (`StreamTarget.cursor`):
 
 - None: the stream follows the writer: every matching change after its checkpoint goes to it.
@@ -44,7 +47,7 @@ from ..bot import BotContext, BotSettings, RunLimits, SinkBot, SystemContext, sy
 from ..events import Event, decode_payload
 from ..jsonio import parse
 from ..store import PendingEvent
-from ..store.base_streams import FanOut, StreamTarget
+from ..store.base_streams import SHARED_LOG_PREFIX, FanOut, StreamTarget
 from .streams import partition_queue, partitions_base
 from .subscriptions import MATCH_EVERYTHING, compile_subscription, fanout_limits
 
@@ -235,7 +238,9 @@ class StreamFanout(SinkBot[FanoutSettings]):
             rows = ctx.store.stream_targets(self.settings.object_type)
             tests = {(row.query_json, row.scope_json): self._test(row) for row in rows}
             self.tests = tests
-            self.targets = [_target(row, tests[(row.query_json, row.scope_json)]) for row in rows]
+            # The streams on one shared log are one target: their records are written once.
+            targets = {_target_id(row): _target(row, tests[(row.query_json, row.scope_json)]) for row in rows}
+            self.targets = list(targets.values())
             self.version = version
         self.checkpoint = ctx.store.get_checkpoint(ctx.in_queue) or 0
         return self.checkpoint
@@ -248,9 +253,14 @@ class StreamFanout(SinkBot[FanoutSettings]):
         return compile_subscription(row.id, self.settings.object_type, query, row.scope_json).test
 
 
+def _target_id(row: StreamTarget) -> str:
+    """What the writer writes for: the stream, or the shared log it follows (`FanOut.records`' key)."""
+    return SHARED_LOG_PREFIX + row.log if row.log is not None and row.cursor is None else row.id
+
+
 def _target(row: StreamTarget, test: Callable[[Any], bool]) -> _Target:
-    base = partitions_base(row.id)
-    return _Target(row.id, row.cursor, tuple(partition_queue(base, p) for p in range(row.partitions)), test,
+    base = row.log if row.log is not None and row.cursor is None else partitions_base(row.id)
+    return _Target(_target_id(row), row.cursor, tuple(partition_queue(base, p) for p in range(row.partitions)), test,
                    test is MATCH_EVERYTHING, _equality(row))
 
 

@@ -3,7 +3,9 @@
 The writer of the stream's object type (`stream_fanout`, one per type) copies each matching
 change record of ``{object_type}.changes`` into one of the stream's partition queues
 (``streams.<id>.<p>``, ``p = crc32(key) % partitions``) in the transaction that moves its
-checkpoint. Partition queues are ordinary queues: a read is
+checkpoint. Streams of the same type, query, partner scope and partition count created while
+the writer has written every change share ONE copy instead (``streams.log-<digest>.<p>``,
+`partition_source`): each sees the records after its own start. Partition queues are ordinary queues: a read is
 `Store.read`, a reset by time is `Store.position_at`, retention is the store's prune. The
 partner's checkpoint per partition, the stream's generation and the leases live in the store's
 stream tables (`StreamStore`).
@@ -25,7 +27,7 @@ from ..errors import Gone, InputError, NotFound, QuotaExceeded
 from ..jsonio import canonical, parse
 from ..safetext import shown
 from ..store import Store, StreamPartitionRecord, StreamRecord
-from ..store.base_streams import check_lease
+from ..store.base_streams import ShareWith, check_lease
 from ..timeutil import format_time, now_ms
 from ..when import STREAM_START_FORMS, parse_when, resolve
 from .positions import decode_position, encode_position, position_tag
@@ -60,6 +62,14 @@ def partitions_base(stream_id: str) -> str:
 def partition_queue(base: str, partition: int) -> str:
     """The queue of one partition: ``<base>.<partition>``."""
     return f"{base}.{partition}"
+
+
+def partition_source(record: StreamRecord, partition: int) -> tuple[str, int]:
+    """Where a partition's records are: the queue, and the position after which its records are
+    this stream's (a shared log holds other streams' records from before this one started)."""
+    if record.log is not None:
+        return partition_queue(record.log, partition), record.joined_at or 0
+    return partition_queue(partitions_base(record.id), partition), 0
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -97,7 +107,8 @@ def create_stream(
     start = start_position(store, start_at, retention_seconds)
     query_json = canonical(checked).decode() if checked else None
     return store.create_stream(new_stream_id(), partner_id, object_type, query_json, partitions, start,
-                               max_streams=limits.streams if limits is not None else None)
+                               max_streams=limits.streams if limits is not None else None,
+                               share=ShareWith(writer_id(object_type), f"{object_type}.changes"))
 
 
 def start_position(store: Store, start_at: object, retention_seconds: float) -> int | None:
@@ -150,12 +161,11 @@ def describe(store: Store, record: StreamRecord, base_url: str, retention_second
 def partition_marks(store: Store, record: StreamRecord) -> list[tuple[StreamPartitionRecord, int, int]]:
     """(partition, head, lag) of each partition: the head is its newest record's position (the
     stream's start while it has none); the lag counts the records after the checkpoint."""
-    base = partitions_base(record.id)
     marks = []
     for part in record.partitions:
-        queue = partition_queue(base, part.partition)
+        queue, floor = partition_source(record, part.partition)
         head = max(store.queue_head(queue), record.start_position)
-        marks.append((part, head, store.count_after(queue, part.checkpoint)))
+        marks.append((part, head, store.count_after(queue, max(part.checkpoint, floor))))
     return marks
 
 
@@ -218,7 +228,9 @@ def read_start(store: Store, record: StreamRecord, partition: int, after: str | 
 def check_retained(store: Store, record: StreamRecord, partition: int, position: int, what: str = "after") -> None:
     """`PositionExpired` when records of the partition after `position` may have been pruned:
     the position is older than the oldest retained event and the partition has had records since."""
-    if position < store.first_position() and store.queue_head(partition_queue(partitions_base(record.id), partition)) > position:
+    queue, floor = partition_source(record, partition)
+    position = max(position, floor)  # the stream's records start after its floor
+    if position < store.first_position() and store.queue_head(queue) > position:
         raise PositionExpired(
             f"{what} is older than the stream's retention: records after it were pruned; "
             f"POST /v1/streams/{record.id}/reset with {{\"to\": \"earliest\"}} to go on from the oldest kept record"
@@ -228,8 +240,8 @@ def check_retained(store: Store, record: StreamRecord, partition: int, position:
 def read_page(store: Store, record: StreamRecord, partition: int, after: int, limit: int) -> Page:
     """The records of a partition after global position `after` (at most `limit`, and at most
     `READ_MAX_BYTES` of them but at least one)."""
-    queue = partition_queue(partitions_base(record.id), partition)
-    records = store.stream_records(queue, after, limit, READ_MAX_BYTES)
+    queue, floor = partition_source(record, partition)
+    records = store.stream_records(queue, max(after, floor), limit, READ_MAX_BYTES)
     head = max(store.queue_head(queue), record.start_position, records[-1][0] if records else 0)
     return Page(record.id, partition, record.generation, after, head, records)
 

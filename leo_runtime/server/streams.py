@@ -301,8 +301,8 @@ async def read_records(
     up to `wait` seconds (max 60) and answers as soon as one arrives. 409 while another consumer's
     lease is live, 410 for a position older than retention."""
     store = _store(request)
-    number, start, body = await _reading(lambda: _first(store, partner, stream_id, partition, after, limit, wait,
-                                                         lease_id), limit)
+    number, start, body, (queue, floor) = await _reading(
+        lambda: _first(store, partner, stream_id, partition, after, limit, wait, lease_id), limit)
     waiter = request.app.state.context.wait
     edge = request.app.state.context.edge
     if body is None and waiter is None:  # no runtime lends wakeups (a bare app): answer at once
@@ -310,11 +310,12 @@ async def read_records(
     if body is None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        queue = service.partition_queue(service.partitions_base(stream_id), number)
         while body is None:
             remaining = deadline - loop.time()
             # Near the connection cap it answers what it has at once (its connection can then make room).
-            woke = await _wait_unless_gone(request, unless_crowded(edge, waiter(queue, start, max(remaining, 0))))
+            # (A shared log's records up to the floor are other streams': they wake nobody here.)
+            woke = await _wait_unless_gone(request, unless_crowded(edge, waiter(queue, max(start, floor),
+                                                                                max(remaining, 0))))
             if woke is None:  # the client hung up: nobody reads an answer
                 return Response(status_code=204)
             final = loop.time() >= deadline or (edge is not None and edge.crowded())
@@ -324,14 +325,16 @@ async def read_records(
 
 
 def _first(store: Store, partner: Partner, stream_id: str, partition: str, after: str | None, limit: int, wait: float,
-           lease_id: str | None) -> tuple[int, int, bytes | None]:
-    """The first read of a request: the partition number, where it starts, and the answer (None
-    when there is nothing yet and the request waits)."""
+           lease_id: str | None) -> tuple[int, int, bytes | None, tuple[str, int]]:
+    """The first read of a request: the partition number, where it starts, the answer (None
+    when there is nothing yet and the request waits) and where the partition's records are
+    (`service.partition_source`: what a wait watches)."""
     record = service.find_stream(store, partner.id, stream_id)
     number = service.parse_partition(record, partition)
     start = service.read_start(store, record, number, after, lease_id)
     page = service.read_page(store, record, number, start, limit)
-    return number, start, service.page_json(page) if page.records or not wait else None
+    return (number, start, service.page_json(page) if page.records or not wait else None,
+            service.partition_source(record, number))
 
 
 def _again(store: Store, partner: Partner, stream_id: str, partition: int, start: int, limit: int,

@@ -7,6 +7,7 @@ bookkeeping is here.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class StreamRecord:
     start_position: int
     created_at: int
     partitions: tuple[StreamPartitionRecord, ...] = ()
+    log: str | None = None
+    """The base of the shared partition queues the stream reads (``streams.log-<digest>``), or
+    None: its own (``streams.<id>``). See `shared_log`."""
+    joined_at: int | None = None
+    """With `log`: the position after which the shared queues' records are the stream's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,30 @@ class StreamTarget:
     query_json: str | None
     scope_json: str | None
     cursor: int | None
+    log: str | None = None  # its shared partition queues' base (it then always follows the writer)
+
+
+SHARED_LOG_PREFIX = "log:"
+"""The `FanOut.records` key of a shared log's records: ``log:`` and the log's base."""
+
+
+def shared_log(object_type: str, query_json: str | None, scope_json: str | None, partitions: int) -> str:
+    """The base of the partition queues that the streams of one object type, query, partner
+    scope and partition count share: streams that want the same records from the same moment on
+    read one copy of them (`StreamStore.create_stream` with ``share=``). The name is a digest of
+    those four: the same for every stream and process, never a stream id."""
+    what = "\x00".join([object_type, query_json or "", scope_json or "", str(partitions)])
+    return "streams.log-" + hashlib.blake2b(what.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ShareWith:
+    """How `StreamStore.create_stream` may start a stream on a shared log: when the object type's
+    writer (bot `writer`, reading `changes`) has written every change there is, the new stream
+    reads `shared_log` from its start on instead of a copy of its own."""
+
+    writer: str
+    changes: str
 
 
 @dataclass(slots=True)
@@ -75,7 +105,8 @@ class FanOut(StoreOp):
     its run (its checkpoint in ``{object_type}.changes``).
 
     ``records`` maps a stream id to its records, each a `PendingEvent` for one of its partition
-    queues, appended in order. ``cursors`` are ``(stream id, expected, new)``: the stream's cursor
+    queues, appended in order; a key ``log:<base>`` holds the records of a shared log (`shared_log`),
+    appended whether or not its streams still exist. ``cursors`` are ``(stream id, expected, new)``: the stream's cursor
     moves from ``expected`` to ``new`` (None: it now follows the writer). A stream that no longer
     exists is skipped, its records too (it was deleted during the run); one whose cursor is not
     ``expected`` fails the whole run with `CheckpointMoved` (nothing is written; it is redone)."""
@@ -93,7 +124,7 @@ class StreamStore(ABC):
     @abstractmethod
     def create_stream(
         self, stream_id: str, partner_id: int, object_type: str, query_json: str | None, partitions: int,
-        start_position: int | None, *, max_streams: int | None = None,
+        start_position: int | None, *, max_streams: int | None = None, share: ShareWith | None = None,
     ) -> StreamRecord:
         """Add a stream with `partitions` partitions, generation 1, in ONE transaction.
 
@@ -102,7 +133,13 @@ class StreamStore(ABC):
         partition's checkpoint, and the stream's fan-out cursor, start there. Raises `Conflict`
         when the id is taken, and `QuotaExceeded` (writing nothing) when the partner already has
         `max_streams` streams: counted in the same transaction, so concurrent creates cannot
-        pass it. The streams version grows."""
+        pass it. The streams version grows.
+
+        With `share` and a start of now: when the writer's checkpoint in ``share.changes`` is at
+        or past that queue's head (it has written every change there is), the stream follows the
+        writer at once on its `shared_log` (``log`` set, ``joined_at`` its start, no cursor):
+        every change the writer writes from then on lies after the start, and is written once
+        for all the streams on that log. Otherwise it gets queues of its own, as without."""
 
     @abstractmethod
     def stream(self, stream_id: str) -> StreamRecord | None:

@@ -371,4 +371,16 @@ SQLITE_MIGRATIONS: list[tuple[int, str, str]] = [
         )
         """,
     ),
+    (
+        11,
+        "streams: shared logs",
+        """
+        -- Streams of one object type, query, partner scope and partition count that start while
+        -- their writer has written every change read one copy of their records: log is the base
+        -- of those shared partition queues (NULL: the stream's own, streams.<id>), joined_at the
+        -- position after which the log's records are the stream's.
+        ALTER TABLE streams ADD COLUMN log TEXT;
+        ALTER TABLE streams ADD COLUMN joined_at INTEGER
+        """,
+    ),
 ]

@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING
 
 from ..errors import CheckpointMoved, Conflict, NotFound, QuotaExceeded
 from ..timeutil import now_ms
-from .base_streams import FanOut, StreamPartitionRecord, StreamRecord, StreamStore, StreamTarget, check_lease
+from .base_streams import (
+    SHARED_LOG_PREFIX,
+    FanOut,
+    ShareWith,
+    StreamPartitionRecord,
+    StreamRecord,
+    StreamStore,
+    StreamTarget,
+    check_lease,
+    shared_log,
+)
 from .dialects import Connection
 
 if TYPE_CHECKING:
@@ -24,9 +34,12 @@ STREAMS_SCHEMA = 6
 """The migration that adds the streams tables (a read-only opener may look at an older file)."""
 FANOUT_SCHEMA = 9
 """The migration that adds fan-out cursors and the streams version."""
+SHARED_SCHEMA = 11
+"""The migration that adds shared logs."""
 _LIVE = "JOIN partners p ON p.id = s.partner_id WHERE p.revoked_at IS NULL"
 
 _STREAM_COLUMNS = "id, partner_id, object_type, query, generation, start_position, created_at"
+_SHARED_COLUMNS = "log, joined_at"
 _PARTITION_COLUMNS = "partition, checkpoint, updated_at, lease_id, lease_expires_at"
 
 
@@ -41,7 +54,7 @@ class SQLStreams(StreamStore):
 
     def create_stream(
         self, stream_id: str, partner_id: int, object_type: str, query_json: str | None, partitions: int,
-        start_position: int | None, *, max_streams: int | None = None,
+        start_position: int | None, *, max_streams: int | None = None, share: ShareWith | None = None,
     ) -> StreamRecord:
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM streams WHERE id = ?", (stream_id,)).fetchone():
@@ -53,24 +66,30 @@ class SQLStreams(StreamStore):
                                         f"this one has {owned}; delete one (DELETE /v1/streams/ID) or ask the operator "
                                         "to raise server.limits.streams")
             now = now_ms()
+            log = None
             if start_position is None:  # inside the write lock: nothing commits between this and the insert
                 start_position = conn.execute("SELECT last FROM positions").fetchone()[0]
+                if share is not None and _writer_done(conn, share, object_type, start_position, now):
+                    scope = conn.execute("SELECT scope FROM partners WHERE id = ?", (partner_id,)).fetchone()
+                    log = shared_log(object_type, query_json, scope[0] if scope else None, partitions)
             conn.execute(
-                f"INSERT INTO streams({_STREAM_COLUMNS}, partitions, cursor) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                (stream_id, partner_id, object_type, query_json, start_position, now, partitions, start_position),
+                f"INSERT INTO streams({_STREAM_COLUMNS}, partitions, cursor, {_SHARED_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                (stream_id, partner_id, object_type, query_json, start_position, now, partitions,
+                 None if log else start_position, log, start_position if log else None),
             )
             conn.execute("UPDATE streams_version SET version = version + 1")
             conn.executemany(
                 "INSERT INTO stream_partitions(stream_id, partition, checkpoint, updated_at) VALUES (?, ?, ?, ?)",
                 [(stream_id, number, start_position, now) for number in range(partitions)],
             )
-            return _one(conn, stream_id)  # type: ignore[return-value]
+            return _one(conn, stream_id, _SHARED_COLUMNS)  # type: ignore[return-value]
 
     def stream(self, stream_id: str) -> StreamRecord | None:
         if not self._at_least(STREAMS_SCHEMA):
             return None
         with self.snapshot():  # the stream and its partitions as of one moment
-            return _one(self._conn(), stream_id)
+            return _one(self._conn(), stream_id, self._shared_columns())
 
     def streams(
         self, partner_id: int | None = None, *, after: tuple[int, str] | None = None, limit: int | None = None
@@ -88,8 +107,8 @@ class SQLStreams(StreamStore):
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         page = f" LIMIT {int(limit)}" if limit is not None else ""
         with self.snapshot():  # streams and their partitions as of one moment (a delete between would split them)
-            rows = conn.execute(f"SELECT {_STREAM_COLUMNS} FROM streams{where} ORDER BY created_at, id{page}",
-                                params).fetchall()
+            rows = conn.execute(f"SELECT {_STREAM_COLUMNS}, {self._shared_columns()} FROM streams{where} "
+                                f"ORDER BY created_at, id{page}", params).fetchall()
             partitions: dict[str, list[StreamPartitionRecord]] = {}
             for start in range(0, len(rows), 500):
                 ids = [row[0] for row in rows[start:start + 500]]
@@ -97,7 +116,10 @@ class SQLStreams(StreamStore):
                        f"WHERE stream_id IN ({','.join('?' * len(ids))}) ORDER BY stream_id, partition")
                 for stream_id, *columns in conn.execute(sql, ids):
                     partitions.setdefault(stream_id, []).append(StreamPartitionRecord(*columns))
-        return [StreamRecord(*row, partitions=tuple(partitions.get(row[0], ()))) for row in rows]
+        return [_record(row, tuple(partitions.get(row[0], ()))) for row in rows]
+
+    def _shared_columns(self) -> str:
+        return _SHARED_COLUMNS if self._at_least(SHARED_SCHEMA) else "NULL, NULL"
 
     def live_stream_ids(self) -> tuple[str, ...]:
         if not self._at_least(STREAMS_SCHEMA):
@@ -129,9 +151,10 @@ class SQLStreams(StreamStore):
     def stream_targets(self, object_type: str) -> list[StreamTarget]:
         if not self._at_least(FANOUT_SCHEMA):
             return []
+        log = "s.log" if self._at_least(SHARED_SCHEMA) else "NULL"
         rows = self._conn().execute(
-            f"SELECT s.id, s.partitions, s.query, p.scope, s.cursor FROM streams s {_LIVE} AND s.object_type = ? "
-            "ORDER BY s.id",
+            f"SELECT s.id, s.partitions, s.query, p.scope, s.cursor, {log} FROM streams s {_LIVE} "
+            "AND s.object_type = ? ORDER BY s.id",
             (object_type,),
         )
         return [StreamTarget(*row) for row in rows]
@@ -173,7 +196,7 @@ class SQLStreams(StreamStore):
                 ).rowcount
                 if not moved:
                     raise NotFound(f"stream '{stream_id}' has no partition {partition}")
-            return _one(conn, stream_id)  # type: ignore[return-value]
+            return _one(conn, stream_id, self._shared_columns())  # type: ignore[return-value]
 
     def lease_stream_partition(
         self, stream_id: str, partition: int, lease_id: str, ttl_ms: int, *, renew: str | None = None
@@ -225,7 +248,8 @@ class SQLStreams(StreamStore):
 def apply_fanout(store: SQLStore, conn: Connection, op: FanOut) -> dict[str, int]:
     """Apply a writer's `FanOut` inside its run's transaction: move the cursors (compare-and-set),
     append the records of the streams that still exist; return the partition queues' heads."""
-    ids = list(op.records.keys() | {stream_id for stream_id, _, _ in op.cursors})
+    ids = [key for key in op.records.keys() | {stream_id for stream_id, _, _ in op.cursors}
+           if not key.startswith(SHARED_LOG_PREFIX)]
     alive: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
@@ -237,16 +261,42 @@ def apply_fanout(store: SQLStore, conn: Connection, op: FanOut) -> dict[str, int
         ).rowcount:
             raise CheckpointMoved(f"stream '{stream_id}': its fan-out cursor moved during the writer's run; "
                                   "the run was rolled back and starts again")
-    records = [record for stream_id, stream_records in op.records.items() if stream_id in alive
-               for record in stream_records]
+    records = [record for key, stream_records in op.records.items()
+               if key in alive or key.startswith(SHARED_LOG_PREFIX) for record in stream_records]
     return store._insert(conn, records)[2] if records else {}
 
 
-def _one(conn: Connection, stream_id: str) -> StreamRecord | None:
-    row = conn.execute(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE id = ?", (stream_id,)).fetchone()
+def _one(conn: Connection, stream_id: str, shared_columns: str) -> StreamRecord | None:
+    row = conn.execute(f"SELECT {_STREAM_COLUMNS}, {shared_columns} FROM streams WHERE id = ?", (stream_id,)).fetchone()
     if row is None:
         return None
-    return StreamRecord(*row, partitions=tuple(_partitions(conn, stream_id)))
+    return _record(row, tuple(_partitions(conn, stream_id)))
+
+
+def _record(row: tuple, partitions: tuple[StreamPartitionRecord, ...]) -> StreamRecord:
+    """A stream from a row of `_STREAM_COLUMNS` then `_SHARED_COLUMNS`."""
+    *columns, log, joined_at = row
+    return StreamRecord(*columns, partitions=partitions, log=log, joined_at=joined_at)
+
+
+def _writer_done(conn: Connection, share: ShareWith, object_type: str, start: int, now: int) -> bool:
+    """Whether the writer has written every change of its queue up to `start` (inside a write
+    transaction): its checkpoint is at or past the queue's head (read first: a change committed
+    after it lies after `start`, taken before). A writer that serves no live stream yet (it never
+    ran, or its streams are gone) is set to start at `start`: nobody waits for what lies before."""
+    head = conn.execute("SELECT head FROM queues WHERE name = ?", (share.changes,)).fetchone()
+    checkpoint = conn.execute("SELECT position FROM checkpoints WHERE bot_id = ? AND queue = ?",
+                              (share.writer, share.changes)).fetchone()
+    if checkpoint is not None and checkpoint[0] >= (head[0] if head else 0):
+        return True
+    if conn.execute(f"SELECT 1 FROM streams s {_LIVE} AND s.object_type = ? LIMIT 1", (object_type,)).fetchone():
+        return False  # it is behind, for streams that wait for it
+    conn.execute(
+        "INSERT INTO checkpoints(bot_id, queue, position, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(bot_id, queue) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+        (share.writer, share.changes, start, now),
+    )
+    return True
 
 
 def _partitions(conn: Connection, stream_id: str) -> Iterator[StreamPartitionRecord]:

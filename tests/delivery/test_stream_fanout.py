@@ -192,3 +192,78 @@ def test_a_stream_created_over_the_api_is_served_at_once_not_at_the_next_store_c
         wait_until(lambda: caught_up(rt.store), timeout=20, what="the stream")
         assert check_stream(rt.store, stream["id"]) == 3
         client.close()
+
+
+def test_streams_that_want_the_same_records_share_one_copy_and_each_sees_its_own_from_its_start(
+    rt: RunningRuntime,
+) -> None:
+    from leo_runtime.delivery import streams as service
+
+    acme = rt.store.create_partner("acme", b"a" * 32, None)
+    globex = rt.store.create_partner("globex", b"g" * 32, None)
+    nyc = rt.store.create_partner("nyc", b"n" * 32, '{"warehouse": "NYC"}')
+    first = new_stream(rt, acme.id)  # the type's first stream: its writer starts where it starts
+    rt.ingest("inventory", objects(0, 50))
+    wait_until(lambda: caught_up(rt.store), what="the writer")
+    a, b = new_stream(rt, acme.id), new_stream(rt, globex.id)  # another partner, the same records
+    others = [new_stream(rt, nyc.id), new_stream(rt, acme.id, partitions=2),
+              new_stream(rt, acme.id, query={"quantity": {"lt": 10}})]
+    record = {stream_id: rt.store.stream(stream_id) for stream_id in [first, a, b, *others]}
+    log = record[a].log  # type: ignore[union-attr]
+    assert log is not None and record[b].log == log == record[first].log  # type: ignore[union-attr]
+    assert len({log, *(record[s].log for s in others)}) == 4  # type: ignore[union-attr]  # scope, partitions, query
+    rt.ingest("inventory", objects(0, 300, version=1))
+    wait_until(lambda: caught_up(rt.store), what="the writer")
+    late = new_stream(rt, globex.id)  # on the same log, which holds 300 records from before it started
+    assert rt.store.stream(late).log == log  # type: ignore[union-attr]
+    rt.ingest("inventory", objects(300, 40, version=2))
+    wait_until(lambda: caught_up(rt.store), what="the writer")
+    counts = {stream_id: check_stream(rt.store, stream_id) for stream_id in [first, a, b, late, *others]}
+    assert counts[a] == counts[b] == counts[first] - 50 == 340 and counts[late] == 40
+    # ONE copy on the log for first, a, b and late, none of their own
+    assert len(rt.store.read(f"{log}.0", 0, 10_000)) == counts[first] == 390
+    assert all(rt.store.queue_head(f"streams.{stream_id}.0") == 0 for stream_id in (first, a, b, late))
+    # Reset back past its start: the late stream still sees only its own records, and its lag says so
+    rewound, _ = service.reset(rt.store, rt.store.stream(late), "earliest", None, DAY)  # type: ignore[arg-type]
+    page = service.read_page(rt.store, rewound, 0, rewound.partitions[0].checkpoint, 1000)
+    assert len(page.records) == 40 and service.partition_marks(rt.store, rewound)[0][2] == 40
+    # A stream deleted: the others on its log go on
+    assert rt.store.delete_stream(a)
+    rt.runtime.system_changed()
+    rt.ingest("inventory", objects(400, 5))
+    wait_until(lambda: caught_up(rt.store), what="the writer")
+    assert check_stream(rt.store, b) == 345 and check_stream(rt.store, late) == 45
+
+
+def test_a_stream_created_while_its_writer_lags_gets_queues_of_its_own_and_only_what_follows_its_start(
+    rt: RunningRuntime,
+) -> None:
+    acme = rt.store.create_partner("acme", b"a" * 32, None)
+    new_stream(rt, acme.id)
+    rt.ingest("inventory", objects(0, 20))
+    wait_until(lambda: caught_up(rt.store), what="the writer")
+    rt.store.set_paused("streams:inventory", True)  # the writer falls behind the changes
+    rt.ingest("inventory", objects(0, 30, version=1))
+    lagging = new_stream(rt, acme.id)  # a shared log would hand it the 30 changes from before its start
+    rt.ingest("inventory", objects(100, 10))
+    rt.store.set_paused("streams:inventory", False)
+    rt.runtime.system_changed()
+    wait_until(lambda: caught_up(rt.store), what="the writer")
+    assert check_stream(rt.store, lagging) == 10
+    assert rt.store.stream(lagging).log is None  # type: ignore[union-attr]
+
+
+def test_a_writer_whose_streams_are_all_gone_starts_the_next_one_at_its_start(rt: RunningRuntime) -> None:
+    acme = rt.store.create_partner("acme", b"a" * 32, None)
+    gone = new_stream(rt, acme.id)
+    rt.ingest("inventory", objects(0, 20))
+    wait_until(lambda: caught_up(rt.store), what="the writer")
+    assert rt.store.delete_stream(gone)
+    rt.runtime.system_changed()
+    wait_until(lambda: "streams:inventory" not in rt.runtime.runners, what="the writer to stop")
+    rt.ingest("inventory", objects(0, 30, version=1))  # nobody's: the stopped writer never reads them
+    fresh = new_stream(rt, acme.id)
+    rt.ingest("inventory", objects(100, 10))
+    wait_until(lambda: caught_up(rt.store), what="the writer")
+    assert check_stream(rt.store, fresh) == 10
+    assert rt.store.stream(fresh).log is not None  # type: ignore[union-attr]

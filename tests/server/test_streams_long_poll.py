@@ -116,3 +116,29 @@ def test_a_wait_on_a_stream_deleted_meanwhile_answers_404(rt: RunningRuntime) ->
     rt.store.append(f"streams.{stream_id}.0", [{"object_type": "inventory", "key": "X", "op": "created"}])
     reader.join(60)
     assert answer[0].status_code == 404
+
+
+def test_streams_on_one_shared_log_each_read_and_wait_for_their_own_records(rt: RunningRuntime) -> None:
+    client, first = new_stream(rt)
+    rt.ingest("inventory", [{"sku": "S0", "quantity": 1}])
+    wait_until(lambda: rt.writer_caught_up(first), what="the writer")
+    early = client.post("/v1/streams", json={"object_type": "inventory"}).json()["id"]
+    rt.ingest("inventory", [{"sku": "S1", "quantity": 1}])
+    wait_until(lambda: rt.writer_caught_up(early), what="the writer")
+    late = client.post("/v1/streams", json={"object_type": "inventory"}).json()["id"]
+    log = rt.store.stream(early).log  # type: ignore[union-attr]
+    assert log is not None and rt.store.stream(late).log == log  # type: ignore[union-attr]
+    # Reset to the earliest record kept: the shared log holds S1 from before `late` started; it is not late's.
+    assert client.post(f"/v1/streams/{late}/reset", json={"to": "earliest"}).status_code == 200
+    assert client.get(f"/v1/streams/{late}").json()["partitions"][0]["lag"] == 0
+    idle = rt.waiting()
+    answer: list[Any] = []
+    reader = threading.Thread(target=lambda: answer.append(
+        client.get(f"/v1/streams/{late}/partitions/0/records", params={"wait": 30})))
+    reader.start()
+    wait_until(lambda: rt.waiting() == idle + 1, what="the read to wait")
+    rt.ingest("inventory", [{"sku": "S2", "quantity": 1}])
+    reader.join(60)
+    assert not reader.is_alive() and [r["key"] for r in answer[0].json()["records"]] == ["S2"]
+    records = client.get(f"/v1/streams/{early}/partitions/0/records").json()["records"]
+    assert [r["key"] for r in records] == ["S1", "S2"]
