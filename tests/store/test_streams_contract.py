@@ -208,3 +208,29 @@ def test_a_fan_out_commits_records_and_cursors_with_the_writer_checkpoint(store:
         store.commit_run(RunCommit(bot_id=writer, owner="me", in_queue="inventory.changes", expected=last,
                                    position=last, ops=[stale]))
     assert store.read("streams.st_live.1", 0) == [] and store.stream_targets("inventory")[1].cursor == last
+
+
+def test_a_stream_starting_now_shares_a_log_only_when_its_writer_has_written_every_change(store: Store) -> None:
+    from leo_runtime.store.base_streams import ShareWith, shared_log
+
+    share = ShareWith("streams:inventory", "inventory.changes")
+    acme = partner(store)
+    nyc = store.create_partner("nyc", b"n" * 32, '{"warehouse":"NYC"}').id
+    store.append("inventory.changes", [1, 2, 3])
+    # No writer yet and no stream to serve: the writer is set to start at the stream's start.
+    first = store.create_stream("st_1", acme, "inventory", None, 2, None, share=share)
+    assert (first.log, first.joined_at) == (shared_log("inventory", None, None, 2), first.start_position)
+    assert store.get_checkpoint("streams:inventory", "inventory.changes") == first.start_position == 3
+    assert store.stream_targets("inventory")[0].cursor is None  # it follows the writer at once
+    scoped = store.create_stream("st_2", nyc, "inventory", None, 2, None, share=share)
+    assert scoped.log == shared_log("inventory", None, '{"warehouse":"NYC"}', 2) != first.log
+    # A change the writer has not written yet: a new stream gets queues of its own and a cursor.
+    store.append("inventory.changes", [4])
+    behind = store.create_stream("st_3", acme, "inventory", None, 2, None, share=share)
+    assert behind.log is None and behind.joined_at is None
+    assert {t.id: t.cursor for t in store.stream_targets("inventory")}["st_3"] == behind.start_position
+    # Written (the writer's checkpoint at the head): shared again. A start in the past never is.
+    store.set_checkpoint("streams:inventory", "inventory.changes", store.queue_head("inventory.changes"))
+    assert store.create_stream("st_4", acme, "inventory", None, 2, None, share=share).log == first.log
+    assert store.create_stream("st_5", acme, "inventory", None, 2, 0, share=share).log is None
+    assert [s.log for s in store.streams()] == [first.log, scoped.log, None, first.log, None]
