@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from leo_runtime.delivery.streams import partition_source
+
 from ..conftest import Project, wait_until
 from ..streams_helpers import RunningRuntime, running_runtime
 
@@ -29,14 +31,21 @@ def new_stream(rt: RunningRuntime, partitions: int = 1) -> tuple[Any, str]:
     return client, stream["id"]
 
 
-def test_a_waiting_read_answers_with_the_record_that_arrives(rt: RunningRuntime) -> None:
-    client, stream_id = new_stream(rt)
+def waiting_read(rt: RunningRuntime, client: Any, stream_id: str) -> tuple[threading.Thread, list[Any]]:
+    """A read of partition 0 that waits up to 30 s, in a thread, once it waits: (the thread, its answer)."""
     idle = rt.waiting()
     answer: list[Any] = []
     reader = threading.Thread(target=lambda: answer.append(
         client.get(f"/v1/streams/{stream_id}/partitions/0/records", params={"wait": 30})))
     reader.start()
     wait_until(lambda: rt.waiting() == idle + 1, what="the read to wait")
+    return reader, answer
+
+
+def test_a_waiting_read_answers_with_the_record_that_arrives(rt: RunningRuntime) -> None:
+    client, stream_id = new_stream(rt)
+    idle = rt.waiting()
+    reader, answer = waiting_read(rt, client, stream_id)
     rt.ingest("inventory", [{"sku": "S1", "quantity": 3}])
     reader.join(60)
     # It answered with the record, long before its 30 s were up (the thread ended; no time asserted).
@@ -105,15 +114,11 @@ def test_hundreds_of_idle_long_polls_wait_and_the_right_ones_wake(rt: RunningRun
 
 def test_a_wait_on_a_stream_deleted_meanwhile_answers_404(rt: RunningRuntime) -> None:
     client, stream_id = new_stream(rt)
-    idle = rt.waiting()
-    answer: list[Any] = []
-    reader = threading.Thread(target=lambda: answer.append(
-        client.get(f"/v1/streams/{stream_id}/partitions/0/records", params={"wait": 30})))
-    reader.start()
-    wait_until(lambda: rt.waiting() == idle + 1)
+    queue, _ = partition_source(rt.store.stream(stream_id), 0)  # type: ignore[arg-type]
+    reader, answer = waiting_read(rt, client, stream_id)
     assert client.delete(f"/v1/streams/{stream_id}").status_code == 204
     # the partition queue gets no more records: the read answers when its wait ends or a write wakes it
-    rt.store.append(f"streams.{stream_id}.0", [{"object_type": "inventory", "key": "X", "op": "created"}])
+    rt.store.append(queue, [{"object_type": "inventory", "key": "X", "op": "created"}])
     reader.join(60)
     assert answer[0].status_code == 404
 
@@ -131,12 +136,7 @@ def test_streams_on_one_shared_log_each_read_and_wait_for_their_own_records(rt: 
     # Reset to the earliest record kept: the shared log holds S1 from before `late` started; it is not late's.
     assert client.post(f"/v1/streams/{late}/reset", json={"to": "earliest"}).status_code == 200
     assert client.get(f"/v1/streams/{late}").json()["partitions"][0]["lag"] == 0
-    idle = rt.waiting()
-    answer: list[Any] = []
-    reader = threading.Thread(target=lambda: answer.append(
-        client.get(f"/v1/streams/{late}/partitions/0/records", params={"wait": 30})))
-    reader.start()
-    wait_until(lambda: rt.waiting() == idle + 1, what="the read to wait")
+    reader, answer = waiting_read(rt, client, late)
     rt.ingest("inventory", [{"sku": "S2", "quantity": 1}])
     reader.join(60)
     assert not reader.is_alive() and [r["key"] for r in answer[0].json()["records"]] == ["S2"]
