@@ -139,7 +139,9 @@ class StreamStore(ABC):
         or past that queue's head (it has written every change there is), the stream follows the
         writer at once on its `shared_log` (``log`` set, ``joined_at`` its start, no cursor):
         every change the writer writes from then on lies after the start, and is written once
-        for all the streams on that log. Otherwise it gets queues of its own, as without."""
+        for all the streams on that log. A writer that serves no live stream of the type (it
+        never ran, or its streams are gone) is first set to start there. Otherwise the stream
+        gets queues of its own, as without `share`."""
 
     @abstractmethod
     def stream(self, stream_id: str) -> StreamRecord | None:
