@@ -239,8 +239,8 @@ class StreamFanout(SinkBot[FanoutSettings]):
             tests = {(row.query_json, row.scope_json): self._test(row) for row in rows}
             self.tests = tests
             # The streams on one shared log are one target: their records are written once.
-            targets = {_target_id(row): _target(row, tests[(row.query_json, row.scope_json)]) for row in rows}
-            self.targets = list(targets.values())
+            targets = (_target(row, tests[(row.query_json, row.scope_json)]) for row in rows)
+            self.targets = list({target.id: target for target in targets}.values())
             self.version = version
         self.checkpoint = ctx.store.get_checkpoint(ctx.in_queue) or 0
         return self.checkpoint
@@ -253,14 +253,14 @@ class StreamFanout(SinkBot[FanoutSettings]):
         return compile_subscription(row.id, self.settings.object_type, query, row.scope_json).test
 
 
-def _target_id(row: StreamTarget) -> str:
-    """What the writer writes for: the stream, or the shared log it follows (`FanOut.records`' key)."""
-    return SHARED_LOG_PREFIX + row.log if row.log is not None and row.cursor is None else row.id
-
-
 def _target(row: StreamTarget, test: Callable[[Any], bool]) -> _Target:
-    base = row.log if row.log is not None and row.cursor is None else partitions_base(row.id)
-    return _Target(_target_id(row), row.cursor, tuple(partition_queue(base, p) for p in range(row.partitions)), test,
+    """What the writer writes for: the stream's own queues, or the shared log it follows (its id
+    then ``log:<base>``, `FanOut.records`' key for the log)."""
+    if row.log is not None and row.cursor is None:
+        target_id, base = SHARED_LOG_PREFIX + row.log, row.log
+    else:
+        target_id, base = row.id, partitions_base(row.id)
+    return _Target(target_id, row.cursor, tuple(partition_queue(base, p) for p in range(row.partitions)), test,
                    test is MATCH_EVERYTHING, _equality(row))
 
 

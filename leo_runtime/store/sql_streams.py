@@ -69,7 +69,7 @@ class SQLStreams(StreamStore):
             log = None
             if start_position is None:  # inside the write lock: nothing commits between this and the insert
                 start_position = conn.execute("SELECT last FROM positions").fetchone()[0]
-                if share is not None and _writer_done(conn, share, object_type, start_position, now):
+                if share is not None and _can_follow(conn, share, object_type, start_position, now):
                     scope = conn.execute("SELECT scope FROM partners WHERE id = ?", (partner_id,)).fetchone()
                     log = shared_log(object_type, query_json, scope[0] if scope else None, partitions)
             conn.execute(
@@ -279,11 +279,12 @@ def _record(row: tuple, partitions: tuple[StreamPartitionRecord, ...]) -> Stream
     return StreamRecord(*columns, partitions=partitions, log=log, joined_at=joined_at)
 
 
-def _writer_done(conn: Connection, share: ShareWith, object_type: str, start: int, now: int) -> bool:
-    """Whether the writer has written every change of its queue up to `start` (inside a write
-    transaction): its checkpoint is at or past the queue's head (read first: a change committed
-    after it lies after `start`, taken before). A writer that serves no live stream yet (it never
-    ran, or its streams are gone) is set to start at `start`: nobody waits for what lies before."""
+def _can_follow(conn: Connection, share: ShareWith, object_type: str, start: int, now: int) -> bool:
+    """Whether a stream starting at `start` can follow the writer at once (inside a write
+    transaction): the writer has written every change of its queue, its checkpoint at or past the
+    queue's head (read first: a change committed after it lies after `start`, taken before). A
+    writer that serves no live stream yet (it never ran, or its streams are gone) is set to start
+    at `start`: nobody waits for what lies before."""
     head = conn.execute("SELECT head FROM queues WHERE name = ?", (share.changes,)).fetchone()
     checkpoint = conn.execute("SELECT position FROM checkpoints WHERE bot_id = ? AND queue = ?",
                               (share.writer, share.changes)).fetchone()
