@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,7 @@ async def combined(tmp: Path, args: argparse.Namespace, receiver_port: int) -> d
                     if made.status != 201:
                         raise SystemExit(f"webhook: {made.status} {await made.text()}")
                 tokens.append(token)
-            with sqlite3.connect(f"file:{tmp / 'leo.db'}?mode=ro", uri=True) as conn:
+            with closing(sqlite3.connect(f"file:{tmp / 'leo.db'}?mode=ro", uri=True)) as conn:
                 logs = [log for (log,) in conn.execute("SELECT log FROM streams")]
             shared = sum(1 for log in logs if log is not None)
             stop_event = asyncio.Event()

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -235,11 +236,12 @@ def main() -> None:
                 wait_for(lambda s=stream: sum(p["lag"] for p in http.get(f"/v1/streams/{s['id']}", headers=partner).json()[
                     "partitions"]) == args.records, f"the writer of {stream['id']}")
             one = streams[1]["id"]
-            with sqlite3.connect(tmp / "leo.db") as conn:  # its own partition queue, or the shared log it reads
+            with closing(sqlite3.connect(tmp / "leo.db")) as conn:
                 log = conn.execute("SELECT log FROM streams WHERE id = ?", (one,)).fetchone()[0]
-            queue = f"{log or f'streams.{one}'}.0"
-            size = sum(len(p) for (p,) in sqlite3.connect(tmp / "leo.db").execute(
-                "SELECT payload FROM events e JOIN queues q ON q.id = e.queue_id WHERE q.name = ? LIMIT 1000", (queue,))) / 1000
+                queue = f"{log or f'streams.{one}'}.0"  # its own partition queue, or the shared log it reads
+                size = sum(len(p) for (p,) in conn.execute(
+                    "SELECT payload FROM events e JOIN queues q ON q.id = e.queue_id WHERE q.name = ? LIMIT 1000",
+                    (queue,))) / 1000
             read_all_http(url, token, one)  # warm both
             read_all_raw(tmp / "leo.db", queue)
             leo_rate, raw_rate, httpx_rate = best_rates([lambda: read_all_http(url, token, one),
