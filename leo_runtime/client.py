@@ -731,9 +731,10 @@ class AsyncLeoClient:
                 for part in held:
                     busy |= await self._step(stream_id, part, handler, limit, wait_each)
         finally:
+            # One unit that a further cancellation cannot cut (a consume cancelled again and again
+            # cancels its workers again): waiting for the renewals to stop, then giving leases back.
             renewing.cancel()
-            await asyncio.gather(renewing, return_exceptions=True)
-            await _finish(self._give_back(stream_id, partitions))
+            await _finish(self._give_back(stream_id, partitions, after=renewing))
 
     async def _step(self, stream_id: str, part: _Partition, handler: Callable[[list[Record]], Awaitable[Any]],
                     limit: int, wait: float) -> bool:
@@ -832,7 +833,9 @@ class AsyncLeoClient:
                 except httpx.TransportError:
                     pass  # tried again at the next round; the lease outlives two of them
 
-    async def _give_back(self, stream_id: str, partitions: list[_Partition]) -> None:
+    async def _give_back(self, stream_id: str, partitions: list[_Partition], *, after: asyncio.Task[None]) -> None:
+        """Give the partitions' leases back once `after` (the renewals, cancelled) has ended."""
+        await asyncio.gather(after, return_exceptions=True)
         for part in partitions:
             if part.lease_id is not None:
                 with contextlib.suppress(LeoAPIError, httpx.HTTPError):
